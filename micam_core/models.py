@@ -138,20 +138,38 @@ def load_model(
     if size > max_bytes:
         raise ModelLoadError(f"The model holds {size / 2**20:.0f} MB of weights; "
                              f"the limit here is {max_bytes / 2**20:.0f} MB.")
+    loaded = from_module(model, spec=canonical, revision=revision, device=device)
+    log.info("loaded %s (%s, %.0f MB) on %s, default layer %s",
+             canonical, type(model).__name__, size / 2**20, loaded.device, loaded.default_layer)
+    return loaded
+
+
+def from_module(
+    model: torch.nn.Module,
+    *,
+    spec: str = "module",
+    data_config: dict[str, Any] | None = None,
+    class_names: list[str] | None = None,
+    revision: str | None = None,
+    device: str | torch.device | None = "auto",
+) -> LoadedModel:
+    """Wrap any CNN ``nn.Module`` (e.g. one built in code) as a :class:`LoadedModel`.
+
+    The data config defaults to timm's resolution for the module (224 px, ImageNet mean/std
+    for non-timm modules). The module is put in eval mode and moved to ``device``.
+    """
     model.eval()
     dev = resolve_device(device)
     # Channels-last is the faster layout for oneDNN (CPU) and cuDNN convolutions.
     model.to(dev, memory_format=torch.channels_last)
-    data_config = resolve_data_config({}, model=model)
-    layers, default = find_layers(model, data_config["input_size"], dev)
-    loaded = LoadedModel(
-        model=model, spec=canonical, data_config=data_config, class_names=class_names_of(model),
+    config = dict(data_config) if data_config else resolve_data_config({}, model=model)
+    layers, default = find_layers(model, config["input_size"], dev)
+    names = class_names or class_names_of(model) or _generic_names(model, config, dev)
+    return LoadedModel(
+        model=model, spec=spec, data_config=config, class_names=names,
         default_layer=default, layers=layers, revision=revision, device=dev,
-        _pil_stage=_pil_stage(data_config),
+        _pil_stage=_pil_stage(config),
     )
-    log.info("loaded %s (%s, %.0f MB) on %s, default layer %s",
-             canonical, type(model).__name__, size / 2**20, dev, default)
-    return loaded
 
 
 def _pil_stage(data_config: dict[str, Any]) -> Callable[[Image.Image], Image.Image]:
@@ -174,6 +192,8 @@ def _pil_stage(data_config: dict[str, Any]) -> Callable[[Image.Image], Image.Ima
 def class_names_of(model: torch.nn.Module) -> list[str]:
     """The model's own label names, ImageNet names for ImageNet heads, else ``class N``."""
     num = int(getattr(model, "num_classes", 0) or 0)
+    if num <= 0:
+        return []
     cfg = getattr(model, "pretrained_cfg", None) or {}
     for key in ("label_descriptions", "label_names"):
         names = cfg.get(key)
@@ -190,6 +210,13 @@ def class_names_of(model: torch.nn.Module) -> list[str]:
     except Exception as err:  # label metadata is a nicety; a model without it still works
         log.debug("no ImageNet labels for %s: %s", type(model).__name__, err)
     return [f"class {i}" for i in range(num)]
+
+
+def _generic_names(model: torch.nn.Module, config: dict[str, Any], device: torch.device) -> list[str]:
+    with torch.no_grad():
+        out = model(torch.zeros(1, *config["input_size"], device=device))
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    return [f"class {i}" for i in range(out.shape[-1])]
 
 
 class ModelCache:
