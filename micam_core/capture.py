@@ -89,21 +89,22 @@ def capture(
     module = get_module(model, layer)
     copies = int(want_logit_grad) + int(want_prob_grad)
     tap = _LayerTap(copies=max(copies, 1), record=copies > 0)
-    handle = module.register_forward_hook(tap)
-    try:
-        with torch.inference_mode(False), torch.no_grad(), eval_mode(model):
-            out = model(batch)
-    finally:
-        handle.remove()
-    if not tap.leaves:
-        raise LayerError(f"Layer '{layer}' was not used in the forward pass.")
-    logits_all = out[0] if isinstance(out, (tuple, list)) else out
-    size = batch.shape[0]
-    logits = logits_all[:size]
-    targets = _checked_targets(choose_targets(logits.detach()), size, logits.shape[1])
-    result = Capture(logits=logits.detach(), activations=tap.leaves[0].detach(), targets=targets)
-    if copies:
-        _backward(result, tap.leaves, logits_all, size, want_logit_grad, want_prob_grad)
+    with torch.inference_mode(False):  # also works when the caller is in inference mode
+        handle = module.register_forward_hook(tap)
+        try:
+            with torch.no_grad(), eval_mode(model):
+                out = model(batch)
+        finally:
+            handle.remove()
+        if not tap.leaves:
+            raise LayerError(f"Layer '{layer}' was not used in the forward pass.")
+        logits_all = out[0] if isinstance(out, (tuple, list)) else out
+        size = batch.shape[0]
+        logits = logits_all[:size]
+        targets = _checked_targets(choose_targets(logits.detach()), size, logits.shape[1])
+        result = Capture(logits=logits.detach(), activations=tap.leaves[0].detach(), targets=targets)
+        if copies:
+            _backward(result, tap.leaves, logits_all, size, want_logit_grad, want_prob_grad)
     return result
 
 

@@ -25,7 +25,7 @@ BUNDLED_SPEC = "bundled:efficientnet_lite0"
 DEFAULT_SPEC = BUNDLED_SPEC
 MAX_MODEL_BYTES = 1024 * 1024 * 1024  # parameters + buffers; larger models are refused
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[\w.\-]{1,96}(@[\w.\-/]{1,96})?$")
-_TIMM_NAME = re.compile(r"^[a-z0-9_]+(\.[\w\-]+)?$")
+_TIMM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[\w\-]+)?$")
 
 
 @dataclass
