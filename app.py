@@ -384,7 +384,7 @@ def build_demo() -> gr.Blocks:
         # API-only inputs and outputs (hidden): POST /explain, e.g. with gradio_client.
         with gr.Column(visible=False):
             api_in = [
-                gr.Image(type="filepath", label="image"),
+                gr.File(type="filepath", label="image"),  # a File, so a non-image reaches load_image's check
                 gr.Textbox(value=BUNDLED_SPEC, label="model"),
                 gr.Textbox(value=svc.AUTO_LAYER, label="layer"),
                 gr.Textbox(value=svc.TOP1, label="target"),

@@ -53,27 +53,32 @@ def _group_ids(acts: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(ids_sorted).scatter_(1, order, ids_sorted)
 
 
-def _tied_groups_xlogx(
-    group: torch.Tensor, tied: torch.Tensor, counts: torch.Tensor
-) -> torch.Tensor:
-    """``sum M log M`` per channel over the groups of two or more tied cells."""
-    channels, cells = group.shape
-    out = torch.zeros(channels, dtype=torch.float64, device=group.device)
-    if not bool(tied.any()):
+def _tied_groups_xlogx(flat: torch.Tensor, group_cells: torch.Tensor, counts: torch.Tensor,
+                       channels: int) -> torch.Tensor:
+    """``sum M log M`` per channel over the groups of two or more tied cells.
+
+    ``flat`` holds each (channel, cell)'s global group id (``channel * cells + group``) and
+    ``group_cells`` the number of cells in each global group.
+    """
+    cells = counts.shape[0]
+    out = torch.zeros(channels, dtype=torch.float64, device=flat.device)
+    tied_group = group_cells > 1
+    num_tied = int(tied_group.sum())
+    if num_tied == 0:
         return out
-    per_chunk = max(1, _MAX_BLOCK_ENTRIES // (cells * GREY_LEVELS))
-    for start in range(0, channels, per_chunk):  # chunks of channels bound memory, not a channel loop
-        g = group[start:start + per_chunk]
-        t = tied[start:start + per_chunk]
-        chan, cell = torch.nonzero(t, as_tuple=True)
-        if chan.numel() == 0:
-            continue
-        key = chan * cells + g[chan, cell]
-        uniq, row = torch.unique(key, return_inverse=True)
-        membership = torch.zeros(uniq.numel(), cells, dtype=torch.float64, device=group.device)
-        membership[row, cell] = 1.0
+    compact = torch.cumsum(tied_group, 0) - 1  # dense ids of the tied groups
+    tied_entry = tied_group[flat]
+    rows = compact[flat[tied_entry]]
+    cols = torch.arange(cells, device=flat.device).repeat(channels)[tied_entry]
+    group_channel = torch.nonzero(tied_group).squeeze(1) // cells
+    per_block = max(1, _MAX_BLOCK_ENTRIES // GREY_LEVELS)
+    for start in range(0, num_tied, per_block):  # blocks of groups bound memory; usually one block
+        stop = min(start + per_block, num_tied)
+        sel = (rows >= start) & (rows < stop)
+        membership = torch.zeros(stop - start, cells, dtype=torch.float64, device=flat.device)
+        membership[rows[sel] - start, cols[sel]] = 1.0
         table = membership @ counts  # merged grey-level counts of each tied group
-        out.index_add_(0, start + uniq // cells, _xlogx_sum(table, 1))
+        out.index_add_(0, group_channel[start:stop], _xlogx_sum(table, 1))
     return out
 
 
@@ -125,7 +130,7 @@ def mutual_information_torch(gray: torch.Tensor, acts: torch.Tensor) -> torch.Te
 
     cell_xlogx = _xlogx_sum(counts, 1)
     single_part = (cell_xlogx.unsqueeze(0) * (~tied)).sum(1)
-    joint = single_part + _tied_groups_xlogx(group, tied, counts)
+    joint = single_part + _tied_groups_xlogx(flat, group_cells, counts, channels)
     rows = _xlogx_sum(group_pixels.reshape(channels, h * w), 1)
     mi = (joint + n * math.log(n) - rows - _xlogx_sum(grey_hist, 0)) / n
     one_group = group.max(dim=1).values == 0
