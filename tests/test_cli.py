@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import EXAMPLES, ROOT
 from PIL import Image
 
+from conftest import EXAMPLES, ROOT
 from micam_core.cli import main
 
 

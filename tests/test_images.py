@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import EXAMPLES
 from micam_core import ImageError, explain, load_image
 from micam_core.images import MAX_FILE_BYTES
-
-from conftest import EXAMPLES
 
 
 def encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
