@@ -99,3 +99,15 @@ def test_cache_is_lru_and_bounded(tiny_dir):
     small.get("timm/a")
     small.get("timm/b")
     assert small.specs() == ["hf-hub:timm/b"], "byte bound keeps only the newest model"
+
+
+def test_a_hanging_fetch_is_abandoned_in_bounded_time(monkeypatch):
+    import time
+
+    from micam_core import sources
+
+    monkeypatch.setattr(sources, "create_from_spec", lambda *a, **k: time.sleep(5))
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="longer than 1 s"):
+        load_model("timm/slow-repo", timeout=1.0)
+    assert time.perf_counter() - start < 3.0
