@@ -43,14 +43,12 @@ log = logging.getLogger("micam_app")
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.jpg"))
 PAPER_URL = "https://arxiv.org/abs/2507.09092"
-CODE_URL = os.environ.get("MICAM_CODE_URL", "")  # set to the public repository when there is one
+CODE_URL = os.environ.get("MICAM_CODE_URL", "https://github.com/ramsiyer1/MI-CAM")  # the authors' code
 CACHE = ModelCache(max_models=3)
 DEFAULT_STEPS = 32
-OVERLAY_TITLES = {
-    "micam": "MI CAM (class-agnostic)",
-    "gradcam": "Grad-CAM (target class)",
-    "migradcam": "MI-Grad-CAM (target class)",
-}
+OVERLAY_TITLES = {"micam": "MI CAM (class-agnostic)", "gradcam": "Grad-CAM", "migradcam": "MI-Grad-CAM"}
+CLASS_NOTE = ("**MI CAM is class-agnostic**: its map is the same whatever the target class; "
+              "Grad-CAM and MI-Grad-CAM explain the target class.")
 
 
 # --- GPU: on a ZeroGPU Space the heavy work runs inside spaces.GPU; elsewhere the decorator is a no-op.
@@ -102,6 +100,11 @@ def colorbar_html(cmap: str) -> str:
             "<span>high</span></div>")
 
 
+def display_note(exp: Explanation) -> str:
+    """The sentence under the maps: class-agnosticism and which upsampling is shown."""
+    return f"{CLASS_NOTE} {svc.upsampling_note(exp)}"
+
+
 def user_message(err: Exception) -> str:
     """A readable sentence for any failure (MicamError messages are already sentences)."""
     if isinstance(err, MicamError):
@@ -128,7 +131,7 @@ def on_model(choice: str, custom: str, layer: str, target: str, progress: gr.Pro
         loaded = load(spec)
     except Exception as err:
         message = user_message(err)
-        return (gr.update(value=f"Model not loaded: `{spec}`"), alert(message),
+        return (gr.update(value=f"**Model not loaded** (`{spec}`): {message}"), alert(message),
                 gr.update(choices=[("auto", svc.AUTO_LAYER)], value=svc.AUTO_LAYER),
                 gr.update(choices=[(svc.TOP1_LABEL, svc.TOP1)], value=svc.TOP1), None)
     layer_dd, target_dd = picker_updates(loaded, layer, target)
@@ -158,7 +161,7 @@ def on_explain(image: str | None, choice: str, custom: str, layer: str, target: 
     images = svc.overlays(exp, cmap, alpha)
     layer_dd, target_dd = picker_updates(loaded, layer if same_model else None, target if same_model else None)
     session = {"spec": loaded.spec, "exp": exp, "faith": None, "fresh": True}
-    return (images["micam"], images["gradcam"], images["migradcam"], svc.upsampling_note(exp),
+    return (images["micam"], images["gradcam"], images["migradcam"], display_note(exp),
             svc.label_dict(exp.top(5)), colorbar_html(cmap), no_alert(), svc.describe_model(loaded),
             layer_dd, target_dd, loaded.spec, session)
 
@@ -196,7 +199,7 @@ def on_restyle(session: dict | None, cmap: str, alpha: float):
         return gr.skip(), gr.skip(), gr.skip(), colorbar_html(cmap), gr.skip()
     exp = session["exp"]
     images = svc.overlays(exp, cmap, alpha)
-    files = downloads(load(session["spec"]), exp, session.get("faith"), cmap, alpha)
+    files = downloads(load(session["spec"]), exp, session.get("faith"), cmap, alpha, images)
     return images["micam"], images["gradcam"], images["migradcam"], colorbar_html(cmap), files
 
 
@@ -207,13 +210,15 @@ def on_upsampling(session: dict | None, upsampling: str, cmap: str, alpha: float
     exp = session["exp"].with_upsampling(upsampling)
     images = svc.overlays(exp, cmap, alpha)
     session = {**session, "exp": exp, "faith": None, "fresh": True}
-    return images["micam"], images["gradcam"], images["migradcam"], svc.upsampling_note(exp), session
+    return images["micam"], images["gradcam"], images["migradcam"], display_note(exp), session
 
 
-def downloads(loaded: LoadedModel, exp: Explanation, faith: Faithfulness | None, cmap: str, alpha: float) -> list[str]:
+def downloads(loaded: LoadedModel, exp: Explanation, faith: Faithfulness | None, cmap: str, alpha: float,
+              images: dict | None = None) -> list[str]:
     """Overlay PNGs, raw maps and the manifest in a fresh per-request folder."""
     report = svc.full_report(loaded, exp, faith, colormap=cmap, opacity=alpha)
-    return svc.write_downloads(exp, report, svc.overlays(exp, cmap, alpha), svc.new_download_dir())
+    images = images or svc.overlays(exp, cmap, alpha)
+    return svc.write_downloads(exp, report, images, svc.new_download_dir())
 
 
 # --- API endpoint -------------------------------------------------------------------------------
@@ -251,6 +256,7 @@ CSS = """
 .cbar img {flex: 1; height: 14px; min-width: 0; border-radius: 3px;}
 #alert {border: 1px solid #e4a11b; background: rgba(228, 161, 27, 0.12); border-radius: 8px; padding: 0.6rem 0.9rem;}
 .method-title h3 {margin: 0.2rem 0;}
+.flip {min-height: 3.2em;}
 .note {font-size: 0.9rem; opacity: 0.85;}
 #explain-btn {min-height: 48px; font-size: 1.05rem;}
 footer {display: none !important;}
@@ -261,7 +267,7 @@ HEADER = f"""
 Which pixels made a CNN decide? **MI CAM** weighs each feature map by its *mutual information* with the
 image; compare it with **Grad-CAM** and **MI-Grad-CAM**, then test the explanations with counterfactuals:
 keep or remove the highlighted region and see whether the prediction changes.
-[Paper (arXiv:2507.09092)]({PAPER_URL}){f" · [Code]({CODE_URL})" if CODE_URL else ""}
+[Paper (arXiv:2507.09092)]({PAPER_URL}){f" · [Authors' code]({CODE_URL})" if CODE_URL else ""}
 """
 
 BIBTEX = """@article{iyer2025micam,
@@ -287,8 +293,8 @@ second. *Average Drop* and *Increase in Confidence* follow Chattopadhay et al. (
 Petsiuk et al. (RISE). A random map and a centred Gaussian are shown as baselines.
 
 **Links.** Paper: [{PAPER_URL}]({PAPER_URL}) ·
-Code: {f"[{CODE_URL}]({CODE_URL})" if CODE_URL else "the `micam_core` package in this Space's files"}
-(MI CAM, Grad-CAM and MI-Grad-CAM from one forward and one backward pass; Apache-2.0).
+The authors' code: [{CODE_URL}]({CODE_URL}) · This tool's code: the `micam_core` package and `app.py` in this
+Space's files (MI CAM, Grad-CAM and MI-Grad-CAM from one forward and one backward pass; Apache-2.0).
 
 **Example photos**: from scikit-image's data folder (CC0 / public domain; see `examples/LICENSES.md`):
 Chelsea the cat (Stefan van der Walt, CC0), coffee (Rachel Michetti, CC0), astronaut Eileen Collins (NASA,
@@ -304,7 +310,8 @@ public domain), Falcon 9 / DSCOVR launch (SpaceX, public domain).
 def build_demo() -> gr.Blocks:
     """The Blocks app (not launched)."""
     with gr.Blocks(title="MI CAM Explorer", delete_cache=(3600, 7200)) as demo:
-        session = gr.State(None)  # {"spec", "exp", "faith", "fresh"}: the last explanation of this visitor
+        # {"spec", "exp", "faith", "fresh"}: this visitor's last explanation (about 2 MB; dropped after an hour)
+        session = gr.State(None, time_to_live=3600)
         shown_spec = gr.State(None)  # the model whose layers and classes fill the pickers
         gr.Markdown(HEADER, elem_id="header")
         alert_box = gr.Markdown(visible=False, elem_id="alert")
@@ -335,9 +342,7 @@ def build_demo() -> gr.Blocks:
                                       height=300, buttons=["download", "fullscreen"], elem_id=f"overlay-{m}")
                           for m in METHODS}
                 cbar = gr.HTML(colorbar_html("jet"), elem_id="colorbar")
-                note = gr.Markdown("MI CAM is class-agnostic: its map does not depend on the target class. "
-                                   "Grad-CAM and MI-Grad-CAM explain the target class.",
-                                   elem_id="upsampling-note", elem_classes="note")
+                note = gr.Markdown(CLASS_NOTE, elem_id="upsampling-note", elem_classes="note")
                 with gr.Row():
                     alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Map opacity", elem_id="opacity")
                     cmap = gr.Dropdown(choices=list(COLORMAPS), value="jet", label="Colour map", elem_id="cmap")
@@ -346,11 +351,14 @@ def build_demo() -> gr.Blocks:
                         value="paper", label="Display upsampling of MI maps", elem_id="upsampling")
                 with gr.Row():
                     predictions = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="predictions")
-                    files = gr.File(file_count="multiple", interactive=False, elem_id="downloads",
+                    files = gr.File(file_count="multiple", interactive=False, height=230, elem_id="downloads",
                                     label="Downloads: overlays (PNG), maps (.npy), manifest (JSON)")
 
         with gr.Column(elem_id="counterfactuals"):
             gr.Markdown("## Counterfactuals: keep or remove the explained region")
+            gr.Markdown("Pixels where a map is at least the threshold form its region. *Keep* fills everything "
+                        "else; *remove* fills the region. A faithful map keeps the prediction when kept and changes "
+                        "it when removed.", elem_classes="note")
             with gr.Row():
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Region threshold (map >= threshold)",
                                       elem_id="threshold")
@@ -362,16 +370,17 @@ def build_demo() -> gr.Blocks:
                 for method in METHODS:
                     with gr.Column(min_width=300, elem_id=f"cf-{method}"):
                         gr.Markdown(f"### {METHOD_LABELS[method]}", elem_classes="method-title")
+                        flip = gr.Markdown(elem_id=f"flip-{method}", elem_classes="note flip")
                         with gr.Row():
                             keep = gr.Image(label="Keep region", type="pil", interactive=False, height=200,
                                             buttons=["fullscreen"], elem_id=f"keep-{method}")
                             remove = gr.Image(label="Remove region", type="pil", interactive=False, height=200,
                                               buttons=["fullscreen"], elem_id=f"remove-{method}")
                         with gr.Row():
-                            keep_top = gr.Label(num_top_classes=5, label="Kept: top-5", elem_id=f"keep-top-{method}")
-                            remove_top = gr.Label(num_top_classes=5, label="Removed: top-5",
+                            keep_top = gr.Label(num_top_classes=5, label="Kept: top-5", show_heading=False,
+                                                elem_id=f"keep-top-{method}")
+                            remove_top = gr.Label(num_top_classes=5, label="Removed: top-5", show_heading=False,
                                                   elem_id=f"remove-top-{method}")
-                        flip = gr.Markdown(elem_id=f"flip-{method}", elem_classes="note")
                     panel += [keep, remove, keep_top, remove_top, flip]
             metrics = gr.Dataframe(headers=svc.METRIC_HEADERS, label="Faithfulness metrics (with baselines)",
                                    interactive=False, wrap=True, elem_id="metrics")
@@ -436,6 +445,7 @@ def build_demo() -> gr.Blocks:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     threading.Thread(target=lambda: _warm(BUNDLED_SPEC), daemon=True).start()
     demo.queue(default_concurrency_limit=4).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), **LAUNCH_KWARGS)

@@ -60,9 +60,17 @@ def resolve_spec(choice: str | None, custom: str | None) -> str:
     return (choice or "").strip() or BUNDLED_SPEC
 
 
+def load_timeout() -> float:
+    """Seconds a visitor's model load may take (``MICAM_LOAD_TIMEOUT``, default 180)."""
+    try:
+        return float(os.environ.get("MICAM_LOAD_TIMEOUT", "180"))
+    except ValueError:
+        return 180.0
+
+
 def get_model(cache: ModelCache, spec: str) -> LoadedModel:
-    """A model from ``cache``, honouring the local-folder switch."""
-    return cache.get(spec, allow_local=local_models_allowed())
+    """A model from ``cache``, honouring the local-folder switch and the load deadline."""
+    return cache.get(spec, allow_local=local_models_allowed(), timeout=load_timeout())
 
 
 def parse_layer(value: str | None) -> str | None:

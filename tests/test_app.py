@@ -1,0 +1,236 @@
+"""The Gradio app, launched in this process and driven through gradio_client (offline)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # conftest sets it too; never reach the network here
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+import app  # noqa: E402
+from micam_core import load_model  # noqa: E402
+from micam_core.render import COLORMAPS  # noqa: E402
+
+CAT = ROOT / "examples" / "chelsea_cat.jpg"
+CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
+METHODS = ("micam", "gradcam", "migradcam")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    """The app on a free local port for the duration of this module."""
+    port = free_port()
+    app.demo.queue(default_concurrency_limit=4).launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH_KWARGS)
+    yield f"http://127.0.0.1:{port}/"
+    app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server_url) -> Client:
+    return Client(server_url, verbose=False)
+
+
+def call_explain(client: Client, image: Path | str, model: str = "bundled:efficientnet_lite0", **kwargs):
+    return client.predict(handle_file(str(image)), model, api_name="/explain", **kwargs)
+
+
+def check_result(result, expect_cat: bool = True) -> dict:
+    """Three readable overlay PNGs, top-5 predictions and a complete report; returns the report."""
+    from PIL import Image
+
+    assert len(result) == 5
+    sizes = set()
+    for path in result[:3]:
+        with Image.open(path) as im:
+            assert im.mode == "RGB"
+            sizes.add(im.size)
+    assert len(sizes) == 1, "the three overlays must share one scale"
+    labels = result[3]
+    assert len(labels["confidences"]) == 5
+    report = result[4]
+    assert {"model", "layer", "target", "predictions", "methods"} <= set(report)
+    assert len(report["predictions"]) == 5
+    for name in (*METHODS, "random", "centre"):
+        facts = report["methods"][name]
+        for key in ("average_drop_pct", "paper_drop_pct", "paper_increase_pct", "deletion_auc", "insertion_auc",
+                    "keep_predictions", "remove_predictions", "flipped_when_removed"):
+            assert key in facts, (name, key)
+        assert 0.0 <= facts["deletion_auc"] <= 1.0 and 0.0 <= facts["insertion_auc"] <= 1.0
+    json.dumps(report)  # JSON-ready
+    if expect_cat:
+        top5 = {p["index"] for p in report["predictions"]}
+        assert top5 & CAT_CLASSES, report["predictions"]
+    return report
+
+
+def test_explain_endpoint_bundled_model(client):
+    result = call_explain(client, CAT)
+    report = check_result(result)
+    assert report["model"]["spec"] == "bundled:efficientnet_lite0"
+    assert report["target"]["index"] in CAT_CLASSES
+    assert report["methods"]["micam"]["class_specific"] is False
+    assert report["upsampling"]["micam"] == "paper"
+
+
+def test_explain_endpoint_options(client):
+    """Target by name, explicit layer, bilinear display, blur fill: all honoured."""
+    result = call_explain(client, CAT, layer="blocks.5", target="Egyptian cat", upsampling="bilinear",
+                          threshold=0.3, fill="blur", steps=8, colormap="viridis", opacity=0.7)
+    report = check_result(result)
+    assert report["target"]["index"] == 285
+    assert report["layer"] == "blocks.5"
+    assert report["upsampling"]["micam"] == "bilinear"
+    settings = report["methods"]["micam"]["settings"]
+    assert settings == {**settings, "threshold": 0.3, "fill": "blur", "steps": 8}
+    assert len(report["methods"]["micam"]["deletion_curve"]) == 9
+
+
+def make_hub_cache(root: Path, repo_id: str) -> Path:
+    """A Hugging Face cache (hub/models--org--name/{refs,snapshots}) holding a small random-weight timm CNN."""
+    import timm
+    from timm.models._hub import save_for_hf
+
+    model = timm.create_model("resnet10t", num_classes=10, pretrained=False)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = root / "hub" / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    save_for_hf(model, str(snapshot), safe_serialization=True)
+    assert (snapshot / "config.json").is_file() and (snapshot / "model.safetensors").is_file()
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    return root / "hub"
+
+
+def test_other_hub_model_from_offline_cache(client, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    repo_id = "micam-test/tiny-resnet"
+    hub_cache = make_hub_cache(tmp_path / "hf_home", repo_id)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+
+    direct = load_model(f"hf-hub:{repo_id}", device="cpu")  # the cache layout works at all
+    assert len(direct.class_names) == 10
+    assert direct.revision == "0123456789abcdef0123456789abcdef01234567"
+
+    result = call_explain(client, CAT, model=f"hf-hub:{repo_id}", steps=8)
+    report = check_result(result, expect_cat=False)
+    assert report["model"]["spec"] == f"hf-hub:{repo_id}"
+    assert report["model"]["num_classes"] == 10
+    assert report["model"]["revision"] == "0123456789abcdef0123456789abcdef01234567"
+    assert report["layer"] == direct.default_layer
+    # and the default model still answers afterwards
+    check_result(call_explain(client, CAT, steps=8))
+
+
+def error_message(excinfo: pytest.ExceptionInfo) -> str:
+    message = str(excinfo.value)
+    assert "upstream Gradio app has raised an exception" not in message, message
+    assert "Traceback" not in message
+    return message
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("timm/this-model-does-not-exist-xyz", "this-model-does-not-exist-xyz"),
+    ("not a model!!", "neither a timm model name"),
+])
+def test_bad_model_spec_gives_readable_error(client, spec, words):
+    with pytest.raises(Exception) as excinfo:
+        call_explain(client, CAT, model=spec, steps=8)
+    assert words in error_message(excinfo)
+    check_result(call_explain(client, CAT, steps=8))  # the server keeps serving
+
+
+def test_local_models_refused_for_visitors(client, tmp_path, monkeypatch):
+    monkeypatch.delenv("MICAM_ALLOW_LOCAL_MODELS", raising=False)
+    with pytest.raises(Exception) as excinfo:
+        call_explain(client, CAT, model=f"local-dir:{tmp_path}", steps=8)
+    assert "local folders is switched off" in error_message(excinfo)
+
+
+def test_non_image_upload_gives_readable_error(client, tmp_path):
+    fake = tmp_path / "not_an_image.png"
+    fake.write_text("This is text, not a PNG.")
+    with pytest.raises(Exception) as excinfo:
+        call_explain(client, fake, steps=8)
+    assert "not an image" in error_message(excinfo)
+    check_result(call_explain(client, CAT, steps=8))
+
+
+def test_bad_option_gives_readable_error(client):
+    with pytest.raises(Exception) as excinfo:
+        call_explain(client, CAT, target="definitely not a class", steps=8)
+    assert "not one of this model's class names" in error_message(excinfo)
+
+
+# --- UI handlers: re-rendering must not recompute what it does not need -----------------------------
+def forbid(monkeypatch, *names: str) -> None:
+    def boom(*_args, **_kwargs):
+        raise AssertionError("this change must not call the model")
+
+    for name in names:
+        monkeypatch.setattr(app, name, boom)
+
+
+@pytest.fixture(scope="module")
+def ui_session() -> dict:
+    out = app.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", "paper", "jet", 0.5,
+                         None, None, progress=lambda *a, **k: None)
+    session = out[-1]
+    assert session["exp"] is not None and session["fresh"]
+    return session
+
+
+def test_restyle_and_upsampling_reuse_the_explanation(ui_session, monkeypatch):
+    forbid(monkeypatch, "gpu_explain", "gpu_analyse")
+    for cmap in COLORMAPS:
+        micam, gradcam, migradcam, cbar, files = app.on_restyle(ui_session, cmap, 0.3)
+        assert micam.size == gradcam.size == migradcam.size == ui_session["exp"].crop.size
+        assert "data:image/png" in cbar
+        names = {Path(f).name for f in files}
+        assert {"overlays.png", "map_micam.npy", "manifest.json"} <= names
+    *images, note, session = app.on_upsampling(ui_session, "bilinear", "jet", 0.5)
+    assert "bilinear" in note and session["exp"].upsampling == "bilinear"
+    assert session["exp"].lowres is ui_session["exp"].lowres
+
+
+def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatch):
+    forbid(monkeypatch, "gpu_explain")
+    out = app.on_counterfactuals(ui_session, 0.7, "mean", 8, "jet", 0.5, progress=lambda *a, **k: None)
+    session = out[-1]
+    assert session["faith"].threshold == 0.7 and session["faith"].fill == "mean"
+    rows = out[len(app.METHODS) * 5]
+    assert [r[0] for r in rows][:3] == ["MI CAM", "Grad-CAM", "MI-Grad-CAM"] and len(rows) == 5
+    manifest = json.loads(Path([f for f in out[-3] if f.endswith("manifest.json")][0]).read_text())
+    assert manifest["methods"]["gradcam"]["settings"]["threshold"] == 0.7
+
+
+def test_ui_model_error_is_shown_in_page(monkeypatch):
+    warnings = []
+    monkeypatch.setattr(app.gr, "Warning", lambda message, *a, **k: warnings.append(message))
+    info, alert_box, layer, target, spec = app.on_model("bundled:efficientnet_lite0", "not a model!!", "auto",
+                                                        "top-1", progress=lambda *a, **k: None)
+    assert alert_box["visible"] is True and "neither a timm model name" in alert_box["value"]
+    assert warnings and spec is None

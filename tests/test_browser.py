@@ -1,0 +1,93 @@
+"""The page in headless Chromium: upload the cat, press Explain, see maps and counterfactuals; screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM = "/usr/bin/chromium"
+CAT = ROOT / "examples" / "chelsea_cat.jpg"
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def page_url():
+    if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
+        pytest.skip(f"{CHROMIUM} is not installed: the browser test needs Debian's chromium")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    import app
+
+    port = free_port()
+    app.demo.queue(default_concurrency_limit=4).launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH_KWARGS)
+    yield f"http://127.0.0.1:{port}/"
+    app.demo.close()
+
+
+def image_src(page, elem_id: str) -> str | None:
+    return page.locator(f"#{elem_id} img").first.get_attribute("src")
+
+
+def test_explain_in_browser(page_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(page_url, wait_until="domcontentloaded")
+            expect(page.locator("#explain-btn")).to_be_visible(timeout=60_000)
+            expect(page.locator("#model-info")).to_contain_text("default layer", timeout=120_000)
+
+            page.locator("#input-image input[type=file]").set_input_files(str(CAT))
+            expect(page.locator("#input-image img").first).to_be_visible(timeout=30_000)
+            page.locator("#explain-btn").click()
+
+            for method in ("micam", "gradcam", "migradcam"):
+                expect(page.locator(f"#overlay-{method} img").first).to_be_visible(timeout=120_000)
+            expect(page.locator("#predictions")).to_contain_text("cat", timeout=30_000)
+            for method in ("micam", "gradcam", "migradcam"):
+                expect(page.locator(f"#keep-{method} img").first).to_be_visible(timeout=180_000)
+                expect(page.locator(f"#remove-{method} img").first).to_be_visible(timeout=30_000)
+                expect(page.locator(f"#flip-{method}")).to_contain_text("flipped", ignore_case=True, timeout=30_000)
+            expect(page.locator("#metrics")).to_contain_text("Centred Gaussian", timeout=30_000)
+            expect(page.locator("#curves img").first).to_be_visible(timeout=30_000)
+            expect(page.locator("#downloads")).to_contain_text("manifest", timeout=30_000)
+            expect(page.locator("#upsampling-note")).to_contain_text("Gaussian", timeout=30_000)
+            assert "Could not finish" not in page.locator("body").inner_text()
+
+            # Opacity only: the overlays are redrawn from the stored maps (no model call).
+            before = image_src(page, "overlay-micam")
+            start = time.perf_counter()
+            page.locator("#opacity input[type=range]").fill("0.8")
+            page.wait_for_function(
+                "([sel, old]) => { const i = document.querySelector(sel); return i && i.src && i.src !== old; }",
+                arg=["#overlay-micam img", before], timeout=30_000)
+            print(f"\nopacity re-render in the browser: {1000 * (time.perf_counter() - start):.0f} ms")
+
+            page.wait_for_timeout(500)
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 50_000
