@@ -322,6 +322,7 @@ def build_demo() -> gr.Blocks:
                                  height=280, elem_id="input-image")
                 gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[image], label="Examples (CC0 / public domain)",
                             examples_per_page=8)
+                gr.Markdown(svc.limits_note(), elem_id="limits-note", elem_classes="note")
                 model_choice = gr.Dropdown(choices=svc.POPULAR_MODELS, value=BUNDLED_SPEC, label="Model",
                                            info="The bundled model works offline; Hub models download on first use.",
                                            elem_id="model-choice")
@@ -459,7 +460,9 @@ def _warm(spec: str) -> None:
 
 
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="sky")
-LAUNCH_KWARGS: dict[str, Any] = {"theme": THEME, "css": CSS}  # Gradio 6 takes theme and CSS at launch
+# Gradio 6 takes theme and CSS at launch. Uploads above max_file_size are cut off by Gradio itself;
+# between the image limit and that, micam_core refuses the file with its own message.
+LAUNCH_KWARGS: dict[str, Any] = {"theme": THEME, "css": CSS, "max_file_size": "25mb"}
 demo = build_demo()
 
 if __name__ == "__main__":

@@ -69,8 +69,9 @@ def _decode(data: bytes) -> Image.Image:
             img.load()
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"The image is too large to decode safely ({err}).") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("The image is too large to decode safely (a possible decompression bomb); "
+                         f"the limit is {MAX_PIXELS / 1e6:.0f} MP.") from None
     except UnidentifiedImageError:
         raise ImageError("The file is not an image in a format this tool can read "
                          "(JPEG, PNG, GIF, WebP, BMP, TIFF, ...).") from None

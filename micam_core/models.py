@@ -237,6 +237,17 @@ def _generic_names(model: torch.nn.Module, config: dict[str, Any], device: torch
     return [f"class {i}" for i in range(out.shape[-1])]
 
 
+def _checked_hit(loaded: LoadedModel, allow_local: bool = True, max_bytes: int = MAX_MODEL_BYTES,
+                 **_: Any) -> LoadedModel:
+    """A cached model, if the caller's policy (local folders, size limit) admits it."""
+    if loaded.spec.startswith("local-dir:") and not allow_local:
+        raise ModelLoadError("Loading models from local folders is switched off on this server.")
+    if loaded.num_bytes > max_bytes:
+        raise ModelLoadError(f"The model holds {loaded.num_bytes / 2**20:.0f} MB of weights; "
+                             f"the limit here is {max_bytes / 2**20:.0f} MB.")
+    return loaded
+
+
 class ModelCache:
     """Thread-safe LRU cache of loaded models, bounded by count and by bytes of weights."""
 
@@ -251,16 +262,17 @@ class ModelCache:
 
     def get(self, spec: str, **kwargs: Any) -> LoadedModel:
         """The cached model for ``spec`` (loaded on first use; one load per spec at a time)."""
-        key = (normalize_spec(spec), tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+        # Only the device changes the loaded model; the other options are policies checked on every hit.
+        key = (normalize_spec(spec), str(kwargs.get("device", "auto")))
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return _checked_hit(self._items[key], **kwargs)
             load_lock = self._loading.setdefault(key, threading.Lock())
         with load_lock:
             with self._lock:
                 if key in self._items:
-                    return self._items[key]
+                    return _checked_hit(self._items[key], **kwargs)
             try:
                 loaded = self._loader(spec, **kwargs)
             finally:

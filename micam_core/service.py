@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .counterfactual import Faithfulness, MethodResult
+from .images import MAX_FILE_BYTES, MAX_PIXELS
 from .methods import METHOD_LABELS, METHODS, Explanation
 from .models import BUNDLED_SPEC, LoadedModel, ModelCache
 from .render import overlay
@@ -68,9 +69,25 @@ def load_timeout() -> float:
         return 180.0
 
 
+def max_model_bytes() -> int:
+    """Largest model a visitor may load (``MICAM_MAX_MODEL_MB``, default 1024 MB of weights)."""
+    try:
+        return int(float(os.environ.get("MICAM_MAX_MODEL_MB", "1024")) * 2**20)
+    except ValueError:
+        return 1024 * 2**20
+
+
+def limits_note() -> str:
+    """One sentence stating the limits a visitor meets."""
+    local = "allowed" if local_models_allowed() else "not accepted from visitors"
+    return (f"Limits: images up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS // 10**6} megapixels "
+            f"(larger ones are refused, not shrunk); models up to {max_model_bytes() // 2**20} MB of weights, "
+            f"loaded as safetensors or weights-only, never running repository code; `local-dir:` models {local}.")
+
+
 def get_model(cache: ModelCache, spec: str) -> LoadedModel:
-    """A model from ``cache``, honouring the local-folder switch and the load deadline."""
-    return cache.get(spec, allow_local=local_models_allowed(), timeout=load_timeout())
+    """A model from ``cache``, honouring the local-folder switch, the size limit and the load deadline."""
+    return cache.get(spec, allow_local=local_models_allowed(), timeout=load_timeout(), max_bytes=max_model_bytes())
 
 
 def parse_layer(value: str | None) -> str | None:

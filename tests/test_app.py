@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -25,27 +24,6 @@ from micam_core.render import COLORMAPS  # noqa: E402
 CAT = ROOT / "examples" / "chelsea_cat.jpg"
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 METHODS = ("micam", "gradcam", "migradcam")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server_url():
-    """The app on a free local port for the duration of this module."""
-    port = free_port()
-    app.demo.queue(default_concurrency_limit=4).launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH_KWARGS)
-    yield f"http://127.0.0.1:{port}/"
-    app.demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(server_url) -> Client:
-    return Client(server_url, verbose=False)
 
 
 def call_explain(client: Client, image: Path | str, model: str = "bundled:efficientnet_lite0", **kwargs):
