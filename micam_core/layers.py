@@ -98,11 +98,13 @@ def _feature_shape(model: nn.Module, input_size, device: torch.device) -> tuple:
 
 def get_module(model: nn.Module, name: str) -> nn.Module:
     """The submodule called ``name``, or a :class:`LayerError` listing near names."""
-    modules = dict(model.named_modules())
-    if name in modules and name:
-        return modules[name]
+    if name:
+        try:
+            return model.get_submodule(name)
+        except AttributeError:
+            pass
     import difflib
 
-    close = difflib.get_close_matches(name, [n for n in modules if n], n=3)
+    close = difflib.get_close_matches(name, [n for n, _ in model.named_modules() if n], n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise LayerError(f"The model has no layer named '{name}'.{hint}")
