@@ -1,0 +1,79 @@
+"""Latency of the app as a visitor sees it: a full Explain through the API, and a restyle.
+
+    python bench/app_latency.py [--runs 5] [--image examples/chelsea_cat.jpg]
+
+Launches the app in this process on a free port (bundled model, loaded before timing), then
+times the ``explain`` endpoint through gradio_client (maps + counterfactuals + metrics + report,
+32 steps) and the handlers behind the opacity / colour map / threshold controls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import app  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def timed(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    from gradio_client import Client, handle_file
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--image", type=Path, default=ROOT / "examples" / "chelsea_cat.jpg")
+    args = parser.parse_args()
+    port = free_port()
+    app.demo.queue(default_concurrency_limit=4).launch(prevent_thread_lock=True, server_name="127.0.0.1",
+                                                       server_port=port, quiet=True, **app.LAUNCH_KWARGS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+        def full_explain():
+            return client.predict(handle_file(str(args.image)), "bundled:efficientnet_lite0", api_name="/explain")
+
+        full_explain()  # loads the model and warms up
+        t_full = timed(full_explain, args.runs)
+        quiet = {"progress": lambda *a, **k: None}
+        out = app.on_explain(str(args.image), "bundled:efficientnet_lite0", "", "auto", "top-1", "paper", "jet",
+                             0.5, None, None, **quiet)
+        session = out[-1]
+        t_restyle = timed(lambda: app.on_restyle(session, "viridis", 0.3), args.runs)
+        t_upsample = timed(lambda: app.on_upsampling(session, "bilinear", "jet", 0.5), args.runs)
+        t_threshold = timed(lambda: app.on_counterfactuals(session, 0.6, "black", 32, "jet", 0.5, **quiet),
+                            args.runs)
+    finally:
+        app.demo.close()
+    print("| action (bundled model, loaded, 2-core CPU) | median |")
+    print("|---|---:|")
+    print(f"| full Explain through the API (maps, counterfactuals, metrics, report; 32 steps) | {t_full:.2f} s |")
+    print(f"| opacity or colour map changed (re-render only, no forward pass) | {t_restyle * 1000:.0f} ms |")
+    print(f"| display upsampling changed (maps re-derived; no explain pass) | {t_upsample * 1000:.0f} ms |")
+    print(f"| threshold or fill changed (counterfactuals only, no explain pass) | {t_threshold:.2f} s |")
+
+
+if __name__ == "__main__":
+    main()
