@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -17,31 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CHROMIUM = "/usr/bin/chromium"
 CAT = ROOT / "examples" / "chelsea_cat.jpg"
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
+# Written on every run; MICAM_UPDATE_SCREENSHOT=1 also refreshes the README's docs/screenshot.png.
+SCREENSHOT = ROOT / "tests" / "artifacts" / "screenshot.png"
+README_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 pytestmark = pytest.mark.browser
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def page_url():
+def page_url(server_url):
     if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
         pytest.skip(f"{CHROMIUM} is not installed: the browser test needs Debian's chromium")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    import app
-
-    port = free_port()
-    app.demo.queue(default_concurrency_limit=4).launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH_KWARGS)
-    yield f"http://127.0.0.1:{port}/"
-    app.demo.close()
+    return server_url
 
 
 def image_src(page, elem_id: str) -> str | None:
@@ -88,6 +77,8 @@ def test_explain_in_browser(page_url):
             page.wait_for_timeout(500)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
+            if os.environ.get("MICAM_UPDATE_SCREENSHOT") == "1":
+                shutil.copyfile(SCREENSHOT, README_SCREENSHOT)
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 50_000
