@@ -92,8 +92,8 @@ def explain(
 
     cap = capture(loaded.model, layer, loaded.to_input(crops), choose,
                   want_logit_grad="gradcam" in methods, want_prob_grad="migradcam" in methods)
-    return _build(loaded, cap, crops, layer, methods, upsampling)[0] if single else \
-        _build(loaded, cap, crops, layer, methods, upsampling)
+    explanations = _build(loaded, cap, crops, layer, methods, upsampling)
+    return explanations[0] if single else explanations
 
 
 def _checked_methods(methods: Sequence[str]) -> tuple[str, ...]:
