@@ -46,6 +46,7 @@ PAPER_URL = "https://arxiv.org/abs/2507.09092"
 CODE_URL = os.environ.get("MICAM_CODE_URL", "https://github.com/ramsiyer1/MI-CAM")  # the authors' code
 CACHE = ModelCache(max_models=3)
 DEFAULT_STEPS = 32
+MIN_STEPS, MAX_STEPS = 2, 64
 OVERLAY_TITLES = {"micam": "MI CAM (class-agnostic)", "gradcam": "Grad-CAM", "migradcam": "MI-Grad-CAM"}
 CLASS_NOTE = ("**MI CAM is class-agnostic**: its map is the same whatever the target class; "
               "Grad-CAM and MI-Grad-CAM explain the target class.")
@@ -235,9 +236,12 @@ def api_explain(image: str | None, model: str = BUNDLED_SPEC, layer: str = svc.A
             raise MicamError(f"fill must be one of {', '.join(FILLS)}, got '{fill}'.")
         if colormap not in COLORMAPS:
             raise MicamError(f"colormap must be one of {', '.join(COLORMAPS)}, got '{colormap}'.")
+        steps = int(steps or DEFAULT_STEPS)
+        if not MIN_STEPS <= steps <= MAX_STEPS:  # each step costs 10 forward passes: bound the work per request
+            raise MicamError(f"steps must be between {MIN_STEPS} and {MAX_STEPS}, got {steps}.")
         loaded = load((model or "").strip() or BUNDLED_SPEC)
         exp = gpu_explain(loaded.spec, image, svc.parse_layer(layer), svc.parse_target(target), upsampling)
-        faith = gpu_analyse(loaded.spec, exp, float(threshold), fill, int(steps or DEFAULT_STEPS))
+        faith = gpu_analyse(loaded.spec, exp, float(threshold), fill, steps)
     except MicamError as err:
         raise gr.Error(str(err)) from None
     except Exception as err:
@@ -364,7 +368,7 @@ def build_demo() -> gr.Blocks:
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Region threshold (map >= threshold)",
                                       elem_id="threshold")
                 fill = gr.Radio(choices=list(FILLS), value="black", label="Fill of masked pixels", elem_id="fill")
-                steps = gr.Slider(8, 64, value=DEFAULT_STEPS, step=8, label="Deletion/insertion steps",
+                steps = gr.Slider(8, MAX_STEPS, value=DEFAULT_STEPS, step=8, label="Deletion/insertion steps",
                                   elem_id="steps")
             panel: list[gr.components.Component] = []
             with gr.Row(equal_height=False):

@@ -218,3 +218,11 @@ def _cache_kwargs() -> dict:
 
     return {"allow_local": service.local_models_allowed(), "timeout": service.load_timeout(),
             "max_bytes": service.max_model_bytes()}
+
+
+@pytest.mark.parametrize("options,words", [({"steps": 100000}, "steps must be between 2 and 64"),
+                                           ({"fill": "pink"}, "pink"),
+                                           ({"threshold": 3.0}, "threshold must lie in [0, 1]"),
+                                           ({"layer": "no.such.layer"}, "no layer named")])
+def test_bad_settings_are_refused(client, options, words):
+    assert words in refused(client, CAT, **options)
