@@ -111,3 +111,16 @@ def test_a_hanging_fetch_is_abandoned_in_bounded_time(monkeypatch):
     with pytest.raises(ModelLoadError, match="longer than 1 s"):
         load_model("timm/slow-repo", timeout=1.0)
     assert time.perf_counter() - start < 3.0
+
+
+@pytest.mark.parametrize("spec", ["resnet18.a1_in1k", "resnet18", "timm/resnet18.a1_in1k"])
+def test_timm_names_with_and_without_tag_load_from_the_hub_cache(spec, cat_path):
+    from conftest import add_to_hub_cache
+
+    torch.manual_seed(0)
+    add_to_hub_cache("timm/resnet18.a1_in1k", model=timm.create_model("resnet18"))
+    loaded = load_model(spec, device="cpu")
+    assert loaded.revision == "0123456789abcdef0123456789abcdef01234567"
+    assert loaded.default_layer == "layer4" and loaded.class_names[281] == "tabby, tabby cat"
+    assert loaded.data_config["crop_pct"] == 0.95  # the a1_in1k pretrained config, not a default
+    assert explain(loaded, cat_path, target="tabby").target == 281
