@@ -43,9 +43,6 @@ class _Evaluator:
             self._flush()
         return len(self.probs) + len(self.pending) - 1
 
-    def add_many(self, batch: torch.Tensor) -> list[int]:
-        return [self.add(p) for p in batch]
-
     def _flush(self) -> None:
         if not self.pending:
             return

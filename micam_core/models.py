@@ -10,7 +10,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -301,6 +300,3 @@ class ModelCache:
         with self._lock:
             self._items.clear()
 
-
-def local_dir_path(spec: str) -> Path:
-    return Path(spec[len("local-dir:"):]).expanduser()
