@@ -121,7 +121,9 @@ def target_choices(loaded: LoadedModel) -> list[tuple[str, str]]:
 
 def describe_model(loaded: LoadedModel) -> str:
     """One line about a loaded model (Markdown)."""
-    revision = f", revision `{loaded.revision[:12]}`" if loaded.revision else ""
+    rev = loaded.revision or ""
+    shown = rev[:12] if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) else rev  # short commit hash
+    revision = f", revision `{shown}`" if rev else ""
     return (f"`{loaded.spec}`: {type(loaded.model).__name__}, {len(loaded.class_names)} classes, "
             f"{loaded.num_bytes / 2**20:.0f} MB, input {loaded.input_size[1]}x{loaded.input_size[0]}, "
             f"default layer `{loaded.default_layer}`, on {loaded.device.type.upper()}{revision}")
