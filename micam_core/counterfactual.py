@@ -310,26 +310,27 @@ def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, fill:
     for name, saliency in maps.items():
         keep_mask = region(saliency, threshold)
         sal = torch.from_numpy(np.asarray(saliency, dtype=np.float32)).unsqueeze(-1)
+        keep_px, remove_px = masked(pixels, filled, ~keep_mask), masked(pixels, filled, keep_mask)
         idx = {
-            "keep": ev.add(masked(pixels, filled, ~keep_mask)),
-            "remove": ev.add(masked(pixels, filled, keep_mask)),
+            "keep": ev.add(keep_px),
+            "remove": ev.add(remove_px),
             "explanation": ev.add(pixels * sal),
             "paper_base": ev.add(masked(pixels, black, torch.from_numpy(saliency > 0))),
         }
-        plans[name] = (idx, keep_mask, _plan_curves(ev, pixels, filled, start, saliency, steps, shared))
+        plans[name] = (idx, keep_mask, (keep_px, remove_px),
+                       _plan_curves(ev, pixels, filled, start, saliency, steps, shared))
     probs = ev.results()
     t = exp.target
     names = loaded.class_names
     p0 = float(probs[shared[0], t])
     top1 = int(probs[shared[0]].argmax())
     results = {}
-    for name, (idx, keep_mask, plan) in plans.items():
+    for name, (idx, keep_mask, (keep_px, remove_px), plan) in plans.items():
         deletion, insertion = plan.read(probs[:, t])
         remove_probs = probs[idx["remove"]].numpy()
         results[name] = MethodResult(
             name=name, label=METHOD_LABELS.get(name) or BASELINES[name],
-            keep_image=_to_image(masked(pixels, filled, ~keep_mask)),
-            remove_image=_to_image(masked(pixels, filled, keep_mask)),
+            keep_image=_to_image(keep_px), remove_image=_to_image(remove_px),
             top_keep=top_k(probs[idx["keep"]].numpy(), names, top), top_remove=top_k(remove_probs, names, top),
             p_original=p0, p_keep=float(probs[idx["keep"], t]), p_remove=float(probs[idx["remove"], t]),
             p_explanation=float(probs[idx["explanation"], t]),
