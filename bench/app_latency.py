@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,21 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402
+from bench.speed import median_time  # noqa: E402
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def timed(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -56,15 +46,15 @@ def main() -> None:
             return client.predict(handle_file(str(args.image)), "bundled:efficientnet_lite0", api_name="/explain")
 
         full_explain()  # loads the model and warms up
-        t_full = timed(full_explain, args.runs)
+        t_full = median_time(full_explain, args.runs, warmup=0)
         quiet = {"progress": lambda *a, **k: None}
         out = app.on_explain(str(args.image), "bundled:efficientnet_lite0", "", "auto", "top-1", "paper", "jet",
                              0.5, None, None, **quiet)
         session = out[-1]
-        t_restyle = timed(lambda: app.on_restyle(session, "viridis", 0.3), args.runs)
-        t_upsample = timed(lambda: app.on_upsampling(session, "bilinear", "jet", 0.5), args.runs)
-        t_threshold = timed(lambda: app.on_counterfactuals(session, 0.6, "black", 32, "jet", 0.5, **quiet),
-                            args.runs)
+        t_restyle = median_time(lambda: app.on_restyle(session, "viridis", 0.3), args.runs, warmup=0)
+        t_upsample = median_time(lambda: app.on_upsampling(session, "bilinear", "jet", 0.5), args.runs, warmup=0)
+        t_threshold = median_time(lambda: app.on_counterfactuals(session, 0.6, "black", 32, "jet", 0.5, **quiet),
+                                  args.runs, warmup=0)
     finally:
         app.demo.close()
     print("| action (bundled model, loaded, 2-core CPU) | median |")
