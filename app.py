@@ -35,6 +35,7 @@ from micam_core import (
     explain,
 )
 from micam_core import service as svc
+from micam_core.citation import BIBTEX
 from micam_core.models import normalize_spec
 from micam_core.render import COLORMAPS, colorbar, curves_figure
 
@@ -273,15 +274,6 @@ image; compare it with **Grad-CAM** and **MI-Grad-CAM**, then test the explanati
 keep or remove the highlighted region and see whether the prediction changes.
 [Paper (arXiv:2507.09092)]({PAPER_URL}){f" · [Authors' code]({CODE_URL})" if CODE_URL else ""}
 """
-
-BIBTEX = """@article{iyer2025micam,
-  title   = {{MI CAM}: Mutual Information Weighted Activation Mapping for Causal Visual
-             Explanations of Convolutional Neural Networks},
-  author  = {Iyer, Ram S and others},
-  journal = {arXiv preprint arXiv:2507.09092},
-  year    = {2025},
-  url     = {https://arxiv.org/abs/2507.09092}
-}"""
 
 HOW_IT_WORKS = f"""
 **MI CAM** takes the feature maps $A_k$ of a convolutional layer, weights each one by the mutual information

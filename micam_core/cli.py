@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmap", choices=COLORMAPS, default="jet")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the map")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--figure", action="store_true",
+                   help="also write a paper figure NAME_figure.pdf/.svg/.png (300 dpi) with caption (.txt) and "
+                        "BibTeX (.bib); with --metrics it adds the counterfactuals and curves")
     _add_metric_args(p)
     p.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -91,16 +94,26 @@ def _explain_one(loaded, path: Path, stem: str, args) -> None:
         overlay(exp.crop, saliency, args.cmap, args.alpha).save(args.out / f"{stem}_{method}.png")
         np.save(args.out / f"{stem}_{method}.npy", saliency)
         files[method] = {"overlay": f"{stem}_{method}.png", "map": f"{stem}_{method}.npy"}
-    extra = None
+    extra = faith = None
     if args.metrics:
-        extra = _metrics(loaded, exp, stem, args, files)
+        extra, faith = _metrics(loaded, exp, stem, args, files)
+    if args.figure:
+        _figure(loaded, exp, faith, stem, args, files)
     report = build_report(loaded, exp, counterfactuals=extra)
     report["image"] = str(path)
     report["files"] = files
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
 
 
-def _metrics(loaded, exp, stem: str, args, files: dict) -> dict:
+def _figure(loaded, exp, faith, stem: str, args, files: dict) -> None:
+    from .figure import export_figure
+
+    paths = export_figure(exp, args.out, f"{stem}_figure", model=loaded.spec, revision=loaded.revision,
+                          cmap=args.cmap, opacity=args.alpha, faith=faith)
+    files["figure"] = [Path(p).name for p in paths]
+
+
+def _metrics(loaded, exp, stem: str, args, files: dict):
     from .counterfactual import analyse
     from .render import curves_figure
 
@@ -108,4 +121,4 @@ def _metrics(loaded, exp, stem: str, args, files: dict) -> dict:
     curves_figure(result.curves(), title=f"{stem}: target {exp.target_label}").save(
         args.out / f"{stem}_curves.png")
     files["curves"] = f"{stem}_curves.png"
-    return result.to_report()
+    return result.to_report(), result
