@@ -227,7 +227,26 @@ def downloads(loaded: LoadedModel, exp: Explanation, faith: Faithfulness | None,
 def api_explain(image: str | None, model: str = BUNDLED_SPEC, layer: str = svc.AUTO_LAYER, target: str = svc.TOP1,
                 upsampling: str = "paper", threshold: float = 0.5, fill: str = "black", steps: float = DEFAULT_STEPS,
                 colormap: str = "jet", opacity: float = 0.5):
-    """Explain one image: three overlays, the top-5 predictions and the JSON report (with counterfactuals)."""
+    """Explain one image with MI CAM, Grad-CAM and MI-Grad-CAM, and test each map with counterfactuals.
+
+    Args:
+        image: the image file (JPEG, PNG, ...): a path, or for MCP an http(s) URL or a base64 data URL.
+        model: the CNN: "bundled:efficientnet_lite0" (offline), a timm name or a Hub id such as
+            "timm/resnet50.a1_in1k".
+        layer: the target layer's module name, or "auto" for the last spatial feature map.
+        target: the class to explain: "top-1" (the predicted class), a class index or a class name.
+        upsampling: how the MI maps are upsampled for display: "paper" (nearest + Gaussian blur) or "bilinear".
+        threshold: counterfactual region threshold in [0, 1]: pixels where the map is >= threshold.
+        fill: how masked pixels are filled: "black", "blur" or "mean".
+        steps: deletion/insertion curve steps, 2 to 64.
+        colormap: colour map of the overlays: jet, turbo, viridis, inferno, magma or gray.
+        opacity: opacity of the map over the image, 0 to 1.
+
+    Returns:
+        The MI CAM, Grad-CAM and MI-Grad-CAM overlays, the top-5 predictions, and a JSON report (model,
+        revision, layer, target, predictions, and per method and baseline the metrics, curves and masked
+        predictions).
+    """
     try:
         if not image:
             raise MicamError("No image given.")
@@ -250,6 +269,9 @@ def api_explain(image: str | None, model: str = BUNDLED_SPEC, layer: str = svc.A
     images = svc.overlays(exp, colormap, opacity)
     report = svc.full_report(loaded, exp, faith)
     return images["micam"], images["gradcam"], images["migradcam"], svc.label_dict(exp.top(5)), report
+
+
+api_explain.__name__ = "explain"  # Gradio's MCP server names each tool after its function: the tool is `explain`
 
 
 # --- Layout -------------------------------------------------------------------------------------
