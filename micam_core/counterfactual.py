@@ -19,8 +19,8 @@ from .errors import MicamError
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax
 from .methods import Explanation, class_index, top_k
-from .registry import METHOD_LABELS
 from .models import LoadedModel
+from .registry import METHOD_LABELS
 from .settings import FILLS
 
 BASELINES = {"random": "Random map (baseline)", "centre": "Centred Gaussian (baseline)"}

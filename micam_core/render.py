@@ -16,7 +16,6 @@ from PIL import Image
 from .settings import COLORMAPS
 
 
-
 def colorize(saliency: np.ndarray, cmap: str = "jet") -> np.ndarray:
     """``H x W`` map in [0, 1] -> ``H x W x 3`` uint8 colours."""
     if cmap not in COLORMAPS:
