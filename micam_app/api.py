@@ -67,8 +67,8 @@ def api_explain(image: str | None, model: str = BUNDLED_SPEC, layer: str = views
 
 
 def checked_settings(**values: Any) -> dict[str, Any]:
-    """Every setting validated (a sentence naming the setting for the first bad one)."""
-    return {name: validate(name, value) for name, value in values.items()}
+    """Every setting validated (a sentence naming the setting for the first bad one); none may be missing."""
+    return {name: validate(name, value, missing_ok=False) for name, value in values.items()}
 
 
 def api_components() -> tuple[list[gr.components.Component], list[gr.components.Component]]:

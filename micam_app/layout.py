@@ -52,9 +52,10 @@ def inputs_column(ui: UI) -> None:
 
 def maps_column(ui: UI) -> None:
     c = ui.c
-    with gr.Row(equal_height=True, elem_id="overlays"):
+    with gr.Row(equal_height=True, elem_id="overlays", elem_classes="method-row"):
         for m in METHODS:
-            with gr.Column(min_width=240, visible=m in DEFAULT_METHODS, elem_id=f"overlay-col-{m}") as col:
+            with gr.Column(min_width=240, visible=m in DEFAULT_METHODS, elem_id=f"overlay-col-{m}",
+                           elem_classes="method-col") as col:
                 ui.overlays[m] = gr.Image(label=overlay_title(m), type="pil", format="png", interactive=False,
                                           height=280, buttons=["download", "fullscreen"], elem_id=f"overlay-{m}")
             ui.overlay_cols[m] = col
@@ -84,9 +85,10 @@ def counterfactual_panel(ui: UI) -> None:
         c["fill"] = gr.Radio(choices=list(SETTINGS["fill"].choices), value=SETTINGS["fill"].default,
                              label=SETTINGS["fill"].label, elem_id="fill")
         c["steps"] = slider("steps", "steps")
-    with gr.Row(equal_height=False):
+    with gr.Row(equal_height=False, elem_classes="method-row"):
         for m in METHODS:
-            with gr.Column(min_width=300, visible=m in DEFAULT_METHODS, elem_id=f"cf-{m}") as col:
+            with gr.Column(min_width=300, visible=m in DEFAULT_METHODS, elem_id=f"cf-{m}",
+                           elem_classes="method-col") as col:
                 gr.Markdown(f"### {METHOD_LABELS[m]}", elem_classes="method-title")
                 ui.flip[m] = gr.Markdown(elem_id=f"flip-{m}", elem_classes="note flip")
                 with gr.Row():

@@ -20,6 +20,8 @@ CSS = """
 .note {font-size: 0.9rem; opacity: 0.85;}
 #explain-btn {min-height: 48px; font-size: 1.05rem;}
 footer {display: none !important;}
+.method-row {flex-wrap: wrap !important;}
+.method-row > .method-col {flex: 0 1 calc(33.33% - var(--layout-gap, 16px)) !important; min-width: 240px !important;}
 """
 
 

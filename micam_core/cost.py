@@ -36,7 +36,7 @@ def seconds_per_image(loaded: LoadedModel) -> float:
     x = torch.zeros(_PROBE_BATCH, *loaded.data_config["input_size"], device=loaded.device)
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        loaded.model(x[:2])  # warm-up
+        loaded.model(x)  # warm-up: the first call at a new shape is slow (kernel selection)
         if loaded.device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()

@@ -130,7 +130,7 @@ def class_index(loaded: LoadedModel, target: int | str) -> int:
             return i
     close = difflib.get_close_matches(wanted[:200], [n.lower() for n in names], n=3)
     hint = f" Did you mean: {'; '.join(close)}?" if close else ""
-    raise TargetError(f"'{shorten(target)}' is not one of this model's class names.{hint}")
+    raise TargetError(f"The target class '{shorten(target)}' is not one of this model's class names.{hint}")
 
 
 def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: str,

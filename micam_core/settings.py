@@ -80,13 +80,15 @@ SETTINGS: dict[str, Setting] = _build()
 DEFAULTS: dict[str, Any] = {name: s.default for name, s in SETTINGS.items()}
 
 
-def validate(name: str, value: Any) -> Any:
+def validate(name: str, value: Any, missing_ok: bool = True) -> Any:
     """``value`` parsed and checked for setting ``name``; :class:`SettingError` with a sentence if bad.
 
-    ``None`` and empty strings give the default.
+    ``None`` and empty strings give the default, or are refused when ``missing_ok`` is false.
     """
     setting = SETTINGS[name]
     if value is None or (isinstance(value, str) and not value.strip()):
+        if not missing_ok:
+            raise _bad(setting, value)
         return setting.default
     parse = {"float": _number, "int": _number, "choice": _choice, "methods": _methods}[setting.kind]
     return parse(setting, value)
