@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def shorten(text: object, limit: int = 80) -> str:
+    """``text`` as a string of at most ``limit`` characters (an ellipsis marks a cut): for echoing user input."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class MicamError(Exception):
     """Base class: ``str(error)`` is a complete, readable sentence for the user."""
 

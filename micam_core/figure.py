@@ -25,8 +25,10 @@ from matplotlib.figure import Figure
 
 from .citation import BIBTEX
 from .counterfactual import BASELINES, Faithfulness
-from .methods import METHOD_LABELS, Explanation
-from .render import COLORMAPS, overlay
+from .methods import Explanation
+from .registry import METHOD_LABELS, REGISTRY, display_mode
+from .render import overlay
+from .settings import COLORMAPS
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +87,13 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
     rev = f" (revision {short})" if short else ""
     prob = float(exp.probs[exp.target]) if exp.target < len(exp.probs) else float("nan")
     shown = ", ".join(labels.get(m, m) for m in methods)
-    up = ("nearest + Gaussian blur (the paper's)" if exp.upsampling == "paper" else "bilinear")
     parts = [f"Model {model or 'unnamed'}{rev}, layer {exp.layer}; target class {exp.target} "
              f"'{exp.target_label}' (p = {prob:.3f}).",
-             f"Maps: {shown}; MI-weighted maps upsampled by {up}, gradient-only maps bilinear; "
-             f"colour map {cmap}, overlay opacity {opacity:.2f}; each map min-max normalised to [0, 1]."]
+             f"Maps: {shown}; upsampled {_upsampling_phrase(exp.upsampling, methods, labels)}; colour map {cmap}, "
+             f"overlay opacity {opacity:.2f}; each map min-max normalised to [0, 1]."]
+    agnostic = [labels.get(m, m) for m in methods if m in REGISTRY and not REGISTRY[m].class_specific]
+    if agnostic:
+        parts.append(f"{', '.join(agnostic)}: class-agnostic (the map does not depend on the target class).")
     if faith is not None:
         parts.append(f"Counterfactuals: region = map >= {faith.threshold:g}, masked pixels filled with "
                      f"{faith.fill}; deletion/insertion curves with {faith.steps} steps "
@@ -97,6 +101,16 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
     parts += list(notes)
     parts.append(f"Made with micam_core {__version__}.")
     return " ".join(parts)
+
+
+def _upsampling_phrase(upsampling: str, methods: Sequence[str], labels: Mapping[str, str]) -> str:
+    """E.g. ``by nearest + Gaussian blur (the paper's) for MI CAM; bilinear for Grad-CAM``."""
+    names = {"paper": "by nearest + Gaussian blur (the paper's)", "bilinear": "bilinearly"}
+    groups: dict[str, list[str]] = {}
+    for method in methods:
+        mode = display_mode(method, upsampling) if method in REGISTRY else upsampling
+        groups.setdefault(mode, []).append(labels.get(method, method))
+    return "; ".join(f"{names.get(mode, mode)} for {', '.join(group)}" for mode, group in groups.items())
 
 
 def make_figure(exp: Explanation, *, methods: Sequence[str] | None = None, labels: Mapping[str, str] | None = None,

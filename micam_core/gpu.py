@@ -48,9 +48,10 @@ def estimate_seconds(images: int, model_bytes: int = 100 * 2**20, *, minimum: in
     return int(min(max(seconds, minimum), maximum))
 
 
-def explain_seconds(n_methods: int = 3, model_bytes: int = 100 * 2**20) -> int:
-    """Duration for one explanation: one forward and one partial backward pass, all methods shared."""
-    return estimate_seconds(2 + max(0, int(n_methods)), model_bytes)
+def explain_seconds(n_methods: int = 3, model_bytes: int = 100 * 2**20, extra_passes: int = 0) -> int:
+    """Duration for one explanation: one forward and one partial backward pass shared by all methods, plus
+    ``extra_passes`` masked forward passes (Score-CAM: one per channel, see ``micam_core.cost.extra_passes``)."""
+    return estimate_seconds(2 + max(0, int(n_methods)) + max(0, int(extra_passes or 0)), model_bytes)
 
 
 def analyse_seconds(n_methods: int = 3, steps: int = 32, model_bytes: int = 100 * 2**20,

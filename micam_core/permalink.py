@@ -5,34 +5,30 @@ resolved only by exact lookup of a file stem in a dict built from the examples f
 by joining a path), numbers must be finite and in range, choices must be allowed ids, and every value
 echoed in a message is shortened and escaped for HTML and Markdown.
 
-The defaults and allowed values here mirror the app's widgets; pass ``methods`` (the ids of the
-method registry) and ``defaults`` to follow the settings record instead.
+Settings (methods, upsampling, threshold, fill, steps, cmap, opacity) are parsed by
+:func:`micam_core.settings.validate`, so links accept exactly what the widgets and the API accept;
+pass ``methods`` to accept another list of method ids.
 """
 
 from __future__ import annotations
 
 import html
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .counterfactual import FILLS
 from .errors import ModelLoadError
-from .methods import METHODS, UPSAMPLING
-from .models import normalize_spec
-from .render import COLORMAPS
+from .models import BUNDLED_SPEC, normalize_spec
+from .registry import METHODS
+from .settings import DEFAULTS as SETTING_DEFAULTS
+from .settings import SETTINGS, SettingError, validate
 
 PARAMS = ("model", "example", "layer", "target", "methods", "upsampling", "threshold", "fill", "steps",
           "cmap", "opacity")
-DEFAULTS: dict[str, Any] = {
-    "model": "bundled:efficientnet_lite0", "example": None, "layer": None, "target": None,
-    "methods": tuple(METHODS), "upsampling": "paper", "threshold": 0.5, "fill": "black", "steps": 32,
-    "cmap": "jet", "opacity": 0.5,
-}
-STEPS_RANGE = (2, 64)
+DEFAULTS: dict[str, Any] = {"model": BUNDLED_SPEC, "example": None, "layer": None, "target": None,
+                             **SETTING_DEFAULTS}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 ECHO_CHARS = 80
 MAX_VALUE_CHARS = 300  # longer values are refused before any parsing
@@ -81,7 +77,7 @@ def permalink(base_url: str, state: Mapping[str, Any]) -> str:
 
 
 def parse_query(query: Mapping[str, Any], examples: Mapping[str, Path], *,
-                methods: Sequence[str] = METHODS,
+                methods: Sequence[str] | None = None,
                 defaults: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Validate a query (e.g. ``dict(gr.Request.query_params)``) into a view state and messages.
 
@@ -89,7 +85,8 @@ def parse_query(query: Mapping[str, Any], examples: Mapping[str, Path], *,
     ``example_path``: the example's file, found only by exact stem lookup in ``examples``. Each
     refused parameter adds one sentence to the messages (values echoed shortened and escaped).
     """
-    state: dict[str, Any] = {**DEFAULTS, "methods": tuple(methods), **(defaults or {})}
+    state: dict[str, Any] = {**DEFAULTS, **(defaults or {})}
+    methods = tuple(methods) if methods is not None else METHODS
     state["example_path"] = None
     messages: list[str] = []
     for key, raw in query.items():
@@ -183,30 +180,14 @@ def _methods(value: str, *, methods: Sequence[str], **_: Any) -> tuple[str, ...]
     return tuple(chosen)
 
 
-def _choice(allowed: Sequence[str]):
-    def parse(value: str, **_: Any) -> str:
-        if value not in allowed:
-            raise ValueError(f"'{echo(value)}' is not one of {', '.join(allowed)}.")
-        return value
+def _setting(name: str):
+    """A parser for setting ``name`` by the settings record's own validation."""
 
-    return parse
-
-
-def _number(low: float, high: float, integer: bool = False):
-    def parse(value: str, **_: Any) -> float | int:
-        if len(value) > 32:
-            raise ValueError(f"'{echo(value)}' is not a number.")
+    def parse(value: str, **_: Any) -> Any:
         try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"'{echo(value)}' is not a number.") from None
-        if not math.isfinite(number) or not low <= number <= high:
-            raise ValueError(f"{echo(value)} is not between {low:g} and {high:g}.")
-        if integer:
-            if number != int(number):
-                raise ValueError(f"{echo(value)} is not a whole number.")
-            return int(number)
-        return number
+            return validate(name, value)
+        except SettingError:
+            raise ValueError(f"'{echo(value)}' is not {SETTINGS[name].describe()}.") from None
 
     return parse
 
@@ -217,6 +198,5 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 _PARSERS = {
     "model": _model, "example": _example, "layer": _layer, "target": _target, "methods": _methods,
-    "upsampling": _choice(UPSAMPLING), "threshold": _number(0.0, 1.0), "fill": _choice(FILLS),
-    "steps": _number(*STEPS_RANGE, integer=True), "cmap": _choice(COLORMAPS), "opacity": _number(0.0, 1.0),
+    **{name: _setting(name) for name in ("upsampling", "threshold", "fill", "steps", "cmap", "opacity")},
 }

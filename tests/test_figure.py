@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -96,4 +97,4 @@ def test_cli_figure_flag(tmp_path):
         assert (out / f"coffee_figure.{suffix}").stat().st_size > 0, suffix
     with Image.open(out / "coffee_figure.png") as png:
         assert round(png.info["dpi"][0]) == PNG_DPI
-    assert "coffee_figure.pdf" in (out / "coffee.json").read_text()
+    assert "coffee_figure.pdf" in json.loads((out / "coffee.json").read_text())["figure"]

@@ -28,6 +28,7 @@ from micam_core.gpu import (
 def test_durations_grow_with_the_work_and_stay_in_bounds():
     assert forward_images(5, 32) == 5 * (4 + 66)
     assert MIN_SECONDS <= explain_seconds(3) <= analyse_seconds(3, 8) <= analyse_seconds(3, 64) <= MAX_SECONDS
+    assert explain_seconds(3) < explain_seconds(3, extra_passes=1281)  # Score-CAM on 1280 channels
     assert analyse_seconds(1, 32) < analyse_seconds(3, 32)
     assert analyse_seconds(3, 32, model_bytes=100 * 2**20) < analyse_seconds(3, 32, model_bytes=2**30)
     assert estimate_seconds(10**9) == MAX_SECONDS and MIN_SECONDS <= estimate_seconds(0) <= 15
@@ -66,13 +67,16 @@ def test_fake_spaces_refuses_tensors_off_the_cpu():
 
 
 def test_app_gpu_functions_through_a_process_boundary():
-    import app
+    from micam_app import work
 
-    explain_fn = fake_spaces.GPU(duration=lambda spec, image, *rest: explain_seconds(3))(app.gpu_explain)
-    analyse_fn = fake_spaces.GPU(duration=lambda spec, exp, threshold, fill, steps: analyse_seconds(3, steps))(
-        app.gpu_analyse)
+    explain_fn = fake_spaces.GPU(duration=lambda spec, image, layer, target, up, methods: explain_seconds(
+        len(methods)))(work.gpu_explain)
+    analyse_fn = fake_spaces.GPU(duration=lambda spec, exp, threshold, fill, steps: analyse_seconds(
+        len(exp.maps), steps))(work.gpu_analyse)
+    methods = ("micam", "gradcam", "migradcam")
     try:
-        exp = explain_fn("bundled:efficientnet_lite0", str(EXAMPLES / "chelsea_cat.jpg"), None, None, "paper")
+        exp = explain_fn("bundled:efficientnet_lite0", str(EXAMPLES / "chelsea_cat.jpg"), None, None, "paper",
+                         methods)
         assert isinstance(exp, Explanation) and set(exp.maps) == {"micam", "gradcam", "migradcam"}
         assert exp.maps["micam"].shape == (224, 224)
         faith = analyse_fn("bundled:efficientnet_lite0", exp, 0.5, "black", 4)

@@ -63,9 +63,9 @@ def test_schema_lists_the_explain_tool_with_documented_arguments(mcp_url):
     tool = tools["explain"]
     props = tool["inputSchema"]["properties"]
     assert {"image", "model", "layer", "target", "upsampling", "threshold", "fill", "steps", "colormap",
-            "opacity"} <= set(props)
+            "opacity", "methods"} <= set(props)
     assert "MI CAM" in tool["description"]
-    assert "class index or a class name" in props["target"].get("description", ""), props["target"]
+    assert "class name" in props["target"].get("description", ""), props["target"]
 
 
 def test_one_mcp_call_returns_the_maps(mcp_url):
@@ -83,7 +83,7 @@ def test_one_mcp_call_returns_the_maps(mcp_url):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 listed = await session.list_tools()
-                arguments = {"image": image, "model": "bundled:efficientnet_lite0", "steps": 4}
+                arguments = {"image": image, "model": "bundled:efficientnet_lite0", "steps": "4"}
                 # With a progress token Gradio 6.31 returns each output as its own content item (images as
                 # images); without one it returns the whole output tuple as a single text item.
                 result = await session.call_tool("explain", arguments, progress_callback=on_progress)
