@@ -36,7 +36,7 @@ FORMATS = ("pdf", "svg", "png")
 PNG_DPI = 300
 WIDTH_IN = 7.0
 MARGIN_IN, GAP_IN, CBAR_IN = 0.1, 0.08, 0.65
-TITLE_IN, CURVES_IN, CAPTION_LINE_IN = 0.3, 2.0, 0.15
+TITLE_IN, CURVES_IN, LEGEND_IN, CAPTION_LINE_IN = 0.3, 2.4, 0.45, 0.15
 CAPTION_CHARS = 120
 FONT_PT = 8
 RC = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "micam_core",
@@ -184,9 +184,13 @@ def _column_left(geo: FigureLayout, column: int) -> float:
     return MARGIN_IN + column * (geo.panel + GAP_IN)
 
 
-def _picture(ax, image, title: str) -> None:
+def _picture(ax, image, title: str, longest: int = 0) -> None:
+    """The image without axes, titled in a size that fits its width (``longest``: fit that many characters)."""
     ax.imshow(np.asarray(image), interpolation="none")
-    ax.set_title(title, pad=3)
+    width_in = ax.get_position().width * ax.figure.get_figwidth()
+    chars = max(len(title), longest, 1)
+    size = max(4.5, min(FONT_PT, 0.9 * 72 * width_in / chars / 0.55))  # ~0.55 em per character
+    ax.set_title(title, pad=3, fontsize=size)
     ax.set_axis_off()
 
 
@@ -214,30 +218,41 @@ def _counterfactual_row(fig: Figure, geo: FigureLayout, top: float, faith: Faith
         result = faith.results[method]
         left = _column_left(geo, column)
         remove_title = "remove (flips)" if result.flipped else "remove"
-        _picture(_axes(fig, geo, left, top - TITLE_IN, half, height), result.keep_image, "keep")
+        _picture(_axes(fig, geo, left, top - TITLE_IN, half, height), result.keep_image, "keep", len("remove (flips)"))
         _picture(_axes(fig, geo, left + half + GAP_IN, top - TITLE_IN, half, height), result.remove_image,
-                 remove_title)
+                 remove_title, len("remove (flips)"))
 
 
 def _curves_row(fig: Figure, geo: FigureLayout, top: float, faith: Faithfulness, methods: Sequence[str],
                 labels: Mapping[str, str]) -> None:
+    """Deletion and insertion curves side by side, one legend (with both AUCs) below them."""
     names = [m for m in methods if m in faith.results] + [b for b in BASELINES if b in faith.results]
     plot_w = (WIDTH_IN - 2 * MARGIN_IN - 0.9) / 2
+    plot_h = geo.curves_row - LEGEND_IN - 0.7
+    handles = []
     for index, kind in enumerate(("deletion", "insertion")):
-        ax = _axes(fig, geo, MARGIN_IN + 0.45 + index * (plot_w + 0.45), top - 0.25, plot_w, geo.curves_row - 0.65)
+        ax = _axes(fig, geo, MARGIN_IN + 0.45 + index * (plot_w + 0.45), top - 0.25, plot_w, plot_h)
         for name in names:
             curve = getattr(faith.results[name].curves, kind)
-            auc = getattr(faith.results[name].curves, f"{kind}_auc")
             xs = np.linspace(0.0, 1.0, len(curve))
             style = "--" if name in BASELINES else "-"
-            ax.plot(xs, curve, style, linewidth=1.0, label=f"{labels.get(name, name)} (AUC {auc:.3f})")
+            (line,) = ax.plot(xs, curve, style, linewidth=1.0, label=_curve_label(faith, name, labels))
+            if index == 0:
+                handles.append(line)
         ax.set_title(f"{kind.capitalize()} ({'lower' if kind == 'deletion' else 'higher'} AUC is better)", pad=3)
-        ax.set_xlabel(f"fraction of pixels {'deleted' if kind == 'deletion' else 'inserted'}")
+        ax.set_xlabel(f"fraction of pixels {'deleted' if kind == 'deletion' else 'inserted'}", labelpad=1)
         ax.set_ylabel("target probability")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3, linewidth=0.5)
-        ax.legend(loc="upper right" if kind == "deletion" else "lower right", frameon=False)
+    bottom = top - geo.curves_row + 0.02
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, bottom / geo.height), ncol=2,
+               frameon=False, columnspacing=1.2, handlelength=2.2)
+
+
+def _curve_label(faith: Faithfulness, name: str, labels: Mapping[str, str]) -> str:
+    curves = faith.results[name].curves
+    return f"{labels.get(name, name)} (AUC del. {curves.deletion_auc:.3f}, ins. {curves.insertion_auc:.3f})"
 
 
 def _short(text: str, limit: int) -> str:
