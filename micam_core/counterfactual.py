@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import MicamError
+from .errors import MicamError, shorten
 from .images import ImageInput, load_image
 from .methods import METHOD_LABELS, Explanation, class_index, gaussian_blur, minmax, top_k
 from .models import LoadedModel
@@ -86,7 +86,7 @@ def fill_pixels(pixels: torch.Tensor, fill: str) -> torch.Tensor:
         return blurred(pixels)
     if fill == "mean":
         return pixels.mean(dim=(0, 1), keepdim=True).expand_as(pixels).clone()
-    raise MicamError(f"Unknown fill '{fill}'; choose from {', '.join(FILLS)}.")
+    raise MicamError(f"Unknown fill '{shorten(fill)}'; choose from {', '.join(FILLS)}.")
 
 
 def region(saliency: np.ndarray, threshold: float) -> torch.Tensor:

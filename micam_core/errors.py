@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 
 class MicamError(Exception):
     """Base class: ``str(error)`` is a complete, readable sentence for the user."""
@@ -25,3 +27,34 @@ class LayerError(MicamError):
 
 class TargetError(MicamError):
     """The requested target class is not one of the model's classes."""
+
+
+ECHO_LIMIT = 80
+
+
+def shorten(text: object, limit: int = ECHO_LIMIT) -> str:
+    """``text`` as echoed back in a message: one line, at most ``limit`` characters (``...`` when cut)."""
+    raw = str(text)
+    flat = " ".join(raw[: limit * 4].split())  # whitespace runs and line breaks become one space
+    if len(flat) <= limit and len(raw) <= limit * 4:
+        return flat
+    return flat[: max(limit - 3, 1)] + "..."
+
+
+def drop_frames(err: BaseException | None) -> None:
+    """Clear the local variables of every finished frame in ``err``'s tracebacks (cause and context too).
+
+    A traceback keeps every frame it passes through alive, with all their locals: after a failed
+    model load that can be gigabytes of half-built module.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__
+
+
+def fresh_error(err: MicamError) -> MicamError:
+    """The same message and type as ``err``, without its traceback (whose frames are cleared)."""
+    drop_frames(err)
+    return type(err)(str(err))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .capture import Capture, capture
-from .errors import MicamError, TargetError
+from .errors import MicamError, TargetError, shorten
 from .images import ImageInput, load_image
 from .mi import mutual_information_torch
 from .models import LoadedModel
@@ -80,7 +80,7 @@ def explain(
         raise MicamError("No image given.")
     methods = _checked_methods(methods)
     if upsampling not in UPSAMPLING:
-        raise MicamError(f"upsampling must be one of {UPSAMPLING}, got '{upsampling}'.")
+        raise MicamError(f"upsampling must be one of {UPSAMPLING}, got '{shorten(upsampling)}'.")
     targets = _per_image(target, len(images))
     wanted = [None if t is None else class_index(loaded, t) for t in targets]
     crops = [loaded.crop(load_image(img)) for img in images]
@@ -100,7 +100,7 @@ def _checked_methods(methods: Sequence[str]) -> tuple[str, ...]:
     methods = tuple(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
-        raise MicamError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
+        raise MicamError(f"Unknown method(s) {shorten(unknown)}; choose from {', '.join(METHODS)}.")
     return methods
 
 
@@ -116,17 +116,18 @@ def class_index(loaded: LoadedModel, target: int | str) -> int:
     """A class index from an index, a numeric string, or a (case-insensitive) class name."""
     names = loaded.class_names
     if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().isdigit()):
-        index = int(target)
+        text = str(target).strip()
+        index = int(text) if len(text) <= 18 else len(names)  # no 5000-digit ints
         if not 0 <= index < len(names):
-            raise TargetError(f"Class {index} is out of range: the model has {len(names)} classes.")
+            raise TargetError(f"Class {shorten(text)} is out of range: the model has {len(names)} classes.")
         return index
     wanted = str(target).strip().lower()
     for i, name in enumerate(names):
         if name.lower() == wanted or wanted in [part.strip() for part in name.lower().split(",")]:
             return i
-    close = difflib.get_close_matches(wanted, [n.lower() for n in names], n=3)
+    close = difflib.get_close_matches(wanted, [n.lower() for n in names], n=3) if len(wanted) <= 200 else []
     hint = f" Did you mean: {'; '.join(close)}?" if close else ""
-    raise TargetError(f"'{target}' is not one of this model's class names.{hint}")
+    raise TargetError(f"'{shorten(target)}' is not one of this model's class names.{hint}")
 
 
 def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: str,
@@ -189,7 +190,7 @@ def render_map(lowres: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarr
     elif mode == "bilinear":
         up = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
     else:
-        raise MicamError(f"Unknown upsampling '{mode}'; choose from {UPSAMPLING}.")
+        raise MicamError(f"Unknown upsampling '{shorten(mode)}'; choose from {UPSAMPLING}.")
     return minmax(up[0, 0]).numpy()
 
 
