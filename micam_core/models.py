@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import gc
 import logging
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 BUNDLED_SPEC = "bundled:efficientnet_lite0"
 DEFAULT_SPEC = BUNDLED_SPEC
 MAX_MODEL_BYTES = 1024 * 1024 * 1024  # parameters + buffers; larger models are refused
+MAX_ASPECT = 4.0  # images more elongated than 4x the crop's aspect ratio are trimmed before resizing
 MAX_SPEC_CHARS = 300  # longer specs are refused before any parsing
 _HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9_][\w.\-]{0,95}$")
 # A branch, tag or commit: path-like segments of safe characters, no empty, "." or ".." segment.
@@ -227,9 +229,17 @@ def from_module(
 
 
 def _pil_stage(data_config: dict[str, Any]) -> Callable[[Image.Image], Image.Image]:
-    """The PIL-to-PIL part (resize, crop) of timm's eval transform for this data config."""
+    """The PIL-to-PIL part (resize, crop) of timm's eval transform for this data config.
+
+    With timm's ``center`` crop mode (resize the short side, keep the aspect ratio, centre crop),
+    extreme images are first trimmed to the part the crop can use (see :func:`trim_extreme`).
+    """
     transform = create_transform(**data_config, is_training=False)
-    steps = []
+    steps: list[Callable[[Image.Image], Image.Image]] = []
+    if data_config.get("crop_mode", "center") == "center":
+        _, h, w = data_config["input_size"]
+        short_to = math.floor(max(h, w) / float(data_config.get("crop_pct") or 1.0))
+        steps.append(lambda image: trim_extreme(image, max(h, w) / min(h, w) * MAX_ASPECT, short_to))
     for step in getattr(transform, "transforms", [transform]):
         if "ToTensor" in type(step).__name__:
             break
@@ -241,6 +251,33 @@ def _pil_stage(data_config: dict[str, Any]) -> Callable[[Image.Image], Image.Ima
         return image
 
     return run
+
+
+def trim_extreme(image: Image.Image, max_aspect: float, short_to: int | None = None) -> Image.Image:
+    """The centre of ``image`` cut to at most ``max_aspect`` (long side / short side); others unchanged.
+
+    Resizing the short side of a 1 x 20000 image to 256 px would create 256 x 5 million pixels
+    (4 GB), of which the centre crop keeps 224 x 224. The kept part is far wider than what the
+    crop and the resampling kernel use, and it is exactly centred (same parity as the long side);
+    with ``short_to`` (the size the short side is resized to) the resized long side also keeps its
+    parity, so the centre crop is placed as on the untrimmed image, up to sub-pixel rounding.
+    """
+    w, h = image.size
+    short, long = min(w, h), max(w, h)
+    keep = math.ceil(max_aspect * short)
+    keep += (long - keep) % 2  # exactly centred
+    if short_to:
+        parity = int(short_to * long / short) % 2
+        for _ in range(8):
+            if int(short_to * keep / short) % 2 == parity:
+                break
+            keep += 2
+    if keep >= long:
+        return image
+    start = (long - keep) // 2
+    box = (start, 0, start + keep, h) if w > h else (0, start, w, start + keep)
+    log.debug("trimmed a %d x %d image to %d x %d before resizing", w, h, box[2] - box[0], box[3] - box[1])
+    return image.crop(box)
 
 
 def class_names_of(model: torch.nn.Module) -> list[str]:
