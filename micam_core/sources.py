@@ -124,7 +124,7 @@ def _check_built_size(timm_spec: str, shown: str, max_bytes: int) -> None:
     for a billion parameters). Hub and local specs need their config.json (cached when offline).
     """
     try:
-        with torch.device("meta"):
+        with torch.device("meta"):  # thread-local: requests running in other threads are not affected
             skeleton = timm.create_model(timm_spec, pretrained=False)
         size = sum(t.numel() * t.element_size() for t in [*skeleton.parameters(), *skeleton.buffers()])
         del skeleton
