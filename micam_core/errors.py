@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import traceback
 
+ECHO_LIMIT = 80
+
+
+def shorten(text: object, limit: int = ECHO_LIMIT) -> str:
+    """``text`` as a string of at most ``limit`` characters (an ellipsis marks a cut): for echoing user input."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class MicamError(Exception):
     """Base class: ``str(error)`` is a complete, readable sentence for the user."""
@@ -27,18 +35,6 @@ class LayerError(MicamError):
 
 class TargetError(MicamError):
     """The requested target class is not one of the model's classes."""
-
-
-ECHO_LIMIT = 80
-
-
-def shorten(text: object, limit: int = ECHO_LIMIT) -> str:
-    """``text`` as echoed back in a message: one line, at most ``limit`` characters (``...`` when cut)."""
-    raw = str(text)
-    flat = " ".join(raw[: limit * 4].split())  # whitespace runs and line breaks become one space
-    if len(flat) <= limit and len(raw) <= limit * 4:
-        return flat
-    return flat[: max(limit - 3, 1)] + "..."
 
 
 def drop_frames(err: BaseException | None) -> None:
