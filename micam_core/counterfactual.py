@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import MicamError
+from .errors import MicamError, shorten
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax
 from .methods import Explanation, class_index, top_k
@@ -88,7 +88,7 @@ def fill_pixels(pixels: torch.Tensor, fill: str) -> torch.Tensor:
         return blurred(pixels)
     if fill == "mean":
         return pixels.mean(dim=(0, 1), keepdim=True).expand_as(pixels).clone()
-    raise MicamError(f"Unknown fill '{fill}'; choose from {', '.join(FILLS)}.")
+    raise MicamError(f"Unknown fill '{shorten(fill)}'; choose from {', '.join(FILLS)}.")
 
 
 def region(saliency: np.ndarray, threshold: float) -> torch.Tensor:

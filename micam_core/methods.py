@@ -118,9 +118,9 @@ def class_index(loaded: LoadedModel, target: int | str) -> int:
     names = loaded.class_names
     text = target.strip() if isinstance(target, str) else None
     if isinstance(target, (int, np.integer)) or (text and text.isascii() and text.isdigit()):
-        index = int(target)
+        index = int(target) if text is None or len(text) <= 18 else len(names)  # no 5000-digit ints
         if not 0 <= index < len(names):
-            raise TargetError(f"Class {shorten(index)} is out of range: the model has {len(names)} classes.")
+            raise TargetError(f"Class {shorten(text or index)} is out of range: the model has {len(names)} classes.")
         return index
     if not isinstance(target, str):
         raise TargetError(f"The target class must be a class index or name; got {shorten(repr(target))}.")

@@ -138,3 +138,12 @@ def test_echo_escapes_markup_and_control_characters():
     assert "\n" not in echo("a\nb\x1b[31m")
     assert echo("[link](javascript:x)").startswith("\\[link\\]\\(")
     assert len(echo("x" * 1000)) == 83
+
+
+def test_default_methods_come_from_the_registry():
+    from micam_core import METHODS as REGISTERED
+
+    parsed, messages = parse_query({"methods": ",".join(REGISTERED[::-1])}, EXAMPLES)
+    assert messages == [] and parsed["methods"] == REGISTERED[::-1]
+    parsed, messages = parse_query({"methods": "micam,nonesuch"}, EXAMPLES)
+    assert len(messages) == 1 and "nonesuch" in messages[0]
