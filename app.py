@@ -44,7 +44,7 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     threading.Thread(target=lambda: _warm(BUNDLED_SPEC), daemon=True).start()
     demo.queue(default_concurrency_limit=4).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), **LAUNCH_KWARGS)
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), mcp_server=True, **LAUNCH_KWARGS)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,10 @@ class Handlers:
     def __init__(self, ui: UI) -> None:
         self.ui = ui
 
+    def nothing(self) -> dict:
+        """No change (Gradio reads an empty dict as one value, so name one component and skip it)."""
+        return {self.ui.c["session"]: gr.skip()}
+
     # --- model ------------------------------------------------------------------------------------
     def pickers(self, loaded: LoadedModel, layer: str | None, target: str | None, methods: Any) -> dict:
         layers, targets = views.layer_choices(loaded), views.target_choices(loaded)
@@ -120,11 +124,13 @@ class Handlers:
                                    upsampling, chosen)
         except Exception as err:
             raise fail(err) from None
-        session = {"spec": loaded.spec, "exp": exp, "faith": None, "folder": str(new_download_dir())}
+        session = {"spec": loaded.spec, "exp": exp, "faith": None, "folder": str(new_download_dir()),
+                   "example": views.example_stem(image)}
         out = {**self.overlay_updates(exp, cmap, opacity), **self.column_updates(chosen),
                c["note"]: text.display_note(exp), c["predictions"]: views.label_dict(exp.top(5)),
                c["cbar"]: colorbar_html(cmap), c["alert"]: gr.update(value="", visible=False),
-               c["model_info"]: text.describe_model(loaded), c["shown_spec"]: loaded.spec, c["session"]: session}
+               c["model_info"]: text.describe_model(loaded), c["shown_spec"]: loaded.spec, c["session"]: session,
+               c["link_query"]: views.view_query(session, loaded.default_layer, cmap, opacity)}
         out.update(self.pickers(loaded, layer if same_model else None, target if same_model else None, chosen))
         return out
 
@@ -145,7 +151,7 @@ class Handlers:
         """Counterfactual panel, metrics, curves and downloads for the session's current explanation."""
         c = self.ui.c
         if not session or session.get("exp") is None:
-            return {}
+            return self.nothing()
         try:
             threshold, fill, steps = validate("threshold", threshold), validate("fill", fill), validate("steps", steps)
             cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
@@ -158,7 +164,7 @@ class Handlers:
         except Exception as err:
             raise fail(err) from None
         out: dict = {c["metrics"]: views.metrics_rows(faith), c["curves"]: figure, c["files"]: files,
-                     c["session"]: session}
+                     c["session"]: session, c["link_query"]: self.link(session, cmap, opacity)}
         for m in exp.maps:
             result = faith.results[m]
             out.update({self.ui.keep[m]: result.keep_image, self.ui.remove[m]: result.remove_image,
@@ -187,13 +193,16 @@ class Handlers:
         if not session or session.get("exp") is None:
             return {c["cbar"]: colorbar_html(cmap)}
         return {**self.overlay_updates(session["exp"], cmap, opacity), c["cbar"]: colorbar_html(cmap),
-                c["files"]: self.downloads(session, cmap, opacity)}
+                c["files"]: self.downloads(session, cmap, opacity), c["link_query"]: self.link(session, cmap, opacity)}
+
+    def link(self, session: dict, cmap: str, opacity: float) -> str:
+        return views.view_query(session, work.load(session["spec"]).default_layer, cmap, opacity)
 
     def on_upsampling(self, session: dict | None, upsampling: str, cmap: str, opacity: float) -> dict:
         """Display upsampling changed: re-derive the maps from the stored low-resolution maps (no forward pass)."""
         c = self.ui.c
         if not session or session.get("exp") is None:
-            return {}
+            return self.nothing()
         try:
             exp = session["exp"].with_upsampling(upsampling)
             cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
@@ -205,10 +214,10 @@ class Handlers:
     def on_methods_layer(self, shown_spec: str | None, layer: str, methods: Any) -> dict:
         """Layer changed: the Score-CAM cost in the method selector follows it."""
         if not shown_spec:
-            return {}
+            return {self.ui.c["methods"]: gr.skip()}
         try:
             loaded = work.load(shown_spec)
         except MicamError:
-            return {}
+            return {self.ui.c["methods"]: gr.skip()}
         return {self.ui.c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
                                                 value=list(methods or []))}

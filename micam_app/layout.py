@@ -11,6 +11,7 @@ from micam_core import BUNDLED_SPEC, DEFAULT_METHODS, METHOD_LABELS, METHODS, RE
 
 from . import api, page, text, views
 from .handlers import UI, Handlers, colorbar_html
+from .paper import PaperHandlers
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.jpg"))
@@ -34,8 +35,10 @@ def inputs_column(ui: UI) -> None:
                 examples_per_page=8)
     gr.Markdown(policy.limits_note(), elem_id="limits-note", elem_classes="note")
     c["model_choice"] = gr.Dropdown(choices=views.POPULAR_MODELS, value=BUNDLED_SPEC, label="Model",
-                                    info="The bundled model works offline; Hub models download on first use.",
-                                    elem_id="model-choice")
+                                    info="Type to search timm image classifiers on the Hub. The bundled model "
+                                         "works offline; Hub models download on first use.",
+                                    allow_custom_value=True, filterable=True, elem_id="model-choice")
+    c["hub_note"] = gr.Markdown(elem_id="hub-note", elem_classes="note")
     c["custom_spec"] = gr.Textbox(label="...or any timm model on the Hugging Face Hub",
                                   placeholder="timm/resnet18.a1_in1k  or  hf-hub:org/name  (Enter to load)",
                                   elem_id="custom-spec")
@@ -72,6 +75,30 @@ def maps_column(ui: UI) -> None:
         c["predictions"] = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="predictions")
         c["files"] = gr.File(file_count="multiple", interactive=False, height=230, elem_id="downloads",
                              label="Downloads: overlays (PNG), maps (.npy), report (JSON)")
+    share_and_cite(ui)
+
+
+def share_and_cite(ui: UI) -> None:
+    """Link to this view, and a figure for a paper."""
+    c = ui.c
+    with gr.Group(elem_id="share"):
+        with gr.Row(equal_height=True):
+            c["link"] = gr.Textbox(label="Link to this view", interactive=False, scale=5, elem_id="link",
+                                   placeholder="Explain an image to get a link to exactly this view")
+            c["copy_link"] = gr.Button("Copy link", scale=1, min_width=120, elem_id="copy-link")
+        gr.Markdown("The link holds the model, layer, target, methods and settings, and the image when it is one "
+                    "of the examples: an uploaded image cannot travel in a link.", elem_classes="note",
+                    elem_id="link-note")
+    c["link_query"] = gr.Textbox(visible=False, elem_id="link-query")
+    with gr.Row(equal_height=True):
+        c["figure_btn"] = gr.Button("Figure for a paper (PDF, SVG, 300-dpi PNG)", elem_id="figure-btn")
+        c["figure_cf"] = gr.Checkbox(value=True, label="with the counterfactual row and curves",
+                                     elem_id="figure-cf")
+    with gr.Row():
+        c["figure_preview"] = gr.Image(label="Figure", type="filepath", interactive=False, height=260,
+                                       buttons=["fullscreen"], elem_id="figure-preview", visible=False)
+        c["figure_files"] = gr.File(file_count="multiple", interactive=False, height=260, elem_id="figure-files",
+                                    label="Figure files, caption (.txt) and BibTeX (.bib)", visible=False)
 
 
 def counterfactual_panel(ui: UI) -> None:
@@ -108,27 +135,32 @@ def counterfactual_panel(ui: UI) -> None:
                            elem_id="curves")
 
 
+LINK_JS = "(q) => q ? window.location.origin + window.location.pathname + '?' + q : ''"
+COPY_JS = "(url) => { if (url) { navigator.clipboard.writeText(url); } return []; }"
+
+
 def wire(ui: UI, h: Handlers) -> None:
     c = ui.c
+    p = PaperHandlers(h)
     model_inputs = [c["model_choice"], c["custom_spec"], c["layer"], c["target"], c["methods"]]
     model_outputs = {c[k] for k in ("model_info", "alert", "layer", "target", "shown_spec", "methods")}
-    for trigger in (c["demo_load"], c["model_choice"].change, c["custom_spec"].submit):
+    for trigger in (c["model_choice"].change, c["custom_spec"].submit):
         trigger(h.on_model, model_inputs, model_outputs, **PRIVATE)
 
     panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
              *ui.flip.values()]
     cf_inputs = [c["session"], c["threshold"], c["fill"], c["steps"], c["cmap"], c["opacity"]]
-    cf = {"fn": h.on_counterfactuals, "inputs": cf_inputs, **PRIVATE,
-          "outputs": {*panel, c["metrics"], c["curves"], c["files"], c["session"]}, "show_progress_on": [c["metrics"]]}
+    cf = {"fn": h.on_counterfactuals, "inputs": cf_inputs, **PRIVATE, "show_progress_on": [c["metrics"]],
+          "outputs": {*panel, c["metrics"], c["curves"], c["files"], c["session"], c["link_query"]}}
     explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(),
                        *(c[k] for k in ("note", "predictions", "cbar", "alert", "model_info", "layer", "target",
-                                        "methods", "shown_spec", "session"))}
+                                        "methods", "shown_spec", "session", "link_query"))}
     explain_inputs = [c[k] for k in ("image", "model_choice", "custom_spec", "layer", "target", "methods",
                                      "upsampling", "cmap", "opacity", "shown_spec", "session")]
     c["explain_btn"].click(h.on_explain, explain_inputs, explain_outputs, show_progress_on=list(ui.overlays.values()),
                            **PRIVATE).success(**cf)
 
-    restyle_out = {*ui.overlays.values(), c["cbar"], c["files"]}
+    restyle_out = {*ui.overlays.values(), c["cbar"], c["files"], c["link_query"]}
     for trigger in (c["opacity"].change, c["cmap"].change):
         trigger(h.on_restyle, [c["session"], c["cmap"], c["opacity"]], restyle_out, trigger_mode="always_last",
                 show_progress="hidden", **PRIVATE)
@@ -138,6 +170,19 @@ def wire(ui: UI, h: Handlers) -> None:
     c["threshold"].release(**cf)
     c["steps"].release(**cf)
     c["fill"].change(**cf)
+    link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "threshold", "fill",
+                                    "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
+    link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec", "cmap", "opacity")]
+    c["demo_load"](p.on_link, None, link_restored, **PRIVATE).then(
+        h.on_model, model_inputs, model_outputs, **PRIVATE).success(
+        p.on_link_explain, link_explain_in, explain_outputs, show_progress_on=list(ui.overlays.values()),
+        **PRIVATE).success(**cf)
+    c["link_query"].change(None, [c["link_query"]], [c["link"]], js=LINK_JS, **PRIVATE)
+    c["copy_link"].click(None, [c["link"]], None, js=COPY_JS, **PRIVATE)
+    c["figure_btn"].click(p.on_figure, [c["session"], c["cmap"], c["opacity"], c["figure_cf"]],
+                          {c["figure_files"], c["figure_preview"]}, **PRIVATE)
+    c["model_choice"].key_up(p.on_search, None, {c["model_choice"], c["hub_note"]}, trigger_mode="always_last",
+                             show_progress="hidden", **PRIVATE)
     c["layer"].change(h.on_methods_layer, [c["shown_spec"], c["layer"], c["methods"]], {c["methods"]},
                       show_progress="hidden", **PRIVATE)
 
@@ -149,8 +194,10 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
     with gr.Blocks(title="MI CAM Explorer", delete_cache=(3600, 7200)) as demo:
         c["session"] = gr.State(None, time_to_live=3600)  # this visitor's last explanation (dropped after an hour)
         c["shown_spec"] = gr.State(None)  # the model whose layers and classes fill the pickers
+        c["link_state"] = gr.State(None)  # the view a permalink asked for
         gr.Markdown(page.HEADER, elem_id="header")
         c["alert"] = gr.Markdown(visible=False, elem_id="alert")
+        c["link_alert"] = gr.Markdown(visible=False, elem_id="link-alert")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=300):
                 inputs_column(ui)

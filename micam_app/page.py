@@ -16,7 +16,8 @@ CSS = """
 .cbar {display: flex; align-items: center; gap: 0.5rem; font-size: 0.85rem; opacity: 0.85; max-width: 640px;
        margin: 0 auto;}
 .cbar img {flex: 1; height: 14px; min-width: 0; border-radius: 3px;}
-#alert {border: 1px solid #e4a11b; background: rgba(228, 161, 27, 0.12); border-radius: 8px; padding: 0.6rem 0.9rem;}
+#alert, #link-alert {border: 1px solid #e4a11b; background: rgba(228, 161, 27, 0.12); border-radius: 8px;
+                     padding: 0.6rem 0.9rem;}
 .method-title h3 {margin: 0.2rem 0;}
 .flip {min-height: 3.2em;}
 .note {font-size: 0.9rem; opacity: 0.85;}

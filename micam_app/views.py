@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import Faithfulness
+from micam_core.permalink import build_query, example_index
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = example_index(ROOT / "examples")  # stem -> path: the only images a link can name
+_EXAMPLE_BY_HASH = {hashlib.sha256(p.read_bytes()).hexdigest(): stem for stem, p in EXAMPLES.items()}
 
 # (shown name, spec) of the model picker; the bundled model works offline and is the default.
 POPULAR_MODELS: list[tuple[str, str]] = [
@@ -108,3 +115,26 @@ def metrics_rows(faith: Faithfulness) -> list[list[Any]]:
             "yes" if result.flipped else "no",
         ])
     return rows
+
+
+def example_stem(path: str | None) -> str | None:
+    """The example's stem when ``path`` holds the bytes of one of the bundled examples (else ``None``)."""
+    if not path:
+        return None
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return _EXAMPLE_BY_HASH.get(digest)
+
+
+def view_query(session: dict, default_layer: str, cmap: str, opacity: float) -> str:
+    """The query string of the session's current view (counterfactual settings from its last analysis)."""
+    exp, faith = session["exp"], session.get("faith")
+    state: dict[str, Any] = {
+        "model": session["spec"], "example": session.get("example"),
+        "layer": None if exp.layer == default_layer else exp.layer, "target": exp.target,
+        "methods": list(exp.methods), "upsampling": exp.upsampling, "cmap": cmap, "opacity": opacity}
+    if faith is not None:
+        state.update(threshold=faith.threshold, fill=faith.fill, steps=faith.steps)
+    return build_query(state)

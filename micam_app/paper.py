@@ -1,0 +1,94 @@
+"""What papers need from the page: permalinks, figure export, live Hub model search.
+
+A link carries the whole view in its query string (no state on the server, so links survive a
+restart); an uploaded image cannot travel in a link, an example can (found by its file's hash).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from micam_core.figure import export_figure
+from micam_core.hub import search_models
+from micam_core.permalink import parse_query
+
+from . import text, views, work
+from .handlers import Handlers, fail
+
+MIN_SEARCH_CHARS = 2
+
+
+class PaperHandlers:
+    """Handlers for links, figures and search, next to the page's main handlers."""
+
+    def __init__(self, main: Handlers) -> None:
+        self.main = main
+        self.c = main.ui.c
+        self.nothing = main.nothing
+
+    # --- permalinks -------------------------------------------------------------------------------
+    def on_link(self, request: gr.Request) -> dict:
+        """Page opened: restore the controls from the link's query (explained next when it names an example)."""
+        query = dict(request.query_params) if request is not None else {}
+        if not query:
+            return {self.c["link_state"]: None}
+        state, messages = parse_query(query, views.EXAMPLES)
+        c = self.c
+        spec = state["model"]
+        curated = spec in {v for _, v in views.POPULAR_MODELS}
+        out = {c["model_choice"]: spec if curated else gr.update(),
+               c["custom_spec"]: "" if curated else spec,
+               c["methods"]: list(state["methods"]), c["upsampling"]: state["upsampling"],
+               c["threshold"]: state["threshold"], c["fill"]: state["fill"], c["steps"]: state["steps"],
+               c["cmap"]: state["cmap"], c["opacity"]: state["opacity"],
+               c["link_state"]: {k: v for k, v in state.items() if k != "example_path"}}
+        if state["example_path"] is not None:
+            out[c["image"]] = str(state["example_path"])
+        if messages:
+            out[c["link_alert"]] = gr.update(value="**Some link parameters were ignored:** " + " ".join(messages),
+                                        visible=True)
+        return out
+
+    def on_link_explain(self, link_state: dict | None, image: str | None, choice: str, custom: str,
+                        cmap: str, opacity: float, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
+        """After the controls are restored: explain the link's view when it names an example."""
+        if not link_state or not link_state.get("example") or not image:
+            return self.nothing()
+        spec = views.resolve_spec(choice, custom)
+        target = link_state.get("target")
+        out = self.main.on_explain(image, choice, custom, link_state.get("layer") or views.AUTO_LAYER,
+                                   views.TOP1 if target is None else str(target), link_state["methods"],
+                                   link_state["upsampling"], cmap, opacity, work.load(spec).spec, None,
+                                   progress=progress)
+        session = out[self.c["session"]]
+        out[self.c["session"]] = {**session, "example": link_state["example"]}
+        return out
+
+    # --- figure -----------------------------------------------------------------------------------
+    def on_figure(self, session: dict | None, cmap: str, opacity: float, with_counterfactuals: bool) -> dict:
+        """Export the current view as a figure for a paper: PDF, SVG, 300-dpi PNG, caption and BibTeX."""
+        try:
+            if not session or session.get("exp") is None:
+                raise ValueError("Explain an image first; the figure shows the current view.")
+            loaded = work.load(session["spec"])
+            faith = session.get("faith") if with_counterfactuals else None
+            paths = export_figure(session["exp"], session["folder"], "figure", model=loaded.spec,
+                                  revision=loaded.revision, cmap=cmap, opacity=opacity, faith=faith,
+                                  counterfactuals=faith is not None, curves=faith is not None)
+        except Exception as err:
+            raise fail(err) from None
+        png = next((p for p in paths if str(p).endswith(".png")), None)
+        return {self.c["figure_files"]: gr.update(value=[str(p) for p in paths], visible=True),
+                self.c["figure_preview"]: gr.update(value=png, visible=True)}
+
+    # --- live Hub search --------------------------------------------------------------------------
+    def on_search(self, data: gr.KeyUpData) -> dict:
+        """Typing in the model box: timm image classifiers on the Hub, most downloaded first."""
+        query = (data.input_value or "").strip() if data is not None else ""
+        if len(query) < MIN_SEARCH_CHARS or query.startswith(("bundled:", "local-dir:")):
+            return {self.c["hub_note"]: gr.skip()}
+        result = search_models(query, limit=20)
+        found = [(m.describe(), m.spec) for m in result.models]
+        note = text.md(result.message, 300) if result.message else f"{len(found)} Hub models match."
+        return {self.c["model_choice"]: gr.update(choices=views.POPULAR_MODELS + found),
+                self.c["hub_note"]: note}
