@@ -87,8 +87,13 @@ class PaperHandlers:
         query = (data.input_value or "").strip() if data is not None else ""
         if len(query) < MIN_SEARCH_CHARS or query.startswith(("bundled:", "local-dir:")):
             return {self.c["hub_note"]: gr.skip()}
-        result = search_models(query, limit=20)
-        found = [(m.describe(), m.spec) for m in result.models]
-        note = text.md(result.message, 300) if result.message else f"{len(found)} Hub models match."
-        return {self.c["model_choice"]: gr.update(choices=views.POPULAR_MODELS + found),
-                self.c["hub_note"]: note}
+        choices, note = hub_choices(query)
+        return {self.c["model_choice"]: gr.update(choices=choices), self.c["hub_note"]: note}
+
+
+def hub_choices(query: str) -> tuple[list[tuple[str, str]], str]:
+    """The model picker's choices for ``query`` (curated first, then Hub hits) and a note for the visitor."""
+    result = search_models(query, limit=20)
+    found = [(m.describe(), m.spec) for m in result.models]
+    note = text.md(result.message, 300) if result.message else f"{len(found)} timm classifiers on the Hub match."
+    return views.POPULAR_MODELS + found, note

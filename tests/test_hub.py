@@ -137,3 +137,40 @@ def test_unreachable_hub_gives_the_same_message(tmp_path):
 def test_describe():
     assert HubModel("timm/x", 1_234_567, 98 * 2**20, None).describe() == "timm/x (1.2M downloads, 98 MB)"
     assert HubModel("timm/x", None, None, None).describe() == "timm/x"
+
+
+APP_CHILD = textwrap.dedent("""
+    import json, sys, time
+    from micam_app.paper import hub_choices
+
+    start = time.perf_counter()
+    choices, note = hub_choices(sys.argv[1])
+    print(json.dumps({"choices": choices, "note": note, "seconds": time.perf_counter() - start}))
+""")
+
+
+def test_the_model_box_lists_hub_hits_after_the_curated_models(tmp_path):
+    from micam_app.views import POPULAR_MODELS
+
+    with StubHub() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
+               "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "HF_TOKEN": "", "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run([sys.executable, "-c", APP_CHILD, "resnet"], env=env, capture_output=True, text=True,
+                              timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    choices = [tuple(c) for c in out["choices"]]
+    assert choices[:len(POPULAR_MODELS)] == POPULAR_MODELS
+    hits = choices[len(POPULAR_MODELS):]
+    assert [spec for _, spec in hits] == ["hf-hub:timm/resnet50.a1_in1k", "hf-hub:timm/resnet18.a1_in1k",
+                                          "hf-hub:timm/resnet34.a1_in1k"]
+    assert "downloads" in hits[0][0] and "3 timm classifiers" in out["note"]
+    assert out["seconds"] < 1.0
+
+
+def test_the_model_box_keeps_the_curated_list_offline():
+    from micam_app.paper import hub_choices
+    from micam_app.views import POPULAR_MODELS
+
+    choices, note = hub_choices("resnet")  # this test session is offline
+    assert choices == POPULAR_MODELS and "cannot be reached" in note
