@@ -120,12 +120,13 @@ class Handlers:
             layer_name = views.parse_layer(layer) if same_model else None
             work.check_cost(loaded, layer_name, chosen)
             progress(0.4, desc="Computing the maps ...")
-            exp = work.gpu_explain(loaded.spec, image, layer_name, views.parse_target(target) if same_model else None,
-                                   upsampling, chosen)
+            example = views.example_stem(image)
+            exp = work.explain_view(loaded, image, layer_name, views.parse_target(target) if same_model else None,
+                                    upsampling, chosen, example)
         except Exception as err:
             raise fail(err) from None
         session = {"spec": loaded.spec, "exp": exp, "faith": None, "folder": str(new_download_dir()),
-                   "example": views.example_stem(image)}
+                   "example": example}
         out = {**self.overlay_updates(exp, cmap, opacity), **self.column_updates(chosen),
                c["note"]: text.display_note(exp), c["predictions"]: views.label_dict(exp.top(5)),
                c["cbar"]: colorbar_html(cmap), c["alert"]: gr.update(value="", visible=False),
@@ -157,7 +158,7 @@ class Handlers:
             cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
             progress(0.1, desc="Counterfactuals: masking and re-classifying ...")
             exp = session["exp"]
-            faith = work.gpu_analyse(session["spec"], exp, threshold, fill, steps)
+            faith = work.analyse_view(session["spec"], exp, threshold, fill, steps, session.get("example"))
             figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label} (fill: {fill}, {steps} steps)")
             session = {**session, "faith": faith}
             files = self.downloads(session, cmap, opacity, figure)

@@ -56,13 +56,10 @@ class PaperHandlers:
             return self.nothing()
         spec = views.resolve_spec(choice, custom)
         target = link_state.get("target")
-        out = self.main.on_explain(image, choice, custom, link_state.get("layer") or views.AUTO_LAYER,
-                                   views.TOP1 if target is None else str(target), link_state["methods"],
-                                   link_state["upsampling"], cmap, opacity, work.load(spec).spec, None,
-                                   progress=progress)
-        session = out[self.c["session"]]
-        out[self.c["session"]] = {**session, "example": link_state["example"]}
-        return out
+        return self.main.on_explain(image, choice, custom, link_state.get("layer") or views.AUTO_LAYER,
+                                    views.TOP1 if target is None else str(target), link_state["methods"],
+                                    link_state["upsampling"], cmap, opacity, work.load(spec).spec, None,
+                                    progress=progress)
 
     # --- figure -----------------------------------------------------------------------------------
     def on_figure(self, session: dict | None, cmap: str, opacity: float, with_counterfactuals: bool) -> dict:

@@ -6,7 +6,9 @@ On a ZeroGPU Space the work runs inside ``spaces.GPU``; elsewhere that decorator
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from micam_core import Explanation, Faithfulness, LoadedModel, MicamError, ModelCache, analyse, explain, policy
@@ -19,6 +21,40 @@ from micam_core.models import normalize_spec
 log = logging.getLogger("micam_app")
 
 CACHE = ModelCache(max_models=3)
+
+
+class ExampleCache:
+    """Results for the bundled example photos, filled lazily on first request (no GPU time after that).
+
+    Keyed by the example, the model and every setting the result depends on; bounded (least recently
+    used dropped), about 2 MB an entry. Uploaded images are never cached.
+    """
+
+    def __init__(self, max_items: int = 48) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: Hashable | None, compute: Callable[[], Any]) -> Any:
+        if key is None or self.max_items <= 0:
+            return compute()
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+EXAMPLE_CACHE = ExampleCache()
 
 
 def _no_gpu(fn: Callable | None = None, **_kwargs: Any) -> Callable:
@@ -81,3 +117,21 @@ def gpu_explain(spec: str, image: Any, layer: str | None, target: int | str | No
 def gpu_analyse(spec: str, exp: Explanation, threshold: float, fill: str, steps: int) -> Faithfulness:
     """Counterfactual keep/remove predictions and deletion/insertion curves for every map."""
     return analyse(load(spec), exp, threshold=threshold, fill=fill, steps=int(steps))
+
+
+def explain_view(loaded: LoadedModel, image: Any, layer: str | None, target: int | str | None, upsampling: str,
+                 methods: tuple[str, ...], example: str | None) -> Explanation:
+    """:func:`gpu_explain`, served from :data:`EXAMPLE_CACHE` when ``image`` is a bundled example."""
+    key = None if example is None else ("explain", example, loaded.spec, loaded.revision, layer, str(target),
+                                        upsampling, methods)
+    return EXAMPLE_CACHE.get_or_compute(
+        key, lambda: gpu_explain(loaded.spec, image, layer, target, upsampling, methods))
+
+
+def analyse_view(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
+                 example: str | None) -> Faithfulness:
+    """:func:`gpu_analyse`, served from :data:`EXAMPLE_CACHE` when the explanation is of a bundled example."""
+    loaded = load(spec)
+    key = None if example is None else ("analyse", example, loaded.spec, loaded.revision, exp.layer, exp.target,
+                                        exp.upsampling, exp.methods, threshold, fill, steps)
+    return EXAMPLE_CACHE.get_or_compute(key, lambda: gpu_analyse(spec, exp, threshold, fill, steps))

@@ -245,3 +245,24 @@ def test_ui_model_error_is_shown_in_page(monkeypatch):
     alert_box = out[app.UI.c["alert"]]
     assert alert_box["visible"] is True and "neither a timm model name" in alert_box["value"]
     assert warnings and out[app.UI.c["shown_spec"]] is None
+
+
+def test_examples_are_cached_lazily_and_uploads_never(monkeypatch, tmp_path):
+    import shutil
+
+    work.EXAMPLE_CACHE.clear()
+    calls = []
+    original = work.gpu_explain
+    monkeypatch.setattr(work, "gpu_explain", lambda *a, **k: calls.append(a) or original(*a, **k))
+    upload = tmp_path / "my_photo.jpg"
+    shutil.copyfile(ROOT / "examples" / "rocket.jpg", upload)  # an example's bytes under another name
+    other = tmp_path / "other.png"
+    from PIL import Image
+
+    Image.open(CAT).rotate(90).save(other)
+    for image in (CAT, CAT, upload, other, other):
+        out = app.HANDLERS.on_explain(str(image), "bundled:efficientnet_lite0", "", "auto", "top-1", ["micam"],
+                                      "paper", "jet", 0.5, None, None, progress=quiet)
+        assert out[app.UI.c["session"]]["exp"].maps["micam"].shape == (224, 224)
+    # the cat once (then cached), the rocket's bytes once (an example under any name), the other upload twice
+    assert len(calls) == 4
