@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     _add_metric_args(p)
     p.add_argument("-v", "--verbose", action="store_true")
+    from .evaluation.cli import add_parsers
+
+    add_parsers(sub)  # evaluate, summarize
     return parser
 
 
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.command in ("evaluate", "summarize"):
+        from .evaluation.cli import run_command
+
+        return run_command(args)
     try:
         loaded = load_model(args.model, device=args.device)
     except MicamError as err:
