@@ -65,8 +65,14 @@ def _evaluate(out, photos, tiny_spec, *extra):
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, photos, tiny_spec):
+    """The local engine on one thread, as each Ray worker here (num_cpus=1): rows must then be bit-identical."""
     out = tmp_path_factory.mktemp("local_run")
-    assert _evaluate(out, photos, tiny_spec, "--batch-size", "3") == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert _evaluate(out, photos, tiny_spec, "--batch-size", "3") == 0
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -174,3 +180,59 @@ def test_local_imagefolder_dataset_works_offline(tmp_path, photos, tiny_spec):
     assert rows["image_id"].str.startswith("train/").all()
     ok = rows[rows["status"] == "ok"]
     assert (ok.loc[ok["label"].notna(), "target_source"] == "label").all()
+
+
+# ---- the Ray engine (local Ray on 2 CPUs, started once for this module) ------------------------
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    from micam_core.evaluation.ray_engine import start_ray
+
+    started = not ray.is_initialized()
+    start_ray(num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def _comparable(out):
+    rows = _rows(out).drop(columns=["seconds"]).sort_values(["model", "method", "image_id"]).reset_index(drop=True)
+    return rows
+
+
+def _assert_same_rows(a, b):
+    assert list(a["image_id"]) == list(b["image_id"]) and list(a["method"]) == list(b["method"])
+    for col in a.columns:
+        left, right = a[col].tolist(), b[col].tolist()
+        if col.endswith("_curve"):
+            left, right = [list(x) if x is not None else None for x in left], [list(x) if x is not None else None
+                                                                                 for x in right]
+        assert left == right or all(x == y or (x != x and y != y) for x, y in zip(left, right)), col
+
+
+@pytest.mark.timeout(300)
+def test_ray_engine_gives_the_local_engine_rows(ray_cluster, local_run, photos, tiny_spec, tmp_path):
+    out = tmp_path / "ray"
+    assert _evaluate(out, photos, tiny_spec, "--engine", "ray", "--batch-size", "2", "--no-summary") == 0
+    _assert_same_rows(_comparable(out), _comparable(local_run))
+
+
+@pytest.mark.timeout(300)
+def test_ray_worker_that_dies_is_retried_without_losing_or_doubling_rows(ray_cluster, local_run, photos,
+                                                                           tiny_spec, tmp_path):
+    from micam_core.evaluation.ray_engine import run_ray
+    from micam_core.evaluation.records import Source, iter_records
+    from micam_core.evaluation.rows import Settings
+
+    marker = tmp_path / "crashed"
+    store = ResultStore(tmp_path / "ray")
+    settings = Settings(methods=tuple(micam_core.METHODS), steps=3)
+    records = list(iter_records(Source(images=str(photos), labels="folders")))
+    done = run_ray(micam_core.models.normalize_spec(tiny_spec), records, settings, store, batch_size=2,
+                   crash_once=("3/coffee.jpg", str(marker)))
+    assert marker.exists(), "the worker did not die: the test tested nothing"
+    assert done == 8
+    rows = _comparable(store.root)
+    assert not rows.duplicated(["model", "method", "image_id"]).any()
+    _assert_same_rows(rows, _comparable(local_run))

@@ -95,11 +95,11 @@ def run_ray(spec: str, records: Iterable[dict], settings: Settings, store: Resul
     done = 0
     for part in _windows(records, window):
         ds = ray.data.from_items(part, override_num_blocks=min(len(part), 4 * size))
-        ds = ds.map(_read)
+        ds = ds.map(_read, num_cpus=0)  # I/O: must not wait for the CPUs the model workers hold
         ds = ds.map_batches(
             EvalWorker, fn_constructor_kwargs={"spec": spec, "settings": settings.as_dict(),
                                                "device": "cuda" if gpus else "cpu", "crash_once": crash_once},
-            batch_size=batch_size, batch_format="pyarrow", concurrency=size,
+            batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=size),
             max_restarts=-1, max_task_retries=-1, **per_worker)
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             store.write(table)
