@@ -236,3 +236,26 @@ def test_ray_worker_that_dies_is_retried_without_losing_or_doubling_rows(ray_clu
     rows = _comparable(store.root)
     assert not rows.duplicated(["model", "method", "image_id"]).any()
     _assert_same_rows(rows, _comparable(local_run))
+
+
+def test_folder_labels_from_a_csv_and_readable_refusals(tmp_path, photos):
+    from micam_core.errors import MicamError
+    from micam_core.evaluation.records import Source, iter_records
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,label\n3/coffee.jpg,espresso\nunlabelled.jpg,5\n")
+    records = {r["image_id"]: r for r in iter_records(Source(images=str(photos), labels=str(labels)))}
+    assert len(records) == 8 and records["3/coffee.jpg"]["label"] == "espresso"
+    assert records["unlabelled.jpg"]["label"] == "5" and records["7/rocket.jpg"]["label"] is None
+    assert [r["image_id"] for r in iter_records(Source(images=str(photos)), limit=2)] == ["3/chelsea_cat.jpg",
+                                                                                          "3/coffee.jpg"]
+    with pytest.raises(MicamError, match="no such file"):
+        list(iter_records(Source(images=str(photos), labels=str(tmp_path / "missing.csv"))))
+    with pytest.raises(MicamError, match="exactly one"):
+        list(iter_records(Source()))
+
+
+def test_summarize_command_prints_the_tables(local_run, capsys):
+    assert main(["summarize", str(local_run), "--bootstrap", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "| MI CAM |" in out and "Centred Gaussian (baseline)" in out
