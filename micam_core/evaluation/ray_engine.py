@@ -99,7 +99,8 @@ def run_ray(spec: str, records: Iterable[dict], settings: Settings, store: Resul
         ds = ds.map_batches(
             EvalWorker, fn_constructor_kwargs={"spec": spec, "settings": settings.as_dict(),
                                                "device": "cuda" if gpus else "cpu", "crash_once": crash_once},
-            batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1),
+            batch_size=batch_size, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1),
             max_restarts=-1, max_task_retries=-1, **per_worker)
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             store.write(table)
