@@ -7,6 +7,7 @@ one failed row per method with the reason, and never raises.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -80,7 +81,7 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
         use_label = settings.target == "label" and wanted is not None
         exp = explain(loaded, image, target=wanted if use_label else None, layer=settings.layer,
                       methods=list(settings.methods))
-        extra = {"chunk": chunk} if chunk else {}
+        extra = {"chunk": chunk} if chunk and "chunk" in inspect.signature(analyse).parameters else {}
         faith = analyse(loaded, exp, threshold=settings.threshold, fill=settings.fill, steps=settings.steps, **extra)
     except Exception as err:  # any failure of one image becomes its failed rows; the run goes on
         log.warning("%s: %s failed: %s", loaded.spec, record.get("image_id"), err)
