@@ -72,7 +72,8 @@ def main() -> None:
     photos = args.images or (build(tmp / "photos") and tmp / "photos")
     records = list(iter_records(Source(images=str(photos))))
     records = [{**records[i % len(records)], "image_id": f"{i:05d}"} for i in range(args.count)]
-    settings = Settings(methods=tuple(micam_core.METHODS), steps=args.steps, target="top1")
+    settings = Settings(methods=tuple(getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS)), steps=args.steps,
+                        target="top1")
     maps = len(row_names(settings))
     per_image = 3 + maps * (4 + 2 * (args.steps - 1))
     results = {}

@@ -26,7 +26,8 @@ from micam_core.cli import main
 from micam_core.evaluation.store import ResultStore
 from micam_core.evaluation.summary import bootstrap_ci, summarize, wilcoxon_p
 
-ROWS_PER_IMAGE = len(micam_core.METHODS) + 2  # every method, then the random and centred baselines
+DEFAULT = tuple(getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS))  # what evaluate runs by default
+ROWS_PER_IMAGE = len(DEFAULT) + 2  # every method, then the random and centred baselines
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +81,7 @@ def test_one_row_per_model_method_image_with_failures_recorded(local_run, tiny_s
     rows = _rows(local_run)
     assert len(rows) == 8 * ROWS_PER_IMAGE
     assert not rows.duplicated(["model", "method", "image_id"]).any()
-    assert set(rows["method"]) == {*micam_core.METHODS, "random", "centre"}
+    assert set(rows["method"]) == {*DEFAULT, "random", "centre"}
     broken = rows[rows["image_id"] == "7/broken.png"]
     assert (broken["status"] == "failed").all() and broken["error"].str.contains("ImageError").all()
     ok = rows[rows["status"] == "ok"]
@@ -227,7 +228,7 @@ def test_ray_worker_that_dies_is_retried_without_losing_or_doubling_rows(ray_clu
 
     marker = tmp_path / "crashed"
     store = ResultStore(tmp_path / "ray")
-    settings = Settings(methods=tuple(micam_core.METHODS), steps=3)
+    settings = Settings(methods=DEFAULT, steps=3)
     records = list(iter_records(Source(images=str(photos), labels="folders")))
     done = run_ray(micam_core.models.normalize_spec(tiny_spec), records, settings, store, batch_size=2,
                    crash_once=("3/coffee.jpg", str(marker)))

@@ -34,7 +34,7 @@ def add_parsers(sub) -> None:
     src.add_argument("--image-column", default="image")
     src.add_argument("--label-column", default="label", help="'' for none")
     p.add_argument("--models", default=DEFAULT_SPEC, help=f"comma-separated model specs (default {DEFAULT_SPEC})")
-    p.add_argument("--methods", default=None, help="comma-separated method ids (default: all registered); "
+    p.add_argument("--methods", default=None, help="comma-separated method ids (default: the registry's default set); "
                                                    "the random and centred baselines always run")
     p.add_argument("--layer", default=None, help="target layer (default: each model's last spatial map)")
     p.add_argument("--threshold", type=float, default=0.5)
@@ -86,7 +86,8 @@ def _evaluate(args) -> int:
     source = Source(images=str(args.images) if args.images else None, labels=args.labels, dataset=args.dataset,
                     data_dir=args.data_dir, split=args.split, image_column=args.image_column,
                     label_column=args.label_column or None)
-    settings = Settings(methods=checked_methods(args.methods or ",".join(micam_core.METHODS)),
+    default = getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS)  # the registry's default set, if any
+    settings = Settings(methods=checked_methods(args.methods or ",".join(default)),
                         threshold=args.threshold, fill=args.fill, steps=args.steps, target=args.target,
                         layer=args.layer)
     plan = Plan(models=[m.strip() for m in args.models.split(",") if m.strip()], source=source,
