@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting(p, "--fill", "fill")
     add_setting(p, "--steps", "steps")
     p.add_argument("-v", "--verbose", action="store_true")
+    from .evaluation.cli import add_parsers
+
+    add_parsers(sub)  # evaluate, summarize
     return parser
 
 
@@ -63,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.command in ("evaluate", "summarize"):
+        from .evaluation.cli import run_command
+
+        return run_command(args)
     try:
         settings = {name: validate(name, getattr(args, arg)) for arg, name in SETTING_ARGS.items()}
         loaded = load_model(args.model, device=args.device)

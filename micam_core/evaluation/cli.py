@@ -1,0 +1,111 @@
+"""The ``evaluate`` and ``summarize`` subcommands (added to ``python -m micam_core`` by :mod:`micam_core.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import MicamError
+
+EXAMPLES = """examples:
+  micam evaluate --images photos/ --labels folders --models bundled:efficientnet_lite0 --out runs/a
+  micam evaluate --images photos/ --labels labels.csv --methods micam,gradcam --steps 16 --out runs/a --resume
+  micam evaluate --dataset imagefolder --data-dir photos/ --split train --out runs/b
+  micam evaluate --dataset ILSVRC/imagenet-1k --split validation --limit 1000 --engine ray --out runs/c
+  micam summarize runs/a"""
+
+
+def add_parsers(sub) -> None:
+    from ..counterfactual import FILLS
+    from ..models import DEFAULT_SPEC
+    from . import ENGINES, TARGETS
+
+    p = sub.add_parser("evaluate", help="faithfulness metrics over a folder or data set, into Parquet rows",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("source (one of --images, --dataset)")
+    src.add_argument("--images", type=Path, help="a folder of images (searched recursively)")
+    src.add_argument("--labels", help="with --images: a CSV file,label (file relative to the folder), or "
+                                      "'folders' to use each image's sub-folder name")
+    src.add_argument("--dataset", help="a Hugging Face data set id (streamed), or a builder such as "
+                                       "'imagefolder' together with --data-dir (offline)")
+    src.add_argument("--data-dir", help="local folder for --dataset imagefolder (labels = sub-folder names)")
+    src.add_argument("--split", default="validation", help="data set split (default validation)")
+    src.add_argument("--image-column", default="image")
+    src.add_argument("--label-column", default="label", help="'' for none")
+    p.add_argument("--models", default=DEFAULT_SPEC, help=f"comma-separated model specs (default {DEFAULT_SPEC})")
+    p.add_argument("--methods", default=None, help="comma-separated method ids (default: the registry's default set); "
+                                                   "the random and centred baselines always run")
+    p.add_argument("--layer", default=None, help="target layer (default: each model's last spatial map)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--fill", choices=FILLS, default="black")
+    p.add_argument("--steps", type=int, default=32, help="deletion/insertion steps")
+    p.add_argument("--target", choices=TARGETS, default="label",
+                   help="label: the image's label when it names a class of the model, else top-1; top1: always top-1")
+    p.add_argument("--limit", type=int, default=None, help="at most N images")
+    p.add_argument("--out", type=Path, required=True, help="results folder (rows/*.parquet, run.json, summary)")
+    p.add_argument("--resume", action="store_true", help="keep the rows in --out and do only the missing images")
+    p.add_argument("--engine", choices=ENGINES, default="local")
+    p.add_argument("--ray-address", default=None, help="existing Ray cluster (e.g. auto, ray://head:10001); "
+                                                       "default: start a local Ray")
+    p.add_argument("--ray-workers", type=int, default=None, help="model workers (default: GPUs, else CPUs)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per part file / per Ray batch")
+    p.add_argument("--device", default="auto", help="local engine: auto, cpu or cuda")
+    p.add_argument("--no-summary", action="store_true", help="do not summarise at the end")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+    s = sub.add_parser("summarize", help="statistics, paired comparisons and plots of an evaluate run")
+    s.add_argument("results", type=Path, help="the --out folder of micam evaluate")
+    s.add_argument("--reference", default="micam", help="method compared with every other (default micam)")
+    s.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    s.add_argument("-v", "--verbose", action="store_true")
+
+
+def run_command(args) -> int:
+    try:
+        if args.command == "evaluate":
+            return _evaluate(args)
+        return _summarize(args.results, args.reference, args.bootstrap)
+    except MicamError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _evaluate(args) -> int:
+    import micam_core
+
+    from .records import Source
+    from .rows import Settings
+    from .run import Plan, checked_methods, evaluate
+
+    if args.steps < 2:
+        raise MicamError("--steps must be at least 2.")
+    if args.images is None and args.dataset is None:
+        raise MicamError("Give a source: --images DIR or --dataset NAME (see --help).")
+    source = Source(images=str(args.images) if args.images else None, labels=args.labels, dataset=args.dataset,
+                    data_dir=args.data_dir, split=args.split, image_column=args.image_column,
+                    label_column=args.label_column or None)
+    default = getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS)  # the registry's default set, if any
+    settings = Settings(methods=checked_methods(args.methods or ",".join(default)),
+                        threshold=args.threshold, fill=args.fill, steps=args.steps, target=args.target,
+                        layer=args.layer)
+    plan = Plan(models=[m.strip() for m in args.models.split(",") if m.strip()], source=source,
+                settings=settings, out=str(args.out), engine=args.engine, resume=args.resume, limit=args.limit,
+                batch_size=max(1, args.batch_size), device=args.device, ray_address=args.ray_address,
+                ray_workers=args.ray_workers, progress=not args.no_progress)
+    evaluate(plan)
+    for key, seconds in plan.timings.items():
+        print(f"{key}: {seconds:.1f} s", file=sys.stderr)
+    if args.no_summary:
+        return 0
+    return _summarize(args.out, "micam", 2000)
+
+
+def _summarize(results: Path, reference: str, resamples: int) -> int:
+    from .summary import summarize
+
+    report = summarize(results, reference=reference, resamples=resamples)
+    print(report.markdown)
+    print(f"\nwritten: {', '.join(str(p) for p in report.files)}", file=sys.stderr)
+    return 0

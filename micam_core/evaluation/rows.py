@@ -1,0 +1,110 @@
+"""One image -> its rows: one per (method or baseline), every metric, the curves, the time taken.
+
+This is the only place where an image is evaluated; the local and the Ray engine both call
+:func:`image_rows`, so their rows are the same. A record that fails (bad image, bad label) gives
+one failed row per method with the reason, and never raises.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+
+from ..errors import MicamError
+from ..models import LoadedModel
+from . import TARGETS  # noqa: F401 (re-exported)
+
+log = logging.getLogger(__name__)
+
+BASELINE_IDS = ("random", "centre")
+
+SCHEMA = pa.schema([
+    ("model", pa.string()), ("method", pa.string()), ("image_id", pa.string()),
+    ("status", pa.string()), ("error", pa.string()),
+    ("label", pa.string()), ("label_index", pa.int64()), ("target", pa.int64()), ("target_label", pa.string()),
+    ("target_source", pa.string()), ("top1", pa.int64()), ("top1_correct", pa.bool_()), ("layer", pa.string()),
+    ("p_original", pa.float64()), ("p_keep", pa.float64()), ("p_remove", pa.float64()),
+    ("p_explanation", pa.float64()), ("average_drop", pa.float64()), ("increase", pa.bool_()),
+    ("paper_drop", pa.float64()), ("paper_increase", pa.float64()), ("deletion_auc", pa.float64()),
+    ("insertion_auc", pa.float64()), ("flipped", pa.bool_()), ("region_fraction", pa.float64()),
+    ("deletion_curve", pa.list_(pa.float64())), ("insertion_curve", pa.list_(pa.float64())),
+    ("seconds", pa.float64()),
+])
+KEY = ("model", "method", "image_id")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What decides the numbers (written to run.json, checked on --resume)."""
+
+    methods: tuple[str, ...]
+    threshold: float = 0.5
+    fill: str = "black"
+    steps: int = 32
+    target: str = "label"  # "label": the label when it names a class of the model, else top-1
+    layer: str | None = None
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "methods": list(self.methods)}
+
+
+def row_names(settings: Settings) -> tuple[str, ...]:
+    """The rows every image gets: each method, then the baselines."""
+    return tuple(settings.methods) + BASELINE_IDS
+
+
+def label_index(loaded: LoadedModel, label: str | None) -> int | None:
+    """The model's class for a label (an index, or a class name), or None when it names none."""
+    from .. import class_index
+
+    if label is None or str(label).strip() in ("", "-1"):
+        return None
+    try:
+        return class_index(loaded, label)
+    except MicamError:
+        return None
+
+
+def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int | None = None) -> list[dict]:
+    """Explain + analyse one record; one row per method and baseline (failed rows on any error)."""
+    from .. import analyse, explain, load_image
+
+    start = time.perf_counter()
+    base = {"model": loaded.spec, "image_id": record["image_id"], "label": record.get("label")}
+    try:
+        image = load_image(record["bytes"] if record.get("bytes") else record["path"])
+        wanted = label_index(loaded, record.get("label"))
+        use_label = settings.target == "label" and wanted is not None
+        exp = explain(loaded, image, target=wanted if use_label else None, layer=settings.layer,
+                      methods=list(settings.methods))
+        extra = {"chunk": chunk} if chunk and "chunk" in inspect.signature(analyse).parameters else {}
+        faith = analyse(loaded, exp, threshold=settings.threshold, fill=settings.fill, steps=settings.steps, **extra)
+    except Exception as err:  # any failure of one image becomes its failed rows; the run goes on
+        log.warning("%s: %s failed: %s", loaded.spec, record.get("image_id"), err)
+        reason = f"{type(err).__name__}: {err}"
+        return [{**base, "method": name, "status": "failed", "error": reason} for name in row_names(settings)]
+    seconds = time.perf_counter() - start
+    top1 = int(exp.probs.argmax())
+    common = {**base, "status": "ok", "error": None, "label_index": wanted, "target": int(exp.target),
+              "target_label": exp.target_label, "target_source": "label" if use_label else "top1",
+              "top1": top1, "top1_correct": None if wanted is None else top1 == wanted, "layer": exp.layer,
+              "seconds": seconds}
+    rows = []
+    for name in row_names(settings):
+        r = faith.results[name]
+        rows.append({**common, "method": name, "p_original": r.p_original, "p_keep": r.p_keep,
+                     "p_remove": r.p_remove, "p_explanation": r.p_explanation, "average_drop": r.average_drop,
+                     "increase": bool(r.increase), "paper_drop": r.paper_drop, "paper_increase": r.paper_increase,
+                     "deletion_auc": r.curves.deletion_auc, "insertion_auc": r.curves.insertion_auc,
+                     "flipped": bool(r.flipped), "region_fraction": r.region_fraction,
+                     "deletion_curve": r.curves.deletion.tolist(), "insertion_curve": r.curves.insertion.tolist()})
+    return rows
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    """Rows -> an Arrow table with :data:`SCHEMA` (missing fields are null)."""
+    return pa.Table.from_pylist([{name: row.get(name) for name in SCHEMA.names} for row in rows], schema=SCHEMA)
