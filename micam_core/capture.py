@@ -24,6 +24,7 @@ from torch import nn
 
 from .errors import LayerError, TargetError
 from .layers import get_module
+from .tokens import layout_of, to_map
 
 TargetChooser = Callable[[torch.Tensor], Sequence[int]]
 
@@ -33,7 +34,7 @@ class Capture:
     """What one pass yields, all detached, batch-first."""
 
     logits: torch.Tensor  # B x C
-    activations: torch.Tensor  # B x K x h x w
+    activations: torch.Tensor  # B x K x h x w (tokens and channels-last grids normalised, see tokens.py)
     targets: list[int]
     grad_logit: torch.Tensor | None = None  # d y_target / dA
     grad_prob: torch.Tensor | None = None  # d softmax_target / dA
@@ -64,9 +65,8 @@ class _LayerTap:
     def __call__(self, _module: nn.Module, _inputs, output):
         if threading.get_ident() != self.owner or self.leaves:
             return None
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise LayerError(f"The chosen layer's output is {shape}, not a B x K x h x w feature map.")
+        if not isinstance(output, torch.Tensor):
+            raise LayerError(f"The chosen layer's output is a {type(output).__name__}, not a tensor.")
         if not self.record:
             self.leaves = [output.detach()]
             return None
@@ -99,12 +99,17 @@ def capture(
         if not tap.leaves:
             raise LayerError(f"Layer '{layer}' was not used in the forward pass.")
         logits_all = out[0] if isinstance(out, (tuple, list)) else out
+        # Tokens and channels-last grids become B x K x h x w; gradients are reshaped the same way.
+        layout = layout_of(model, layer, tuple(tap.leaves[0].shape), tuple(batch.shape[-2:]))
         size = batch.shape[0]
         logits = logits_all[:size]
         targets = _checked_targets(choose_targets(logits.detach()), size, logits.shape[1])
-        result = Capture(logits=logits.detach(), activations=tap.leaves[0].detach(), targets=targets)
+        result = Capture(logits=logits.detach(), activations=to_map(tap.leaves[0].detach(), layout),
+                         targets=targets)
         if copies:
             _backward(result, tap.leaves, logits_all, size, want_logit_grad, want_prob_grad)
+            result.grad_logit = None if result.grad_logit is None else to_map(result.grad_logit, layout)
+            result.grad_prob = None if result.grad_prob is None else to_map(result.grad_prob, layout)
     return result
 
 
