@@ -117,6 +117,8 @@ def _default_token_layer(model: nn.Module, candidates: list[str], layouts: dict[
     order = list(dict.fromkeys(preferred + list(reversed(candidates)) + list(reversed(layouts))))
     probe = order[:8] + [f"{n}.norm1" for n in order[:8] if f"{n}.norm1" in layouts]
     alive = _alive_layers(model, probe, layouts, input_size, device)
+    if not any(alive.values()):  # e.g. a zero-initialised head: no layer can be told apart
+        return order[0]
     for name in order:
         if alive.get(name, True):
             return name
