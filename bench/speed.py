@@ -1,9 +1,10 @@
 """Speed and memory of micam_core against a plain forward pass and the reference implementations.
 
-    python bench/speed.py [--repeats 15] [--models resnet50,bundled] [--image examples/chelsea_cat.jpg]
+    python bench/speed.py [--repeats 15] [--models resnet50,bundled,vit_small_patch16_224] [--image ...]
 
-Prints one table per model (CPU, 224 px). Everything in a table is measured in the same run, so
-compare ratios, not absolute times (shared machines are noisy). Peak memory is measured in fresh
+Prints one table per model (CPU, 224 px; the ViT's default layer holds tokens, see micam_core/tokens.py).
+Everything in a table is measured in the same run, so compare ratios, not absolute times (shared machines
+are noisy). Peak memory is measured in fresh
 subprocesses (ru_maxrss) that differ only in the operation they repeat.
 """
 
@@ -30,6 +31,7 @@ import torch.nn.functional as F  # noqa: E402
 from micam_core import explain, from_module, load_model, mutual_information  # noqa: E402
 from micam_core.capture import capture  # noqa: E402
 from micam_core.layers import get_module  # noqa: E402
+from micam_core.tokens import Layout, to_map  # noqa: E402
 
 
 def build(name: str):
@@ -61,7 +63,11 @@ def pytorch_grad_cam_fn(loaded, x):
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cam = GradCAM(model=loaded.model, target_layers=[get_module(loaded.model, loaded.default_layer)])
+    info = next(i for i in loaded.layers if i.name == loaded.default_layer)
+    layout = Layout(info.layout, (), info.channels, info.height, info.width, info.prefix)
+    reshape = None if info.layout == "NCHW" else (lambda t: to_map(t, layout))  # tokens / channels-last
+    cam = GradCAM(model=loaded.model, target_layers=[get_module(loaded.model, loaded.default_layer)],
+                  reshape_transform=reshape)
     return lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])
 
 
@@ -99,7 +105,8 @@ def time_table(name: str, image: Path, repeats: int) -> list[tuple[str, float, s
                            ("Grad-CAM end to end (image in)", ("gradcam",)),
                            ("all three methods end to end (image in)", ("micam", "gradcam", "migradcam"))]:
         rows.append((label, median_time(lambda m=methods: explain(loaded, image, methods=m), repeats), None))
-    rows.append(("pytorch-grad-cam GradCAM (tensor in)", median_time(pytorch_grad_cam_fn(loaded, x), repeats), None))
+    rows.append(("pytorch-grad-cam GradCAM (tensor in; reshape_transform for tokens)",
+                 median_time(pytorch_grad_cam_fn(loaded, x), repeats), None))
     return [(label, t, note or f"{t / t_fwd:.2f}x forward") for label, t, note in rows]
 
 
@@ -145,7 +152,7 @@ def print_table(title: str, rows: list[tuple[str, float, str]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet50,bundled")
+    parser.add_argument("--models", default="resnet50,bundled,vit_small_patch16_224")
     parser.add_argument("--image", type=Path, default=ROOT / "examples" / "chelsea_cat.jpg")
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()

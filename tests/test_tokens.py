@@ -140,7 +140,7 @@ def test_mi_on_vit_tokens_equals_sklearn(cat_path):
 def test_model_without_any_grid_is_refused_naming_it():
     mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 4))
     with pytest.raises(NotACNNError, match=r"Sequential cannot be explained: none of its layers.*grid"):
-        from_module(mlp, data_config={**resolve_data_config({}), "input_size": (3, 32, 32)}, device="cpu")
+        from_module(mlp, data_config={**resolve_data_config({}, model=mlp), "input_size": (3, 32, 32)})
 
 
 def test_feature_extractor_is_not_an_image_classifier():
