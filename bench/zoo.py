@@ -2,8 +2,9 @@
 
     python bench/zoo.py [--modules vision_transformer,swin_transformer] [--image examples/chelsea_cat.jpg]
 
-For every module of ``timm.list_modules()``: the smallest model (fewest parameters among the few whose
-names say they are small; counted on the meta device), random weights, the model's default input size,
+For every module of ``timm.list_modules()``: the smallest classifier (fewest parameters among the few whose
+names say they are small; counted on the meta device; a feature backbone only where the module has no
+classifier), random weights, the model's default input size,
 the default layer, every method of ``micam_core.METHODS``. A model passes when each map is finite and of
 the input size; a refusal (:class:`NotACNNError`) is listed with its sentence. Prints a table and the count.
 """
@@ -62,9 +63,16 @@ def _meta_params(name: str) -> float:
         return float("inf")
 
 
+def _is_classifier(name: str) -> bool:
+    cfg = timm.models.get_pretrained_cfg(name)
+    return bool(cfg is not None and getattr(cfg, "num_classes", 0))
+
+
 def smallest_model(module: str) -> str | None:
-    """The model with the fewest parameters among the module's ``SHORTLIST`` smallest-named ones."""
-    names = sorted(timm.list_models(module=module), key=_size_rank)[:SHORTLIST]
+    """The model with the fewest parameters among the module's ``SHORTLIST`` smallest-named ones
+    (classifiers first: a module's feature-only backbones are taken only when it has nothing else)."""
+    names = timm.list_models(module=module)
+    names = sorted([n for n in names if _is_classifier(n)] or names, key=_size_rank)[:SHORTLIST]
     if not names:
         return None
     return min(names, key=lambda n: (_meta_params(n), _size_rank(n)))
