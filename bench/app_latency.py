@@ -48,12 +48,13 @@ def main() -> None:
         full_explain()  # loads the model and warms up
         t_full = median_time(full_explain, args.runs, warmup=0)
         quiet = {"progress": lambda *a, **k: None}
-        out = app.on_explain(str(args.image), "bundled:efficientnet_lite0", "", "auto", "top-1", "paper", "jet",
-                             0.5, None, None, **quiet)
-        session = out[-1]
-        t_restyle = median_time(lambda: app.on_restyle(session, "viridis", 0.3), args.runs, warmup=0)
-        t_upsample = median_time(lambda: app.on_upsampling(session, "bilinear", "jet", 0.5), args.runs, warmup=0)
-        t_threshold = median_time(lambda: app.on_counterfactuals(session, 0.6, "black", 32, "jet", 0.5, **quiet),
+        h = app.HANDLERS
+        out = h.on_explain(str(args.image), "bundled:efficientnet_lite0", "", "auto", "top-1",
+                           ["micam", "gradcam", "migradcam"], "paper", "jet", 0.5, None, None, **quiet)
+        session = out[app.UI.c["session"]]
+        t_restyle = median_time(lambda: h.on_restyle(session, "viridis", 0.3), args.runs, warmup=0)
+        t_upsample = median_time(lambda: h.on_upsampling(session, "bilinear", "jet", 0.5), args.runs, warmup=0)
+        t_threshold = median_time(lambda: h.on_counterfactuals(session, 0.6, "black", 32, "jet", 0.5, **quiet),
                                   args.runs, warmup=0)
     finally:
         app.demo.close()

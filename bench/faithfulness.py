@@ -1,7 +1,7 @@
-"""Faithfulness of MI CAM, MI-Grad-CAM and Grad-CAM against a random and a centred baseline.
+"""Faithfulness of every method of the registry against a random and a centred baseline.
 
     python bench/faithfulness.py [--images examples] [--model bundled:efficientnet_lite0]
-                                 [--steps 32] [--fill black] [--threshold 0.5] [--csv out.csv]
+                                 [--steps 32] [--fill black] [--threshold 0.5] [--methods a,b] [--csv out.csv]
 
 For every photo in the folder: explain (target = top-1 class), then the counterfactual analysis;
 prints one row per method and baseline with the means over the photos, writes the same as CSV,
@@ -22,9 +22,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from micam_core import analyse, explain, load_model  # noqa: E402
+from micam_core import METHODS, analyse, explain, load_model  # noqa: E402
 from micam_core.counterfactual import BASELINES  # noqa: E402
-from micam_core.methods import METHOD_LABELS  # noqa: E402
+from micam_core.registry import METHOD_LABELS  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 COLUMNS = ("method", "deletion AUC (lower better)", "insertion AUC (higher better)",
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--fill", default="black")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--upsampling", default="paper")
+    parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--csv", type=Path, default=ROOT / "bench" / "results" / "faithfulness.csv")
     args = parser.parse_args()
 
@@ -66,7 +67,7 @@ def main() -> None:
     photos = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     per_image, times = [], []
     for photo in photos:
-        exp = explain(loaded, photo, upsampling=args.upsampling)
+        exp = explain(loaded, photo, upsampling=args.upsampling, methods=args.methods)
         start = time.perf_counter()
         faith = analyse(loaded, exp, threshold=args.threshold, fill=args.fill, steps=args.steps)
         times.append(time.perf_counter() - start)
@@ -80,7 +81,7 @@ def main() -> None:
     print("|" + "---|" * len(COLUMNS))
     for row in rows:
         print(f"| {row[0]} | " + " | ".join(f"{v:.3f}" if i < 2 else f"{v:.1f}" for i, v in enumerate(row[1:])) + " |")
-    print(f"\ncounterfactual analysis (3 methods + 2 baselines, both curves): median "
+    print(f"\ncounterfactual analysis ({len(per_image[0]) - 2} methods + 2 baselines, both curves): median "
           f"{statistics.median(times):.2f} s per image, {faith.images_evaluated} images through the model")
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     with args.csv.open("w", newline="") as handle:

@@ -1,10 +1,10 @@
 """Speed and memory of micam_core against a plain forward pass and the reference implementations.
 
-    python bench/speed.py [--repeats 15] [--models resnet50,bundled,vit_small_patch16_224] [--image ...]
+    python bench/speed.py [--repeats 15] [--scorecam-repeats 1] [--models resnet50,bundled,vit_small_patch16_224]
+    [--image ...]
 
-Prints one table per model (CPU, 224 px; the ViT's default layer holds tokens, see micam_core/tokens.py).
-Everything in a table is measured in the same run, so compare ratios, not absolute times (shared machines
-are noisy). Peak memory is measured in fresh
+Prints one table per model (CPU, 224 px). Everything in a table is measured in the same run, so
+compare ratios, not absolute times (shared machines are noisy). Peak memory is measured in fresh
 subprocesses (ru_maxrss) that differ only in the operation they repeat.
 """
 
@@ -28,9 +28,10 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from micam_core import explain, from_module, load_model, mutual_information  # noqa: E402
+from micam_core import METHOD_LABELS, METHODS, explain, from_module, load_model, mutual_information  # noqa: E402
 from micam_core.capture import capture  # noqa: E402
 from micam_core.layers import get_module  # noqa: E402
+from micam_core.registry import SINGLE_PASS  # noqa: E402
 from micam_core.tokens import Layout, to_map  # noqa: E402
 
 
@@ -59,19 +60,69 @@ def sklearn_loop(gray: np.ndarray, acts: np.ndarray) -> np.ndarray:
     return np.array([mutual_info_score(gray.ravel(), up[k].ravel()) for k in range(acts.shape[0])])
 
 
-def pytorch_grad_cam_fn(loaded, x):
-    from pytorch_grad_cam import GradCAM
+PGC_CLASSES = {"gradcam": "GradCAM", "gradcampp": "GradCAMPlusPlus", "xgradcam": "XGradCAM",
+               "layercam": "LayerCAM", "hirescam": "HiResCAM", "eigencam": "EigenCAM", "scorecam": "ScoreCAM"}
+TORCHCAM_CLASSES = {"gradcam": "GradCAM", "gradcampp": "GradCAMpp", "xgradcam": "XGradCAM", "layercam": "LayerCAM",
+                    "scorecam": "ScoreCAM"}
+
+
+def pytorch_grad_cam_fn(loaded, x, method: str = "gradcam", layer: str | None = None):
+    """pytorch-grad-cam's implementation of ``method`` (tensor in, same layer and target)."""
+    import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    info = next(i for i in loaded.layers if i.name == loaded.default_layer)
-    layout = Layout(info.layout, (), info.channels, info.height, info.width, info.prefix)
-    reshape = None if info.layout == "NCHW" else (lambda t: to_map(t, layout))  # tokens / channels-last
-    cam = GradCAM(model=loaded.model, target_layers=[get_module(loaded.model, loaded.default_layer)],
-                  reshape_transform=reshape)
+    cls = getattr(pytorch_grad_cam, PGC_CLASSES[method])
+    cam = cls(model=loaded.model, target_layers=[get_module(loaded.model, layer or loaded.default_layer)],
+              reshape_transform=token_reshape(loaded, layer or loaded.default_layer))
+    if method == "scorecam":
+        cam.batch_size = 32
     return lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])
 
 
-def time_table(name: str, image: Path, repeats: int) -> list[tuple[str, float, str]]:
+def token_reshape(loaded, layer: str):
+    """pytorch-grad-cam's ``reshape_transform`` for a token or channels-last layer (None for CNN maps)."""
+    info = next((i for i in loaded.layers if i.name == layer), None)
+    if info is None or info.layout == "NCHW":
+        return None
+    layout = Layout(info.layout, (), info.channels, info.height, info.width, info.prefix)
+    return lambda t: to_map(t, layout)
+
+
+def torchcam_fn(loaded, x, method: str):
+    """torchcam 0.5's implementation of ``method`` (tensor in, same layer and target); hooks stay on."""
+    import torchcam.methods
+
+    cls = getattr(torchcam.methods, TORCHCAM_CLASSES[method])
+    extractor = cls(loaded.model, target_layer=loaded.default_layer)
+
+    def run():
+        if method == "scorecam":
+            with torch.no_grad():
+                return extractor(0, loaded.model(x))
+        return extractor(0, loaded.model(x))
+    return run
+
+
+def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_repeats: int) -> list:
+    """Ours end to end (image in) per method, next to pytorch-grad-cam and torchcam on the same layer."""
+    rows = []
+    for method in METHODS:
+        n = scorecam_repeats if method == "scorecam" else repeats
+        warm = 1 if method == "scorecam" else 3
+        ours = median_time(lambda m=method: explain(loaded, image, methods=(m,), target=0), n, warm)
+        rows.append((f"{METHOD_LABELS[method]}: micam_core end to end (image in)", ours, None))
+        for peer, builder, names in (("pytorch-grad-cam", pytorch_grad_cam_fn, PGC_CLASSES),
+                                     ("torchcam 0.5", torchcam_fn, TORCHCAM_CLASSES)):
+            if method in names and not (peer.startswith("torchcam") and token_reshape(loaded, loaded.default_layer)):
+                t = median_time(builder(loaded, x, method), n, warm)
+                rows.append((f"{METHOD_LABELS[method]}: {peer} (tensor in)", t,
+                             f"{t / t_fwd:.2f}x forward; ours {t / ours:.2f}x faster"))
+    together = median_time(lambda: explain(loaded, image, methods=SINGLE_PASS), repeats)
+    rows.append((f"all {len(SINGLE_PASS)} single-pass methods together, end to end", together, None))
+    return rows
+
+
+def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1) -> list[tuple[str, float, str]]:
     loaded = build(name)
     crop = loaded.crop(__import__("micam_core").load_image(image))
     x = loaded.to_input([crop])
@@ -101,12 +152,9 @@ def time_table(name: str, image: Path, repeats: int) -> list[tuple[str, float, s
             ("plain prediction (image in: preprocess + forward)", median_time(predict, repeats), None),
             (f"MI weights, sklearn loop ({acts.shape[0]} channels)", t_sklearn, None),
             ("MI weights, micam_core (exact, same values)", t_mi, f"{t_sklearn / t_mi:.0f}x faster than sklearn")]
-    for label, methods in [("MI CAM end to end (image in)", ("micam",)),
-                           ("Grad-CAM end to end (image in)", ("gradcam",)),
-                           ("all three methods end to end (image in)", ("micam", "gradcam", "migradcam"))]:
-        rows.append((label, median_time(lambda m=methods: explain(loaded, image, methods=m), repeats), None))
-    rows.append(("pytorch-grad-cam GradCAM (tensor in; reshape_transform for tokens)",
-                 median_time(pytorch_grad_cam_fn(loaded, x), repeats), None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the peers warn about hooks and tqdm
+        rows += method_rows(loaded, image, x, t_fwd, repeats, scorecam_repeats)
     return [(label, t, note or f"{t / t_fwd:.2f}x forward") for label, t, note in rows]
 
 
@@ -155,11 +203,12 @@ def main() -> None:
     parser.add_argument("--models", default="resnet50,bundled,vit_small_patch16_224")
     parser.add_argument("--image", type=Path, default=ROOT / "examples" / "chelsea_cat.jpg")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--scorecam-repeats", type=int, default=1, help="Score-CAM runs K forward passes per call")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, image {args.image.name}")
     for name in args.models.split(","):
-        rows = time_table(name, args.image, args.repeats)
+        rows = time_table(name, args.image, args.repeats, args.scorecam_repeats)
         forward_mb = peak_rss_mb(name, args.image, "forward")
         explain_mb = peak_rss_mb(name, args.image, "explain")
         print_table(f"{name} at 224 px", rows)

@@ -5,7 +5,7 @@
 For every module of ``timm.list_modules()``: the smallest classifier (fewest parameters among the few whose
 names say they are small; counted on the meta device; a feature backbone only where the module has no
 classifier), random weights, the model's default input size,
-the default layer, every method of ``micam_core.METHODS``. A model passes when each map is finite and of
+the default layer, the default methods (MI CAM, Grad-CAM, MI-Grad-CAM). A model passes when each map is finite and of
 the input size; a refusal (:class:`NotACNNError`) is listed with its sentence. Prints a table and the count.
 """
 
@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from micam_core import METHODS, MicamError, explain, from_module  # noqa: E402
+from micam_core import MicamError, explain, from_module  # noqa: E402
+from micam_core.registry import DEFAULT_METHODS  # noqa: E402
 
 SMALL_WORDS = ("atto", "femto", "pico", "zepto", "nano", "micro", "xxxs", "xxs", "xs", "tiny", "mini",
                "little", "small", "light", "lite", "s0", "t0", "b0", "m0")
@@ -86,7 +87,7 @@ def try_model(module: str, name: str, image: Path) -> ZooRow:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             loaded = from_module(timm.create_model(name, pretrained=False), spec=name, device="cpu")
-            exp = explain(loaded, image, methods=METHODS)
+            exp = explain(loaded, image, methods=DEFAULT_METHODS)
         size = loaded.input_size
         bad = [m for m, v in exp.maps.items() if v.shape != size or not np.isfinite(v).all()]
         status, detail = ("failed", f"bad maps: {bad}") if bad else ("ok", loaded.layers[0].describe()

@@ -1,16 +1,21 @@
-"""micam_core: MI CAM, MI-Grad-CAM and Grad-CAM explanations for timm CNNs."""
+"""micam_core: MI CAM and the CAM methods it is compared with, with counterfactual checks, for timm models."""
 
-from .counterfactual import FILLS, CurveResult, Faithfulness, analyse, deletion_insertion
+from . import policy
+from .counterfactual import CurveResult, Faithfulness, analyse, deletion_insertion
 from .errors import ImageError, LayerError, MicamError, ModelLoadError, NotACNNError, TargetError
 from .images import load_image
-from .methods import METHOD_LABELS, METHODS, Explanation, class_index, explain, render_map
+from .maps import render_map
+from .methods import Explanation, class_index, explain
 from .mi import mutual_information
 from .models import BUNDLED_SPEC, DEFAULT_SPEC, LoadedModel, ModelCache, from_module, load_model
+from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, Method
+from .settings import DEFAULTS, FILLS, SETTINGS, Setting, SettingError, validate, validate_all
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BUNDLED_SPEC", "DEFAULT_SPEC", "FILLS", "METHODS", "METHOD_LABELS",
+    "BUNDLED_SPEC", "DEFAULTS", "DEFAULT_METHODS", "DEFAULT_SPEC", "FILLS", "METHODS", "METHOD_LABELS",
+    "REGISTRY", "SETTINGS", "policy", "Method", "Setting", "SettingError", "validate", "validate_all",
     "CurveResult", "Explanation", "Faithfulness", "LoadedModel", "ModelCache",
     "ImageError", "LayerError", "MicamError", "ModelLoadError", "NotACNNError", "TargetError",
     "analyse", "class_index", "deletion_insertion", "explain", "from_module", "load_image",

@@ -1,53 +1,62 @@
-"""Command line: ``python -m micam_core explain IMAGE... [--model SPEC] [--out DIR] ...``."""
+"""Command line: ``python -m micam_core explain IMAGE... [--model SPEC] [--methods a,b] [--out DIR] ...``."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from .errors import MicamError
-from .methods import METHODS, UPSAMPLING, explain
+from .methods import explain
 from .models import DEFAULT_SPEC, load_model
-from .render import COLORMAPS, overlay
+from .outputs import write_results
+from .registry import METHODS
 from .report import build_report
+from .settings import SETTINGS, validate
 
 log = logging.getLogger("micam_core.cli")
 
 
+def add_setting(p: argparse.ArgumentParser, flag: str, name: str) -> None:
+    """An option for setting ``name`` (default and help from :data:`SETTINGS`; checked by ``validate``)."""
+    s = SETTINGS[name]
+    default = ",".join(s.default) if s.kind == "methods" else s.default
+    p.add_argument(flag, default=default, help=f"{s.label}: {s.describe()} (default {default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m micam_core",
-                                     description="MI CAM, MI-Grad-CAM and Grad-CAM for timm CNNs.")
+                                     description="MI CAM and the CAM methods it is compared with, for timm models.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("explain", help="explain images and write overlays, maps and a JSON manifest")
     p.add_argument("images", nargs="+", type=Path, help="image files")
     p.add_argument("--model", default=DEFAULT_SPEC, help=f"model spec (default {DEFAULT_SPEC})")
-    p.add_argument("--layer", default=None, help="target layer (default: last spatial feature map)")
+    p.add_argument("--layer", default=None, help="target layer (default: the model's default layer)")
     p.add_argument("--target", default=None, help="class index or name (default: top-1 per image)")
     p.add_argument("--out", type=Path, default=Path("micam_out"), help="output folder")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
-    p.add_argument("--upsampling", choices=UPSAMPLING, default="paper", help="how MI maps are upsampled")
-    p.add_argument("--cmap", choices=COLORMAPS, default="jet")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the map")
+    add_setting(p, "--methods", "methods")
+    p.epilog = "methods: " + ", ".join(METHODS)
+    add_setting(p, "--upsampling", "upsampling")
+    add_setting(p, "--cmap", "cmap")
+    add_setting(p, "--alpha", "opacity")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    _add_metric_args(p)
+    p.add_argument("--figure", action="store_true",
+                   help="also write a paper figure NAME_figure.pdf/.svg/.png (300 dpi) with caption (.txt) and "
+                        "BibTeX (.bib); with --metrics it adds the counterfactuals and curves")
+    p.add_argument("--metrics", action="store_true",
+                   help="add counterfactuals and faithfulness metrics to the manifest, plot the curves")
+    add_setting(p, "--threshold", "threshold")
+    add_setting(p, "--fill", "fill")
+    add_setting(p, "--steps", "steps")
     p.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
-def _add_metric_args(p: argparse.ArgumentParser) -> None:
-    from .counterfactual import FILLS
-
-    p.add_argument("--metrics", action="store_true",
-                   help="add counterfactuals and faithfulness metrics to the manifest, plot the curves")
-    p.add_argument("--threshold", type=float, default=0.5, help="counterfactual mask threshold")
-    p.add_argument("--fill", choices=FILLS, default="black", help="fill of masked pixels")
-    p.add_argument("--steps", type=int, default=32, help="deletion/insertion steps")
+SETTING_ARGS = {"methods": "methods", "upsampling": "upsampling", "cmap": "cmap", "alpha": "opacity",
+                "threshold": "threshold", "fill": "fill", "steps": "steps"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        settings = {name: validate(name, getattr(args, arg)) for arg, name in SETTING_ARGS.items()}
         loaded = load_model(args.model, device=args.device)
     except MicamError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -65,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in tqdm(args.images, desc="explaining", unit="image", disable=len(args.images) < 2):
         stem = _unique_stem(path.stem, stems)
         try:
-            _explain_one(loaded, path, stem, args)
+            _explain_one(loaded, path, stem, args, settings)
         except MicamError as err:
             failures += 1
             tqdm.write(f"error: {path}: {err}", file=sys.stderr)
@@ -81,31 +91,28 @@ def _unique_stem(stem: str, used: set[str]) -> str:
     return candidate
 
 
-def _explain_one(loaded, path: Path, stem: str, args) -> None:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    exp = explain(loaded, path, target=args.target, layer=args.layer, methods=methods,
-                  upsampling=args.upsampling)
-    exp.crop.save(args.out / f"{stem}_input.png")
-    files = {"input": f"{stem}_input.png"}
-    for method, saliency in exp.maps.items():
-        overlay(exp.crop, saliency, args.cmap, args.alpha).save(args.out / f"{stem}_{method}.png")
-        np.save(args.out / f"{stem}_{method}.npy", saliency)
-        files[method] = {"overlay": f"{stem}_{method}.png", "map": f"{stem}_{method}.npy"}
-    extra = None
+def _explain_one(loaded, path: Path, stem: str, args, settings: dict) -> None:
+    exp = explain(loaded, path, target=args.target, layer=args.layer, methods=settings["methods"],
+                  upsampling=settings["upsampling"])
+    counterfactuals, curves, faith = None, None, None
     if args.metrics:
-        extra = _metrics(loaded, exp, stem, args, files)
-    report = build_report(loaded, exp, counterfactuals=extra)
+        from .counterfactual import analyse
+        from .render import curves_figure
+
+        faith = analyse(loaded, exp, threshold=settings["threshold"], fill=settings["fill"], steps=settings["steps"])
+        counterfactuals = faith.to_report()
+        curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}")
+    report = build_report(loaded, exp, counterfactuals=counterfactuals, settings=settings)
     report["image"] = str(path)
-    report["files"] = files
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    if args.figure:
+        report["figure"] = _figure(loaded, exp, faith, stem, args.out, settings)
+    write_results(args.out, stem, exp, report, cmap=settings["cmap"], opacity=settings["opacity"], curves=curves)
 
 
-def _metrics(loaded, exp, stem: str, args, files: dict) -> dict:
-    from .counterfactual import analyse
-    from .render import curves_figure
+def _figure(loaded, exp, faith, stem: str, out: Path, settings: dict) -> list[str]:
+    """``STEM_figure.pdf/.svg/.png`` with caption and BibTeX; returns the file names."""
+    from .figure import export_figure
 
-    result = analyse(loaded, exp, threshold=args.threshold, fill=args.fill, steps=args.steps)
-    curves_figure(result.curves(), title=f"{stem}: target {exp.target_label}").save(
-        args.out / f"{stem}_curves.png")
-    files["curves"] = f"{stem}_curves.png"
-    return result.to_report()
+    paths = export_figure(exp, out, f"{stem}_figure", model=loaded.spec, revision=loaded.revision,
+                          methods=settings["methods"], cmap=settings["cmap"], opacity=settings["opacity"], faith=faith)
+    return [Path(p).name for p in paths]

@@ -15,12 +15,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import MicamError
+from .errors import MicamError, shorten
 from .images import ImageInput, load_image
-from .methods import METHOD_LABELS, Explanation, class_index, gaussian_blur, minmax, top_k
+from .maps import gaussian_blur, minmax
+from .methods import Explanation, class_index, top_k
 from .models import LoadedModel
+from .registry import METHOD_LABELS
+from .settings import FILLS
 
-FILLS = ("black", "blur", "mean")
 BASELINES = {"random": "Random map (baseline)", "centre": "Centred Gaussian (baseline)"}
 # Petsiuk et al.'s insertion start: Gaussian blur, kernel 11, sigma 5 at 224 px.
 BLUR_KERNEL, BLUR_SIGMA = 11, 5.0
@@ -86,7 +88,7 @@ def fill_pixels(pixels: torch.Tensor, fill: str) -> torch.Tensor:
         return blurred(pixels)
     if fill == "mean":
         return pixels.mean(dim=(0, 1), keepdim=True).expand_as(pixels).clone()
-    raise MicamError(f"Unknown fill '{fill}'; choose from {', '.join(FILLS)}.")
+    raise MicamError(f"Unknown fill '{shorten(fill)}'; choose from {', '.join(FILLS)}.")
 
 
 def region(saliency: np.ndarray, threshold: float) -> torch.Tensor:

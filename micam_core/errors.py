@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import traceback
+
+ECHO_LIMIT = 80
+
+
+def shorten(text: object, limit: int = ECHO_LIMIT) -> str:
+    """``text`` as a string of at most ``limit`` characters (an ellipsis marks a cut): for echoing user input."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class MicamError(Exception):
     """Base class: ``str(error)`` is a complete, readable sentence for the user."""
@@ -25,3 +35,22 @@ class LayerError(MicamError):
 
 class TargetError(MicamError):
     """The requested target class is not one of the model's classes."""
+
+
+def drop_frames(err: BaseException | None) -> None:
+    """Clear the local variables of every finished frame in ``err``'s tracebacks (cause and context too).
+
+    A traceback keeps every frame it passes through alive, with all their locals: after a failed
+    model load that can be gigabytes of half-built module.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__
+
+
+def fresh_error(err: MicamError) -> MicamError:
+    """The same message and type as ``err``, without its traceback (whose frames are cleared)."""
+    drop_frames(err)
+    return type(err)(str(err))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import LayerError, NotACNNError
+from .errors import LayerError, NotACNNError, shorten
 from .tokens import Layout, infer_layout, model_hints, remember, to_map
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
             pass
     import difflib
 
-    close = difflib.get_close_matches(name, [n for n, _ in model.named_modules() if n], n=3)
+    names = [n for n, _ in model.named_modules() if n]
+    close = difflib.get_close_matches(name, names, n=3) if len(name) <= 200 else []
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise LayerError(f"The model has no layer named '{name}'.{hint}")
+    raise LayerError(f"The model has no layer named '{shorten(name)}'.{hint}")

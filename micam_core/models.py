@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import logging
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -17,7 +21,7 @@ import torch
 from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
-from .errors import ModelLoadError
+from .errors import MicamError, ModelLoadError, fresh_error, shorten
 from .layers import LayerInfo, find_layers
 
 log = logging.getLogger(__name__)
@@ -25,8 +29,12 @@ log = logging.getLogger(__name__)
 BUNDLED_SPEC = "bundled:efficientnet_lite0"
 DEFAULT_SPEC = BUNDLED_SPEC
 MAX_MODEL_BYTES = 1024 * 1024 * 1024  # parameters + buffers; larger models are refused
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[\w.\-]{1,96}(@[\w.\-/]{1,96})?$")
-_TIMM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[\w\-]+)?$")
+MAX_ASPECT = 4.0  # images more elongated than 4x the crop's aspect ratio are trimmed before resizing
+MAX_SPEC_CHARS = 300  # longer specs are refused before any parsing
+_HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9_][\w.\-]{0,95}$")
+# A branch, tag or commit: path-like segments of safe characters, no empty, "." or ".." segment.
+_REVISION = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95}){0,3}$")
+_TIMM_NAME = re.compile(r"^[A-Za-z0-9_]{1,96}(\.[\w\-]{1,96})?$")
 
 
 @dataclass
@@ -99,6 +107,9 @@ def normalize_spec(spec: str) -> str:
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError("No model given: enter a timm name or a Hub id such as timm/resnet50.a1_in1k.")
+    if len(spec) > MAX_SPEC_CHARS:
+        raise ModelLoadError(f"The model name '{shorten(spec)}' is {len(spec)} characters long; "
+                             f"the limit is {MAX_SPEC_CHARS}.")
     if spec.startswith(("bundled:", "local-dir:")):
         return spec
     if spec.startswith("hf_hub:"):
@@ -107,13 +118,22 @@ def normalize_spec(spec: str) -> str:
         spec = "hf-hub:" + spec[len("https://huggingface.co/"):].strip("/")
     repo = spec[len("hf-hub:"):] if spec.startswith("hf-hub:") else spec
     if "/" in repo:
-        if not _HUB_ID.match(repo):
-            raise ModelLoadError(f"'{spec}' is not a valid Hugging Face model id (expected org/name).")
+        _check_hub_repo(spec, repo)
         return "hf-hub:" + repo
     if not _TIMM_NAME.match(repo):
-        raise ModelLoadError(f"'{spec}' is neither a timm model name (like resnet50.a1_in1k) "
+        raise ModelLoadError(f"'{shorten(spec)}' is neither a timm model name (like resnet50.a1_in1k) "
                              "nor a Hub id (like timm/resnet50.a1_in1k).")
     return repo
+
+
+def _check_hub_repo(spec: str, repo: str) -> None:
+    """Refuse Hub ids and revisions that are not plain names (``..``, ``--``, leading ``/``, odd characters)."""
+    repo_id, at, revision = repo.partition("@")
+    if not _HUB_REPO.match(repo_id) or ".." in repo_id or "--" in repo_id:
+        raise ModelLoadError(f"'{shorten(spec)}' is not a valid Hugging Face model id (expected org/name).")
+    if at and (not _REVISION.match(revision) or ".." in revision):
+        raise ModelLoadError(f"'{shorten(revision)}' is not a valid revision of '{shorten(repo_id)}' "
+                             "(expected a branch, tag or commit hash such as main or v1.0).")
 
 
 def load_model(
@@ -137,14 +157,33 @@ def load_model(
     if canonical.startswith("local-dir:") and not allow_local:
         raise ModelLoadError("Loading models from local folders is switched off on this server.")
     model, revision = _with_deadline(lambda: create_from_spec(canonical, max_bytes=max_bytes), timeout, canonical)
+    try:
+        return _wrap(model, canonical, revision, device, max_bytes)
+    except MicamError as err:
+        error = fresh_error(err)  # a refused model must not stay alive in a traceback
+    del model
+    release_memory()
+    raise error
+
+
+def _wrap(model: torch.nn.Module, spec: str, revision: str | None, device: str | torch.device | None,
+          max_bytes: int) -> LoadedModel:
+    """The built module as a :class:`LoadedModel`, once its size is within ``max_bytes``."""
     size = model_bytes(model)
     if size > max_bytes:
         raise ModelLoadError(f"The model holds {size / 2**20:.0f} MB of weights; "
                              f"the limit here is {max_bytes / 2**20:.0f} MB.")
-    loaded = from_module(model, spec=canonical, revision=revision, device=device)
+    loaded = from_module(model, spec=spec, revision=revision, device=device)
     log.info("loaded %s (%s, %.0f MB) on %s, default layer %s",
-             canonical, type(model).__name__, size / 2**20, loaded.device, loaded.default_layer)
+             spec, type(model).__name__, size / 2**20, loaded.device, loaded.default_layer)
     return loaded
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the system (glibc), after a large object died."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: freed pages stay with the allocator
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _with_deadline(build: Callable[[], Any], timeout: float | None, spec: str) -> Any:
@@ -155,7 +194,7 @@ def _with_deadline(build: Callable[[], Any], timeout: float | None, spec: str) -
     try:
         return pool.submit(build).result(timeout=timeout)
     except FutureTimeout:
-        raise ModelLoadError(f"Loading '{spec}' took longer than {timeout:.0f} s and was abandoned; "
+        raise ModelLoadError(f"Loading '{shorten(spec)}' took longer than {timeout:.0f} s and was abandoned; "
                              "the Hub may be slow or unreachable. Try again later.") from None
     finally:
         pool.shutdown(wait=False)
@@ -190,9 +229,17 @@ def from_module(
 
 
 def _pil_stage(data_config: dict[str, Any]) -> Callable[[Image.Image], Image.Image]:
-    """The PIL-to-PIL part (resize, crop) of timm's eval transform for this data config."""
+    """The PIL-to-PIL part (resize, crop) of timm's eval transform for this data config.
+
+    With timm's ``center`` crop mode (resize the short side, keep the aspect ratio, centre crop),
+    extreme images are first trimmed to the part the crop can use (see :func:`trim_extreme`).
+    """
     transform = create_transform(**data_config, is_training=False)
-    steps = []
+    steps: list[Callable[[Image.Image], Image.Image]] = []
+    if data_config.get("crop_mode", "center") == "center":
+        _, h, w = data_config["input_size"]
+        short_to = math.floor(max(h, w) / float(data_config.get("crop_pct") or 1.0))
+        steps.append(lambda image: trim_extreme(image, max(h, w) / min(h, w) * MAX_ASPECT, short_to))
     for step in getattr(transform, "transforms", [transform]):
         if "ToTensor" in type(step).__name__:
             break
@@ -204,6 +251,33 @@ def _pil_stage(data_config: dict[str, Any]) -> Callable[[Image.Image], Image.Ima
         return image
 
     return run
+
+
+def trim_extreme(image: Image.Image, max_aspect: float, short_to: int | None = None) -> Image.Image:
+    """The centre of ``image`` cut to at most ``max_aspect`` (long side / short side); others unchanged.
+
+    Resizing the short side of a 1 x 20000 image to 256 px would create 256 x 5 million pixels
+    (4 GB), of which the centre crop keeps 224 x 224. The kept part is far wider than what the
+    crop and the resampling kernel use, and it is exactly centred (same parity as the long side);
+    with ``short_to`` (the size the short side is resized to) the resized long side also keeps its
+    parity, so the centre crop is placed as on the untrimmed image, up to sub-pixel rounding.
+    """
+    w, h = image.size
+    short, long = min(w, h), max(w, h)
+    keep = math.ceil(max_aspect * short)
+    keep += (long - keep) % 2  # exactly centred
+    if short_to:
+        parity = int(short_to * long / short) % 2
+        for _ in range(8):
+            if int(short_to * keep / short) % 2 == parity:
+                break
+            keep += 2
+    if keep >= long:
+        return image
+    start = (long - keep) // 2
+    box = (start, 0, start + keep, h) if w > h else (0, start, w, start + keep)
+    log.debug("trimmed a %d x %d image to %d x %d before resizing", w, h, box[2] - box[0], box[3] - box[1])
+    return image.crop(box)
 
 
 def class_names_of(model: torch.nn.Module) -> list[str]:

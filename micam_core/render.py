@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "gray")
+from .settings import COLORMAPS
 
 
 def colorize(saliency: np.ndarray, cmap: str = "jet") -> np.ndarray:

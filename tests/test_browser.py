@@ -82,3 +82,70 @@ def test_explain_in_browser(page_url):
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 50_000
+
+
+def open_page(p, url: str):
+    from playwright.sync_api import expect
+
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(url, wait_until="domcontentloaded")
+    expect(page.locator("#model-info")).to_contain_text("default layer", timeout=120_000)
+    return browser, page
+
+
+def test_non_default_methods_in_browser(page_url):
+    """Choose Eigen-CAM and LayerCAM instead of MI-Grad-CAM: their overlays and counterfactual columns appear."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = open_page(p, page_url)
+        try:
+            page.locator("#input-image input[type=file]").set_input_files(str(CAT))
+            expect(page.locator("#input-image img").first).to_be_visible(timeout=30_000)
+            methods = page.locator("#methods")
+            methods.get_by_label("MI-Grad-CAM").uncheck()
+            methods.get_by_label("Eigen-CAM").check()
+            methods.get_by_label("LayerCAM").check()
+            page.locator("#explain-btn").click()
+            for method in ("micam", "gradcam", "eigencam", "layercam"):
+                expect(page.locator(f"#overlay-{method} img").first).to_be_visible(timeout=120_000)
+                expect(page.locator(f"#keep-{method} img").first).to_be_visible(timeout=180_000)
+                expect(page.locator(f"#flip-{method}")).to_contain_text("flipped", ignore_case=True, timeout=30_000)
+            expect(page.locator("#overlay-migradcam")).to_be_hidden()
+            expect(page.locator("#cf-migradcam")).to_be_hidden()
+            expect(page.locator("#metrics")).to_contain_text("Eigen-CAM", timeout=30_000)
+            expect(page.locator("#metrics")).to_contain_text("LayerCAM", timeout=30_000)
+            expect(page.locator("#upsampling-note")).to_contain_text("MI CAM and Eigen-CAM are class-agnostic")
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(SCREENSHOT.with_name("methods.png")), full_page=True)
+        finally:
+            browser.close()
+
+
+MARKUP = ["<img src=x onerror=alert(1)>", "`</code><img src=x>", "<svg onload=alert(1)><b>bold</b>"]
+
+
+def test_markup_in_the_model_box_stays_text(page_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = open_page(p, page_url)
+        try:
+            alerts = []
+            page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.dismiss()))
+            box = page.locator("#custom-spec textarea, #custom-spec input").first
+            for markup in MARKUP:
+                box.fill(markup)
+                box.press("Enter")
+                expect(page.locator("#model-info")).to_contain_text("Model not loaded", timeout=60_000)
+                expect(page.locator("#model-info")).to_contain_text(markup[:12], timeout=30_000)
+                for where in ("#model-info", "#alert", ".toast-body"):
+                    assert page.locator(f"{where} img").count() == 0, (markup, where)
+                    assert page.locator(f"{where} b").count() == 0, (markup, where)
+                for where in ("#model-info", "#alert"):
+                    assert page.locator(f"{where} svg").count() == 0, (markup, where)
+            page.screenshot(path=str(SCREENSHOT.with_name("markup.png")), full_page=False)
+            assert not alerts
+        finally:
+            browser.close()

@@ -61,7 +61,7 @@ def test_overlapping_requests_each_get_their_own_result(client, hub_models, monk
 
     in_flight, peak = [0], [0]
     lock = threading.Lock()
-    original = app.gpu_explain
+    original = app.work.gpu_explain
 
     def counted(*args, **kwargs):
         with lock:
@@ -74,7 +74,7 @@ def test_overlapping_requests_each_get_their_own_result(client, hub_models, monk
             with lock:
                 in_flight[0] -= 1
 
-    monkeypatch.setattr(app, "gpu_explain", counted)
+    monkeypatch.setattr(app.work, "gpu_explain", counted)
     jobs = [submit(client, *request) for request in REQUESTS]
     together = [summary(job.result(timeout=600)) for job in jobs]
     assert peak[0] >= 2, "the requests did not overlap"

@@ -212,24 +212,23 @@ def test_failed_requests_leave_no_hooks_state_or_locks(client, tmp_path):
     refused(client, CAT, layer="classifier")  # not a feature map: fails inside the forward hook
     refused(client, CAT, target="9999")
     refused(client, write(tmp_path, "x.png", b"junk"))
-    loaded = app.CACHE.get("bundled:efficientnet_lite0", **_cache_kwargs())
+    loaded = app.work.CACHE.get("bundled:efficientnet_lite0", **_cache_kwargs())
     model = loaded.model
     assert sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules()) == 0
     assert not any(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
-    assert not app.CACHE._loading, "no load lock may stay behind"
+    assert not app.work.CACHE._loading, "no load lock may stay behind"
 
 
 def _cache_kwargs() -> dict:
-    from micam_core import service
+    from micam_core import policy
 
-    return {"allow_local": service.local_models_allowed(), "timeout": service.load_timeout(),
-            "max_bytes": service.max_model_bytes()}
+    return policy.cache_kwargs()
 
 
-@pytest.mark.parametrize("options,words", [({"steps": 100000}, "steps must be between 2 and 64"),
+@pytest.mark.parametrize("options,words", [({"steps": 100000}, "(steps) must be a whole number from 2 to 64"),
                                            ({"fill": "pink"}, "pink"),
-                                           ({"threshold": 3.0}, "threshold must lie in [0, 1]"),
+                                           ({"threshold": 3.0}, "(threshold) must be a number from 0 to 1"),
                                            ({"layer": "no.such.layer"}, "no layer named")])
 def test_bad_settings_are_refused(client, options, words):
     assert words in refused(client, CAT, **options)

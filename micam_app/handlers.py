@@ -1,0 +1,214 @@
+"""Event handlers of the page. Each returns a dict keyed by component; failures raise ``gr.Error``.
+
+The session state holds this visitor's last explanation: ``{"spec", "exp", "faith", "folder"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from micam_core import METHODS, LoadedModel, MicamError, validate
+from micam_core.errors import shorten
+from micam_core.outputs import new_download_dir, write_results
+from micam_core.render import colorbar, curves_figure, overlay
+from micam_core.report import build_report
+
+from . import text, views, work
+
+log = logging.getLogger("micam_app")
+
+
+@dataclass
+class UI:
+    """The components the handlers update (filled in by the layout)."""
+
+    overlays: dict[str, Any] = field(default_factory=dict)  # method -> gr.Image
+    overlay_cols: dict[str, Any] = field(default_factory=dict)
+    cf_cols: dict[str, Any] = field(default_factory=dict)
+    keep: dict[str, Any] = field(default_factory=dict)
+    remove: dict[str, Any] = field(default_factory=dict)
+    keep_top: dict[str, Any] = field(default_factory=dict)
+    remove_top: dict[str, Any] = field(default_factory=dict)
+    flip: dict[str, Any] = field(default_factory=dict)
+    c: dict[str, Any] = field(default_factory=dict)  # single components by name
+
+
+def user_message(err: Exception) -> str:
+    """A readable sentence for any failure (MicamError messages are already sentences)."""
+    if isinstance(err, MicamError):
+        return str(err)
+    log.exception("unexpected failure")
+    return f"Unexpected error ({type(err).__name__}). Please try again or choose another model."
+
+
+def fail(err: Exception, for_page: bool = True) -> gr.Error:
+    """The error to raise, kept until closed; for the page its message is escaped (Gradio shows modals as HTML)."""
+    message = user_message(err)
+    return gr.Error(text.toast(message) if for_page else shorten(message, 300), duration=None)
+
+
+def colorbar_html(cmap: str) -> str:
+    cmap = validate("cmap", cmap)
+    buf = io.BytesIO()
+    colorbar(cmap, width=512, height=14).save(buf, format="PNG")
+    data = base64.b64encode(buf.getvalue()).decode()
+    return (f'<div class="cbar"><span>low</span><img alt="colour bar ({cmap})" src="data:image/png;base64,{data}">'
+            "<span>high</span></div>")
+
+
+class Handlers:
+    """The page's handlers, bound to its components."""
+
+    def __init__(self, ui: UI) -> None:
+        self.ui = ui
+
+    # --- model ------------------------------------------------------------------------------------
+    def pickers(self, loaded: LoadedModel, layer: str | None, target: str | None, methods: Any) -> dict:
+        layers, targets = views.layer_choices(loaded), views.target_choices(loaded)
+        layer = layer if layer in {v for _, v in layers} else views.AUTO_LAYER
+        target = target if target in {v for _, v in targets} else views.TOP1
+        c = self.ui.c
+        return {c["layer"]: gr.update(choices=layers, value=layer),
+                c["target"]: gr.update(choices=targets, value=target),
+                c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
+                                        value=list(methods or []))}
+
+    def on_model(self, choice: str, custom: str, layer: str, target: str, methods: list[str],
+                 progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
+        """Load the chosen model; fill the layer, class and method pickers."""
+        c = self.ui.c
+        spec = views.resolve_spec(choice, custom)
+        progress(0.05, desc="Loading the model ...")
+        try:
+            loaded = work.load(spec)
+        except Exception as err:
+            message = user_message(err)
+            gr.Warning(text.toast(message))
+            return {c["model_info"]: text.model_failure(spec, message),
+                    c["alert"]: gr.update(value=text.alert(message), visible=True),
+                    c["layer"]: gr.update(choices=[("auto", views.AUTO_LAYER)], value=views.AUTO_LAYER),
+                    c["target"]: gr.update(choices=[(views.TOP1_LABEL, views.TOP1)], value=views.TOP1),
+                    c["shown_spec"]: None}
+        return {c["model_info"]: text.describe_model(loaded), c["alert"]: gr.update(value="", visible=False),
+                c["shown_spec"]: loaded.spec, **self.pickers(loaded, layer, target, methods)}
+
+    # --- explain ----------------------------------------------------------------------------------
+    def on_explain(self, image: str | None, choice: str, custom: str, layer: str, target: str, methods: Any,
+                   upsampling: str, cmap: str, opacity: float, shown_spec: str | None, session: dict | None,
+                   progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
+        """Explain button: check the settings, load the model, compute the chosen maps (counterfactuals follow)."""
+        c = self.ui.c
+        try:
+            chosen = validate("methods", methods)
+            upsampling, cmap, opacity = validate("upsampling", upsampling), validate("cmap", cmap), validate(
+                "opacity", opacity)
+            if not image:
+                raise MicamError("Add an image first: upload one, use the webcam or click an example.")
+            progress(0.05, desc="Loading the model ...")
+            loaded = work.load(views.resolve_spec(choice, custom))
+            same_model = shown_spec == loaded.spec
+            layer_name = views.parse_layer(layer) if same_model else None
+            work.check_cost(loaded, layer_name, chosen)
+            progress(0.4, desc="Computing the maps ...")
+            exp = work.gpu_explain(loaded.spec, image, layer_name, views.parse_target(target) if same_model else None,
+                                   upsampling, chosen)
+        except Exception as err:
+            raise fail(err) from None
+        session = {"spec": loaded.spec, "exp": exp, "faith": None, "folder": str(new_download_dir())}
+        out = {**self.overlay_updates(exp, cmap, opacity), **self.column_updates(chosen),
+               c["note"]: text.display_note(exp), c["predictions"]: views.label_dict(exp.top(5)),
+               c["cbar"]: colorbar_html(cmap), c["alert"]: gr.update(value="", visible=False),
+               c["model_info"]: text.describe_model(loaded), c["shown_spec"]: loaded.spec, c["session"]: session}
+        out.update(self.pickers(loaded, layer if same_model else None, target if same_model else None, chosen))
+        return out
+
+    def overlay_updates(self, exp: Any, cmap: str, opacity: float) -> dict:
+        return {self.ui.overlays[m]: overlay(exp.crop, exp.maps[m], cmap, opacity) if m in exp.maps else None
+                for m in METHODS}
+
+    def column_updates(self, chosen: tuple[str, ...]) -> dict:
+        out = {}
+        for m in METHODS:
+            out[self.ui.overlay_cols[m]] = gr.update(visible=m in chosen)
+            out[self.ui.cf_cols[m]] = gr.update(visible=m in chosen)
+        return out
+
+    # --- counterfactuals --------------------------------------------------------------------------
+    def on_counterfactuals(self, session: dict | None, threshold: float, fill: str, steps: float, cmap: str,
+                           opacity: float, progress: gr.Progress = gr.Progress()) -> dict:
+        """Counterfactual panel, metrics, curves and downloads for the session's current explanation."""
+        c = self.ui.c
+        if not session or session.get("exp") is None:
+            return {}
+        try:
+            threshold, fill, steps = validate("threshold", threshold), validate("fill", fill), validate("steps", steps)
+            cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
+            progress(0.1, desc="Counterfactuals: masking and re-classifying ...")
+            exp = session["exp"]
+            faith = work.gpu_analyse(session["spec"], exp, threshold, fill, steps)
+            figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label} (fill: {fill}, {steps} steps)")
+            session = {**session, "faith": faith}
+            files = self.downloads(session, cmap, opacity, figure)
+        except Exception as err:
+            raise fail(err) from None
+        out: dict = {c["metrics"]: views.metrics_rows(faith), c["curves"]: figure, c["files"]: files,
+                     c["session"]: session}
+        for m in exp.maps:
+            result = faith.results[m]
+            out.update({self.ui.keep[m]: result.keep_image, self.ui.remove[m]: result.remove_image,
+                        self.ui.keep_top[m]: views.label_dict(result.top_keep),
+                        self.ui.remove_top[m]: views.label_dict(result.top_remove),
+                        self.ui.flip[m]: text.flip_markdown(result, faith.top_original)})
+        return out
+
+    def downloads(self, session: dict, cmap: str, opacity: float, curves: Any = None) -> list[str]:
+        """Overlays, raw maps and the manifest in this session's folder (unchanged files are not rewritten)."""
+        loaded = work.load(session["spec"])
+        faith = session.get("faith")
+        report = build_report(loaded, session["exp"], counterfactuals=faith.to_report() if faith else None)
+        paths = write_results(session["folder"], "micam", session["exp"], report, cmap=cmap, opacity=opacity,
+                              curves=curves)
+        return [str(p) for p in paths]
+
+    # --- re-rendering without the model ------------------------------------------------------------
+    def on_restyle(self, session: dict | None, cmap: str, opacity: float) -> dict:
+        """Opacity or colour map changed: redraw the overlays from the stored maps (no model call)."""
+        c = self.ui.c
+        try:
+            cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
+        except MicamError as err:
+            raise fail(err) from None
+        if not session or session.get("exp") is None:
+            return {c["cbar"]: colorbar_html(cmap)}
+        return {**self.overlay_updates(session["exp"], cmap, opacity), c["cbar"]: colorbar_html(cmap),
+                c["files"]: self.downloads(session, cmap, opacity)}
+
+    def on_upsampling(self, session: dict | None, upsampling: str, cmap: str, opacity: float) -> dict:
+        """Display upsampling changed: re-derive the maps from the stored low-resolution maps (no forward pass)."""
+        c = self.ui.c
+        if not session or session.get("exp") is None:
+            return {}
+        try:
+            exp = session["exp"].with_upsampling(upsampling)
+            cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
+        except MicamError as err:
+            raise fail(err) from None
+        return {**self.overlay_updates(exp, cmap, opacity), c["note"]: text.display_note(exp),
+                c["session"]: {**session, "exp": exp, "faith": None}}
+
+    def on_methods_layer(self, shown_spec: str | None, layer: str, methods: Any) -> dict:
+        """Layer changed: the Score-CAM cost in the method selector follows it."""
+        if not shown_spec:
+            return {}
+        try:
+            loaded = work.load(shown_spec)
+        except MicamError:
+            return {}
+        return {self.ui.c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
+                                                value=list(methods or []))}

@@ -1,0 +1,173 @@
+"""The page: widgets from the settings record and the method registry, wired to the handlers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from micam_core import BUNDLED_SPEC, DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, SETTINGS, policy
+
+from . import api, page, text, views
+from .handlers import UI, Handlers, colorbar_html
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.jpg"))
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+
+
+def slider(name: str, elem_id: str) -> gr.Slider:
+    s = SETTINGS[name]
+    return gr.Slider(s.minimum, s.maximum, value=s.default, step=s.step, label=s.label, elem_id=elem_id)
+
+
+def overlay_title(method: str) -> str:
+    return METHOD_LABELS[method] + ("" if REGISTRY[method].class_specific else " (class-agnostic)")
+
+
+def inputs_column(ui: UI) -> None:
+    c = ui.c
+    c["image"] = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image", height=280,
+                          elem_id="input-image")
+    gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[c["image"]], label="Examples (CC0 / public domain)",
+                examples_per_page=8)
+    gr.Markdown(policy.limits_note(), elem_id="limits-note", elem_classes="note")
+    c["model_choice"] = gr.Dropdown(choices=views.POPULAR_MODELS, value=BUNDLED_SPEC, label="Model",
+                                    info="The bundled model works offline; Hub models download on first use.",
+                                    elem_id="model-choice")
+    c["custom_spec"] = gr.Textbox(label="...or any timm model on the Hugging Face Hub",
+                                  placeholder="timm/resnet18.a1_in1k  or  hf-hub:org/name  (Enter to load)",
+                                  elem_id="custom-spec")
+    c["model_info"] = gr.Markdown(elem_id="model-info", elem_classes="note")
+    c["layer"] = gr.Dropdown(choices=[("auto", views.AUTO_LAYER)], value=views.AUTO_LAYER, label="Target layer",
+                             info="auto: the model's default layer", elem_id="layer")
+    c["target"] = gr.Dropdown(choices=[(views.TOP1_LABEL, views.TOP1)], value=views.TOP1, filterable=True,
+                              label="Target class", info="Type to filter the class names", elem_id="target")
+    c["methods"] = gr.CheckboxGroup(choices=views.method_choices(), value=list(DEFAULT_METHODS), label="Methods",
+                                    info="Any subset; all run on the same layer, target and image.",
+                                    elem_id="methods")
+    c["explain_btn"] = gr.Button("Explain", variant="primary", elem_id="explain-btn")
+
+
+def maps_column(ui: UI) -> None:
+    c = ui.c
+    with gr.Row(equal_height=True, elem_id="overlays", elem_classes="method-row"):
+        for m in METHODS:
+            with gr.Column(min_width=240, visible=m in DEFAULT_METHODS, elem_id=f"overlay-col-{m}",
+                           elem_classes="method-col") as col:
+                ui.overlays[m] = gr.Image(label=overlay_title(m), type="pil", format="png", interactive=False,
+                                          height=280, buttons=["download", "fullscreen"], elem_id=f"overlay-{m}")
+            ui.overlay_cols[m] = col
+    c["cbar"] = gr.HTML(colorbar_html("jet"), elem_id="colorbar")
+    c["note"] = gr.Markdown(text.class_note(DEFAULT_METHODS), elem_id="upsampling-note", elem_classes="note")
+    with gr.Row():
+        c["opacity"] = slider("opacity", "opacity")
+        c["cmap"] = gr.Dropdown(choices=list(SETTINGS["cmap"].choices), value=SETTINGS["cmap"].default,
+                                label=SETTINGS["cmap"].label, elem_id="cmap")
+        c["upsampling"] = gr.Radio(choices=[("paper (nearest + Gaussian blur)", "paper"), ("bilinear", "bilinear")],
+                                   value=SETTINGS["upsampling"].default, label=SETTINGS["upsampling"].label,
+                                   elem_id="upsampling")
+    with gr.Row():
+        c["predictions"] = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="predictions")
+        c["files"] = gr.File(file_count="multiple", interactive=False, height=230, elem_id="downloads",
+                             label="Downloads: overlays (PNG), maps (.npy), report (JSON)")
+
+
+def counterfactual_panel(ui: UI) -> None:
+    c = ui.c
+    gr.Markdown("## Counterfactuals: keep or remove the explained region")
+    gr.Markdown("Pixels where a map is at least the threshold form its region. *Keep* fills everything else; "
+                "*remove* fills the region. A faithful map keeps the prediction when kept and changes it when "
+                "removed.", elem_classes="note")
+    with gr.Row():
+        c["threshold"] = slider("threshold", "threshold")
+        c["fill"] = gr.Radio(choices=list(SETTINGS["fill"].choices), value=SETTINGS["fill"].default,
+                             label=SETTINGS["fill"].label, elem_id="fill")
+        c["steps"] = slider("steps", "steps")
+    with gr.Row(equal_height=False, elem_classes="method-row"):
+        for m in METHODS:
+            with gr.Column(min_width=300, visible=m in DEFAULT_METHODS, elem_id=f"cf-{m}",
+                           elem_classes="method-col") as col:
+                gr.Markdown(f"### {METHOD_LABELS[m]}", elem_classes="method-title")
+                ui.flip[m] = gr.Markdown(elem_id=f"flip-{m}", elem_classes="note flip")
+                with gr.Row():
+                    ui.keep[m] = gr.Image(label="Keep region", type="pil", interactive=False, height=200,
+                                          buttons=["fullscreen"], elem_id=f"keep-{m}")
+                    ui.remove[m] = gr.Image(label="Remove region", type="pil", interactive=False, height=200,
+                                            buttons=["fullscreen"], elem_id=f"remove-{m}")
+                with gr.Row():
+                    ui.keep_top[m] = gr.Label(num_top_classes=5, label="Kept: top-5", show_heading=False,
+                                              elem_id=f"keep-top-{m}")
+                    ui.remove_top[m] = gr.Label(num_top_classes=5, label="Removed: top-5", show_heading=False,
+                                                elem_id=f"remove-top-{m}")
+            ui.cf_cols[m] = col
+    c["metrics"] = gr.Dataframe(headers=views.METRIC_HEADERS, label="Faithfulness metrics (with baselines)",
+                                interactive=False, wrap=True, elem_id="metrics")
+    c["curves"] = gr.Image(label="Deletion and insertion curves", type="pil", format="png", interactive=False,
+                           elem_id="curves")
+
+
+def wire(ui: UI, h: Handlers) -> None:
+    c = ui.c
+    model_inputs = [c["model_choice"], c["custom_spec"], c["layer"], c["target"], c["methods"]]
+    model_outputs = {c[k] for k in ("model_info", "alert", "layer", "target", "shown_spec", "methods")}
+    for trigger in (c["demo_load"], c["model_choice"].change, c["custom_spec"].submit):
+        trigger(h.on_model, model_inputs, model_outputs, **PRIVATE)
+
+    panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
+             *ui.flip.values()]
+    cf_inputs = [c["session"], c["threshold"], c["fill"], c["steps"], c["cmap"], c["opacity"]]
+    cf = {"fn": h.on_counterfactuals, "inputs": cf_inputs, **PRIVATE,
+          "outputs": {*panel, c["metrics"], c["curves"], c["files"], c["session"]}, "show_progress_on": [c["metrics"]]}
+    explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(),
+                       *(c[k] for k in ("note", "predictions", "cbar", "alert", "model_info", "layer", "target",
+                                        "methods", "shown_spec", "session"))}
+    explain_inputs = [c[k] for k in ("image", "model_choice", "custom_spec", "layer", "target", "methods",
+                                     "upsampling", "cmap", "opacity", "shown_spec", "session")]
+    c["explain_btn"].click(h.on_explain, explain_inputs, explain_outputs, show_progress_on=list(ui.overlays.values()),
+                           **PRIVATE).success(**cf)
+
+    restyle_out = {*ui.overlays.values(), c["cbar"], c["files"]}
+    for trigger in (c["opacity"].change, c["cmap"].change):
+        trigger(h.on_restyle, [c["session"], c["cmap"], c["opacity"]], restyle_out, trigger_mode="always_last",
+                show_progress="hidden", **PRIVATE)
+    c["upsampling"].change(h.on_upsampling, [c["session"], c["upsampling"], c["cmap"], c["opacity"]],
+                           {*ui.overlays.values(), c["note"], c["session"]}, show_progress="hidden",
+                           **PRIVATE).success(**cf)
+    c["threshold"].release(**cf)
+    c["steps"].release(**cf)
+    c["fill"].change(**cf)
+    c["layer"].change(h.on_methods_layer, [c["shown_spec"], c["layer"], c["methods"]], {c["methods"]},
+                      show_progress="hidden", **PRIVATE)
+
+
+def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
+    """The Blocks app (not launched), its components and handlers."""
+    ui = UI()
+    c = ui.c
+    with gr.Blocks(title="MI CAM Explorer", delete_cache=(3600, 7200)) as demo:
+        c["session"] = gr.State(None, time_to_live=3600)  # this visitor's last explanation (dropped after an hour)
+        c["shown_spec"] = gr.State(None)  # the model whose layers and classes fill the pickers
+        gr.Markdown(page.HEADER, elem_id="header")
+        c["alert"] = gr.Markdown(visible=False, elem_id="alert")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=300):
+                inputs_column(ui)
+            with gr.Column(scale=9, min_width=480):
+                maps_column(ui)
+        with gr.Column(elem_id="counterfactuals"):
+            counterfactual_panel(ui)
+        with gr.Accordion("How it works, links and citation", open=False, elem_id="how-it-works"):
+            gr.Markdown(page.HOW_IT_WORKS, latex_delimiters=[{"left": "$", "right": "$", "display": False}])
+        with gr.Column(visible=False):  # API-only inputs and outputs: POST /explain, e.g. with gradio_client
+            api_in, api_out = api.api_components()
+            api_button = gr.Button("explain (API)")
+        c["demo_load"] = demo.load
+        handlers = Handlers(ui)
+        wire(ui, handlers)
+        api_button.click(api.api_explain, api_in, api_out, api_name="explain",
+                         api_description="Explain one image: overlays of the chosen methods (default MI CAM, "
+                                         "Grad-CAM, MI-Grad-CAM), top-5 predictions and a JSON report with "
+                                         "counterfactual metrics.")
+    return demo, ui, handlers

@@ -1,0 +1,76 @@
+"""The page's fixed texts: header, how it works, citation, style."""
+
+from __future__ import annotations
+
+import os
+
+from micam_core.citation import BIBTEX
+
+from .text import PAPER_URL, methods_table
+
+CODE_URL = os.environ.get("MICAM_CODE_URL", "https://github.com/ramsiyer1/MI-CAM")  # the authors' code
+
+CSS = """
+#header h1 {margin-bottom: 0.2rem;}
+#header p {margin-top: 0; opacity: 0.85;}
+.cbar {display: flex; align-items: center; gap: 0.5rem; font-size: 0.85rem; opacity: 0.85; max-width: 640px;
+       margin: 0 auto;}
+.cbar img {flex: 1; height: 14px; min-width: 0; border-radius: 3px;}
+#alert {border: 1px solid #e4a11b; background: rgba(228, 161, 27, 0.12); border-radius: 8px; padding: 0.6rem 0.9rem;}
+.method-title h3 {margin: 0.2rem 0;}
+.flip {min-height: 3.2em;}
+.note {font-size: 0.9rem; opacity: 0.85;}
+#explain-btn {min-height: 48px; font-size: 1.05rem;}
+footer {display: none !important;}
+.method-row {flex-wrap: wrap !important;}
+.method-row > .method-col {flex: 0 1 calc(33.33% - var(--layout-gap, 16px)) !important; min-width: 240px !important;}
+"""
+
+
+HEADER = f"""
+# MI CAM Explorer
+Which pixels made a CNN decide? **MI CAM** weighs each feature map by its *mutual information* with the
+image; compare it with **Grad-CAM**, **MI-Grad-CAM** and six more CAM methods on the same layer, then test
+the explanations with counterfactuals: keep or remove the highlighted region and see whether the prediction changes.
+[Paper (arXiv:2507.09092)]({PAPER_URL}){f" · [Authors' code]({CODE_URL})" if CODE_URL else ""}
+"""
+
+HOW_IT_WORKS = f"""
+**MI CAM** takes the feature maps $A_k$ of a convolutional layer, weights each one by the mutual information
+$w_k = I(X; A_k)$ between the (grey-scale) input image and that map, and shows
+$\\mathrm{{ReLU}}(\\sum_k w_k A_k)$ upsampled to the image. The weights use no gradients and no class score, so
+the MI CAM map is **class-agnostic**; Grad-CAM weights maps by the gradient of the target class score, and
+MI-Grad-CAM multiplies the gradient of the target probability by each map's share of the mutual information.
+Every method runs on the same layer, target and image, from one shared forward pass and one partial backward
+pass (Score-CAM adds one masked forward pass per channel):
+
+{methods_table()}
+
+**Transformers and other token models** (ViT, DeiT, EVA, Swin, MaxViT, Mixer, ...) are explained the same way
+once a layer's output is laid out as a $K \\times h \\times w$ map: the class, distillation and register tokens are
+dropped and the patch tokens are put back on the patch grid (channels-last grids are transposed). A *channel* is
+then one embedding dimension over the patch grid; its gradients are read on the same grid. For ViTs that classify
+from the class token the default layer is the last block's `norm1`, since the last block's patch tokens get no
+gradient at all; other models default to their last stage or block.
+
+**Counterfactuals.** The region where a map is at least the threshold is *kept* (everything else is filled) or
+*removed* (filled); a good explanation keeps the prediction in the first case and flips or weakens it in the
+second. *Average Drop* and *Increase in Confidence* follow Chattopadhay et al. (Grad-CAM++), *Drop %* and
+*Increase %* are the MI CAM paper's variants on the thresholded keep image, and the deletion/insertion AUCs follow
+Petsiuk et al. (RISE). A random map and a centred Gaussian are shown as baselines.
+
+**Links.** Paper: [{PAPER_URL}]({PAPER_URL}) ·
+The authors' code: [{CODE_URL}]({CODE_URL}) · This tool's code: the `micam_core` package and `app.py` in this
+Space's files (Apache-2.0).
+
+**Example photos**: from scikit-image's data folder (CC0 / public domain; see `examples/LICENSES.md`):
+Chelsea the cat (Stefan van der Walt, CC0), coffee (Rachel Michetti, CC0), astronaut Eileen Collins (NASA,
+public domain), Falcon 9 / DSCOVR launch (SpaceX, public domain).
+
+**How to cite**
+```bibtex
+{BIBTEX}
+```
+"""
+
+

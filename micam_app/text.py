@@ -1,0 +1,96 @@
+"""Every piece of Markdown the page shows, with anything from a visitor or a model file escaped."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from micam_core import METHOD_LABELS, REGISTRY, Explanation, LoadedModel
+from micam_core.counterfactual import MethodResult
+from micam_core.errors import shorten
+from micam_core.registry import display_mode
+
+PAPER_URL = "https://arxiv.org/abs/2507.09092"
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$])")
+
+
+def md(text: object, limit: int = 120) -> str:
+    """``text`` shown literally in Markdown: HTML escaped, Markdown punctuation backslash-escaped, shortened."""
+    escaped = html.escape(shorten(str(text), limit), quote=True)
+    return _MD_SPECIAL.sub(r"\\\1", escaped.replace("\n", " "))
+
+
+def toast(text: object) -> str:
+    """``text`` for a toast or modal (Gradio renders those as HTML): escaped and shortened."""
+    return html.escape(shorten(str(text), 300), quote=False)
+
+
+def class_note(methods: tuple[str, ...]) -> str:
+    """Which of the shown maps ignore the target class."""
+    agnostic = [METHOD_LABELS[m] for m in methods if not REGISTRY[m].class_specific]
+    specific = [METHOD_LABELS[m] for m in methods if REGISTRY[m].class_specific]
+    parts = []
+    if agnostic:
+        parts.append(f"**{' and '.join(agnostic)} {'is' if len(agnostic) == 1 else 'are'} class-agnostic**: "
+                     "the map is the same whatever the target class")
+    if specific:
+        parts.append(f"{', '.join(specific)} explain the target class")
+    return "; ".join(parts) + "."
+
+
+def upsampling_note(exp: Explanation) -> str:
+    """A sentence saying how the maps on screen were upsampled, and for which layer and target."""
+    h, w = next(iter(exp.lowres.values())).shape
+    size = f"{exp.crop.size[0]}x{exp.crop.size[1]}"
+    follows = [METHOD_LABELS[m] for m in exp.maps if REGISTRY[m].upsampling == "setting"]
+    bilinear = [METHOD_LABELS[m] for m in exp.maps if display_mode(m, exp.upsampling) == "bilinear"]
+    parts = []
+    if follows and exp.upsampling == "paper":
+        parts.append(f"{' and '.join(follows)} shown the paper's way: the {h}x{w} map is upsampled to {size} by "
+                     "nearest neighbour, then smoothed with a Gaussian (kernel 11, sigma 7 at 224 px)")
+    if bilinear:
+        parts.append(f"{', '.join(bilinear)}: bilinear upsampling of the {h}x{w} map to {size}")
+    return (f"{'; '.join(parts)}. Layer {md(exp.layer)}, target class {exp.target} (*{md(exp.target_label)}*). "
+            "The MI weights are always computed as in the paper.")
+
+
+def display_note(exp: Explanation) -> str:
+    return f"{class_note(exp.methods)} {upsampling_note(exp)}"
+
+
+def describe_model(loaded: LoadedModel) -> str:
+    """One line about a loaded model."""
+    rev = loaded.revision or ""
+    shown = rev[:12] if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) else rev
+    revision = f", revision {md(shown)}" if rev else ""
+    return (f"**{md(loaded.spec)}**: {md(type(loaded.model).__name__)}, {len(loaded.class_names)} classes, "
+            f"{loaded.num_bytes / 2**20:.0f} MB, input {loaded.input_size[1]}x{loaded.input_size[0]}, "
+            f"default layer {md(loaded.default_layer)}, on {loaded.device.type.upper()}{revision}")
+
+
+def model_failure(spec: str, message: str) -> str:
+    return f"**Model not loaded** ({md(spec)}): {md(message, 400)}"
+
+
+def alert(message: str) -> str:
+    return f"**Could not finish:** {md(message, 400)}"
+
+
+def flip_markdown(result: MethodResult, top_original: list[tuple[int, str, float]]) -> str:
+    """A short verdict on whether removing the salient region changes the top-1 class."""
+    before = md(top_original[0][1]) if top_original else "?"
+    after = md(result.top_remove[0][1]) if result.top_remove else "?"
+    area = f"{100 * result.region_fraction:.0f}% of the image kept"
+    if result.flipped:
+        return f"**Flipped** when the region is removed: *{before}* becomes *{after}* ({area})."
+    return f"**Not flipped**: *{before}* stays top-1 when the region is removed ({area})."
+
+
+def methods_table() -> str:
+    """The registry as a Markdown table: label, class-specific, formula, paper, display upsampling."""
+    rows = ["| Method | Class-specific | Map | Upsampling | Paper |", "|---|---|---|---|---|"]
+    for m in REGISTRY.values():
+        ups = "the display setting" if m.upsampling == "setting" else m.upsampling
+        rows.append(f"| {m.label} (`{m.id}`) | {'yes' if m.class_specific else 'no'} | `{m.formula}` | {ups} | "
+                    f"{m.reference} |")
+    return "\n".join(rows)

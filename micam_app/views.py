@@ -1,0 +1,115 @@
+"""Widget choices, labels and tables built from the core's plain results (no tensors, no Markdown)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel
+from micam_core.cost import estimate_seconds, extra_passes
+from micam_core.counterfactual import Faithfulness
+
+# (shown name, spec) of the model picker; the bundled model works offline and is the default.
+POPULAR_MODELS: list[tuple[str, str]] = [
+    ("EfficientNet-Lite0 (bundled, offline)", BUNDLED_SPEC),
+    ("ResNet-50 (timm/resnet50.a1_in1k)", "timm/resnet50.a1_in1k"),
+    ("ConvNeXt-Tiny (timm/convnext_tiny.fb_in22k_ft_in1k)", "timm/convnext_tiny.fb_in22k_ft_in1k"),
+    ("EfficientNet-B0 (timm/efficientnet_b0.ra_in1k)", "timm/efficientnet_b0.ra_in1k"),
+    ("MobileNetV3-Large (timm/mobilenetv3_large_100.ra_in1k)", "timm/mobilenetv3_large_100.ra_in1k"),
+    ("RegNetY-1.6GF (timm/regnety_016.tv2_in1k)", "timm/regnety_016.tv2_in1k"),
+    ("VGG-16 (timm/vgg16.tv_in1k)", "timm/vgg16.tv_in1k"),
+    ("DenseNet-121 (timm/densenet121.tv_in1k)", "timm/densenet121.tv_in1k"),
+    ("ViT-B/16 (timm/vit_base_patch16_224.augreg2_in21k_ft_in1k)", "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k"),
+    ("DeiT-S (timm/deit_small_patch16_224.fb_in1k)", "timm/deit_small_patch16_224.fb_in1k"),
+    ("Swin-T (timm/swin_tiny_patch4_window7_224.ms_in1k)", "timm/swin_tiny_patch4_window7_224.ms_in1k"),
+    ("EVA02-Tiny (timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k)", "timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k"),
+    ("MaxViT-T (timm/maxvit_tiny_tf_224.in1k)", "timm/maxvit_tiny_tf_224.in1k"),
+]
+AUTO_LAYER = "auto"
+TOP1 = "top-1"
+TOP1_LABEL = "predicted class (top-1)"
+METRIC_HEADERS = [
+    "Method", "Average Drop % (lower better)", "Increase in Confidence", "Paper's Drop % (lower better)",
+    "Paper's Increase % (higher better)", "Deletion AUC (lower better)", "Insertion AUC (higher better)",
+    "Prediction flips when removed",
+]
+
+
+def resolve_spec(choice: str | None, custom: str | None) -> str:
+    """The spec to load: the free-text field when filled, else the picker's choice, else the bundled model."""
+    custom = (custom or "").strip()
+    if custom:
+        return custom
+    return (str(choice or "")).strip() or BUNDLED_SPEC
+
+
+def parse_layer(value: str | None) -> str | None:
+    """``None`` (the model's default layer) for empty or ``auto``, else the layer name."""
+    value = (str(value or "")).strip()
+    return None if value.lower() in ("", AUTO_LAYER) else value
+
+
+def parse_target(value: str | int | float | None) -> int | str | None:
+    """``None`` (top-1) for empty, ``top-1`` or the picker's top-1 label; else an index or class name."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value) if float(value).is_integer() else str(value)
+    text = str(value).strip()
+    if text.lower() in ("", TOP1, TOP1_LABEL, "top1", "none", "auto", "predicted"):
+        return None
+    return text
+
+
+def layer_choices(loaded: LoadedModel) -> list[tuple[str, str]]:
+    """``(shown, value)`` pairs for a layer picker: ``auto`` first, then every candidate, deepest first."""
+    auto = f"auto: {loaded.default_layer}"
+    return [(auto, AUTO_LAYER)] + [(info.describe(), info.name) for info in loaded.layers]
+
+
+def target_choices(loaded: LoadedModel) -> list[tuple[str, str]]:
+    """``(shown, value)`` pairs for a class picker: top-1 first, then ``index: name`` per class."""
+    return [(TOP1_LABEL, TOP1)] + [(f"{i}: {name}", str(i)) for i, name in enumerate(loaded.class_names)]
+
+
+def method_choices(loaded: LoadedModel | None = None, layer: str | None = None) -> list[tuple[str, str]]:
+    """``(shown, id)`` for the method selector; methods with extra passes show their cost on this device."""
+    out = []
+    for method in METHODS:
+        label = METHOD_LABELS[method]
+        if "forward_passes" in REGISTRY[method].needs:
+            label += f" ({cost_phrase(loaded, layer, method)})"
+        out.append((label, method))
+    return out
+
+
+def cost_phrase(loaded: LoadedModel | None, layer: str | None, method: str) -> str:
+    """E.g. ``"slow: 1281 forward passes, about 40 s on CPU"``."""
+    if loaded is None:
+        return "slow: one forward pass per channel"
+    passes = extra_passes(loaded, layer, [method])
+    if passes is None:
+        return "slow: one forward pass per channel"
+    seconds = estimate_seconds(loaded, layer, [method]) or 0.0
+    return f"slow: up to {passes} forward passes, about {seconds:.0f} s on {loaded.device.type.upper()}"
+
+
+def label_dict(top: list[tuple[int, str, float]]) -> dict[str, float]:
+    """Top-k predictions as ``{label: probability}`` (labels made unique with their index when needed)."""
+    out: dict[str, float] = {}
+    for index, label, prob in top:
+        key = label if label not in out else f"{label} ({index})"
+        out[key] = float(prob)
+    return out
+
+
+def metrics_rows(faith: Faithfulness) -> list[list[Any]]:
+    """Rows of the metrics table (see :data:`METRIC_HEADERS`), methods first, then the baselines."""
+    rows = []
+    for result in faith.results.values():
+        rows.append([
+            result.label, round(result.average_drop, 2), "yes" if result.increase else "no",
+            round(result.paper_drop, 2), round(result.paper_increase, 2),
+            round(result.curves.deletion_auc, 4), round(result.curves.insertion_auc, 4),
+            "yes" if result.flipped else "no",
+        ])
+    return rows

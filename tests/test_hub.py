@@ -1,0 +1,139 @@
+"""Live Hub search and precheck against a stand-in Hub on loopback (tests/hub_stub.py).
+
+The real huggingface_hub client runs unchanged in a child process whose ``HF_ENDPOINT`` points
+at the stand-in (the client reads it at import, and this test session is offline by design).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hub_stub import SLOW_S, StubHub
+
+from conftest import ROOT, free_port
+from micam_core.hub import HUB_UNREACHABLE, HubModel, precheck, search_models
+
+CHILD = textwrap.dedent("""
+    import json, sys, time
+    from dataclasses import asdict
+    from micam_core.hub import precheck, search_models
+
+    out = {}
+    for query in sys.argv[1].split(","):
+        start = time.perf_counter()
+        result = search_models(query, limit=10)
+        out["search:" + query] = {**asdict(result), "seconds": time.perf_counter() - start}
+    for repo in sys.argv[2].split(","):
+        out["precheck:" + repo] = asdict(precheck(repo, max_bytes=1024 * 2**20))
+    print(json.dumps(out))
+""")
+SEARCHES = "slow,resnet,hostile,broken,garbage,nothing"
+REPOS = ("timm/resnet18.a1_in1k,evil/unknown-arch,evil/huge-weights,evil/absurd-config,evil/not-json,"
+         "evil/no-weights,evil/bert,missing/repo,hf-hub:timm/resnet18.a1_in1k")
+
+
+def run_child(endpoint: str, searches: str, repos: str, tmp_path) -> dict:
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
+           "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "HF_HUB_DISABLE_TELEMETRY": "1", "HF_TOKEN": "",
+           "PYTHONPATH": str(ROOT), "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
+    proc = subprocess.run([sys.executable, "-c", CHILD, searches, repos], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def stub_run(tmp_path_factory):
+    with StubHub() as hub:
+        results = run_child(hub.url, SEARCHES, REPOS, tmp_path_factory.mktemp("hub"))
+        yield results, list(hub.requests)
+
+
+def ids(result: dict) -> list[str]:
+    return [m["id"] for m in result["models"]]
+
+
+def test_search_lists_timm_classifiers_with_downloads_and_size(stub_run):
+    results, requests = stub_run
+    found = results["search:resnet"]
+    assert found["message"] is None
+    assert ids(found) == ["timm/resnet50.a1_in1k", "timm/resnet18.a1_in1k", "timm/resnet34.a1_in1k"]
+    first = found["models"][0]
+    assert first["downloads"] == 1_234_567 and first["weight_bytes"] == 4 * 25_557_032
+    assert first["parameters"] == 25_557_032
+    assert found["models"][2]["weight_bytes"] is None
+    search = [r for r in requests if r.startswith("GET /api/models?") and "search=resnet" in r][0]
+    for part in ("filter=timm", "pipeline_tag=image-classification", "sort=downloads", "limit=10",
+                 "expand=downloads", "expand=safetensors"):
+        assert part in search, (part, search)
+
+
+def test_search_answers_within_a_second_of_the_hub(stub_run):
+    slow = stub_run[0]["search:slow"]
+    assert ids(slow) == ["timm/resnet50.a1_in1k"]
+    assert slow["seconds"] < SLOW_S + 1.0, slow["seconds"]
+
+
+def test_hostile_search_answers(stub_run):
+    hostile = stub_run[0]["search:hostile"]
+    assert ids(hostile) == ["ok/huge-numbers", "ok/nan", "ok/strings", "ok/missing-fields", "ok/fine"]
+    assert hostile["skipped"] == 3  # markup in an id, '..' path, a number as id
+    by_id = {m["id"]: m for m in hostile["models"]}
+    for repo in ("ok/huge-numbers", "ok/nan", "ok/strings", "ok/missing-fields"):
+        assert by_id[repo]["downloads"] is None and by_id[repo]["weight_bytes"] is None, by_id[repo]
+    assert by_id["ok/fine"] == {"id": "ok/fine", "downloads": 7, "weight_bytes": 2000, "parameters": 1000}
+    for name in ("broken", "garbage"):
+        assert stub_run[0][f"search:{name}"]["models"] == []
+        assert "could not be read" in stub_run[0][f"search:{name}"]["message"], stub_run[0][f"search:{name}"]
+    assert "No timm image classifier" in stub_run[0]["search:nothing"]["message"]
+
+
+def test_precheck_reads_only_the_config_and_the_file_list(stub_run):
+    results, requests = stub_run
+    good = results["precheck:timm/resnet18.a1_in1k"]
+    assert good["ok"], good
+    assert (good["architecture"], good["num_classes"], good["input_size"]) == ("resnet18", 1000, [3, 224, 224])
+    assert good["weight_bytes"] == 47 * 2**20
+    assert results["precheck:hf-hub:timm/resnet18.a1_in1k"]["ok"]
+    fetched = [r for r in requests if "/resolve/" in r]
+    assert fetched and all(r.split("?")[0].endswith("/config.json") for r in fetched), fetched
+    assert any(r.startswith("GET /api/models/timm/resnet18.a1_in1k") and "blobs=true" in r.lower() for r in requests)
+
+
+@pytest.mark.parametrize("repo, words", [
+    ("evil/unknown-arch", "does not know the architecture"),
+    ("evil/huge-weights", "the limit here is 1024 MB"),
+    ("evil/absurd-config", "believable number of classes"),
+    ("evil/not-json", "not valid JSON"),
+    ("evil/no-weights", "no weights file"),
+    ("evil/bert", "not a timm model"),
+    ("missing/repo", "no such public model"),
+])
+def test_precheck_refuses_hostile_models(stub_run, repo, words):
+    check = stub_run[0][f"precheck:{repo}"]
+    assert not check["ok"] and words in check["message"], check
+    assert "<script>" not in check["message"]
+
+
+def test_offline_gives_a_clear_message_without_calling():
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # conftest
+    assert search_models("resnet").message == HUB_UNREACHABLE
+    assert precheck("timm/resnet18.a1_in1k").message == HUB_UNREACHABLE
+    assert "<" not in precheck("<b>bad</b>").message
+
+
+def test_unreachable_hub_gives_the_same_message(tmp_path):
+    results = run_child(f"http://127.0.0.1:{free_port()}", "resnet", "timm/resnet18.a1_in1k", tmp_path)
+    assert results["search:resnet"]["message"] == HUB_UNREACHABLE
+    assert results["search:resnet"]["seconds"] < 3.0  # no 20 s of client back-off
+    assert results["precheck:timm/resnet18.a1_in1k"]["message"] == HUB_UNREACHABLE
+
+
+def test_describe():
+    assert HubModel("timm/x", 1_234_567, 98 * 2**20, None).describe() == "timm/x (1.2M downloads, 98 MB)"
+    assert HubModel("timm/x", None, None, None).describe() == "timm/x"
