@@ -1,6 +1,7 @@
 """Speed and memory of micam_core against a plain forward pass and the reference implementations.
 
-    python bench/speed.py [--repeats 15] [--scorecam-repeats 1] [--models resnet50,bundled] [--image ...]
+    python bench/speed.py [--repeats 15] [--scorecam-repeats 1] [--models resnet50,bundled,vit_small_patch16_224]
+    [--image ...]
 
 Prints one table per model (CPU, 224 px). Everything in a table is measured in the same run, so
 compare ratios, not absolute times (shared machines are noisy). Peak memory is measured in fresh
@@ -31,6 +32,7 @@ from micam_core import METHOD_LABELS, METHODS, explain, from_module, load_model,
 from micam_core.capture import capture  # noqa: E402
 from micam_core.layers import get_module  # noqa: E402
 from micam_core.registry import SINGLE_PASS  # noqa: E402
+from micam_core.tokens import Layout, to_map  # noqa: E402
 
 
 def build(name: str):
@@ -70,10 +72,20 @@ def pytorch_grad_cam_fn(loaded, x, method: str = "gradcam", layer: str | None = 
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cls = getattr(pytorch_grad_cam, PGC_CLASSES[method])
-    cam = cls(model=loaded.model, target_layers=[get_module(loaded.model, layer or loaded.default_layer)])
+    cam = cls(model=loaded.model, target_layers=[get_module(loaded.model, layer or loaded.default_layer)],
+              reshape_transform=token_reshape(loaded, layer or loaded.default_layer))
     if method == "scorecam":
         cam.batch_size = 32
     return lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])
+
+
+def token_reshape(loaded, layer: str):
+    """pytorch-grad-cam's ``reshape_transform`` for a token or channels-last layer (None for CNN maps)."""
+    info = next((i for i in loaded.layers if i.name == layer), None)
+    if info is None or info.layout == "NCHW":
+        return None
+    layout = Layout(info.layout, (), info.channels, info.height, info.width, info.prefix)
+    return lambda t: to_map(t, layout)
 
 
 def torchcam_fn(loaded, x, method: str):
@@ -101,7 +113,7 @@ def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_rep
         rows.append((f"{METHOD_LABELS[method]}: micam_core end to end (image in)", ours, None))
         for peer, builder, names in (("pytorch-grad-cam", pytorch_grad_cam_fn, PGC_CLASSES),
                                      ("torchcam 0.5", torchcam_fn, TORCHCAM_CLASSES)):
-            if method in names:
+            if method in names and not (peer.startswith("torchcam") and token_reshape(loaded, loaded.default_layer)):
                 t = median_time(builder(loaded, x, method), n, warm)
                 rows.append((f"{METHOD_LABELS[method]}: {peer} (tensor in)", t,
                              f"{t / t_fwd:.2f}x forward; ours {t / ours:.2f}x faster"))
@@ -188,7 +200,7 @@ def print_table(title: str, rows: list[tuple[str, float, str]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet50,bundled")
+    parser.add_argument("--models", default="resnet50,bundled,vit_small_patch16_224")
     parser.add_argument("--image", type=Path, default=ROOT / "examples" / "chelsea_cat.jpg")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--scorecam-repeats", type=int, default=1, help="Score-CAM runs K forward passes per call")

@@ -47,6 +47,13 @@ pass (Score-CAM adds one masked forward pass per channel):
 
 {methods_table()}
 
+**Transformers and other token models** (ViT, DeiT, EVA, Swin, MaxViT, Mixer, ...) are explained the same way
+once a layer's output is laid out as a $K \\times h \\times w$ map: the class, distillation and register tokens are
+dropped and the patch tokens are put back on the patch grid (channels-last grids are transposed). A *channel* is
+then one embedding dimension over the patch grid; its gradients are read on the same grid. For ViTs that classify
+from the class token the default layer is the last block's `norm1`, since the last block's patch tokens get no
+gradient at all; other models default to their last stage or block.
+
 **Counterfactuals.** The region where a map is at least the threshold is *kept* (everything else is filled) or
 *removed* (filled); a good explanation keeps the prediction in the first case and flips or weakens it in the
 second. *Average Drop* and *Increase in Confidence* follow Chattopadhay et al. (Grad-CAM++), *Drop %* and

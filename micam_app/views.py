@@ -25,6 +25,11 @@ POPULAR_MODELS: list[tuple[str, str]] = [
     ("RegNetY-1.6GF (timm/regnety_016.tv2_in1k)", "timm/regnety_016.tv2_in1k"),
     ("VGG-16 (timm/vgg16.tv_in1k)", "timm/vgg16.tv_in1k"),
     ("DenseNet-121 (timm/densenet121.tv_in1k)", "timm/densenet121.tv_in1k"),
+    ("ViT-B/16 (timm/vit_base_patch16_224.augreg2_in21k_ft_in1k)", "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k"),
+    ("DeiT-S (timm/deit_small_patch16_224.fb_in1k)", "timm/deit_small_patch16_224.fb_in1k"),
+    ("Swin-T (timm/swin_tiny_patch4_window7_224.ms_in1k)", "timm/swin_tiny_patch4_window7_224.ms_in1k"),
+    ("EVA02-Tiny (timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k)", "timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k"),
+    ("MaxViT-T (timm/maxvit_tiny_tf_224.in1k)", "timm/maxvit_tiny_tf_224.in1k"),
 ]
 AUTO_LAYER = "auto"
 TOP1 = "top-1"

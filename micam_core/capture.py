@@ -15,6 +15,7 @@ acts for the thread that registered it, so concurrent calls on one model do not 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ from torch import nn
 
 from .errors import LayerError, TargetError
 from .layers import get_module
+from .tokens import layout_of, to_map
 
 TargetChooser = Callable[[torch.Tensor], Sequence[int]]
+_single_copy: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models that need one pass per gradient
 
 
 @dataclass
@@ -33,7 +36,7 @@ class Capture:
     """What one pass yields, all detached, batch-first."""
 
     logits: torch.Tensor  # B x C
-    activations: torch.Tensor  # B x K x h x w
+    activations: torch.Tensor  # B x K x h x w (tokens and channels-last grids normalised, see tokens.py)
     targets: list[int]
     grad_logit: torch.Tensor | None = None  # d y_target / dA
     grad_prob: torch.Tensor | None = None  # d softmax_target / dA
@@ -64,9 +67,8 @@ class _LayerTap:
     def __call__(self, _module: nn.Module, _inputs, output):
         if threading.get_ident() != self.owner or self.leaves:
             return None
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise LayerError(f"The chosen layer's output is {shape}, not a B x K x h x w feature map.")
+        if not isinstance(output, torch.Tensor):
+            raise LayerError(f"The chosen layer's output is a {type(output).__name__}, not a tensor.")
         if not self.record:
             self.leaves = [output.detach()]
             return None
@@ -88,23 +90,45 @@ def capture(
     """Run the pass on ``batch``; ``choose_targets(logits)`` picks one class per image."""
     module = get_module(model, layer)
     copies = int(want_logit_grad) + int(want_prob_grad)
+    if copies == 2 and model in _single_copy:
+        return _capture_twice(model, layer, batch, choose_targets)
     tap = _LayerTap(copies=max(copies, 1), record=copies > 0)
     with torch.inference_mode(False):  # also works when the caller is in inference mode
         handle = module.register_forward_hook(tap)
         try:
             with torch.no_grad(), eval_mode(model):
                 out = model(batch)
+        except RuntimeError:
+            if copies < 2:
+                raise
+            out = None  # a branch that bypasses the layer (CrossViT, EfficientViM) cannot take two copies
         finally:
             handle.remove()
+        if out is None:
+            _single_copy.add(model)
+            return _capture_twice(model, layer, batch, choose_targets)
         if not tap.leaves:
             raise LayerError(f"Layer '{layer}' was not used in the forward pass.")
         logits_all = out[0] if isinstance(out, (tuple, list)) else out
+        # Tokens and channels-last grids become B x K x h x w; gradients are reshaped the same way.
+        layout = layout_of(model, layer, tuple(tap.leaves[0].shape), tuple(batch.shape[-2:]))
         size = batch.shape[0]
         logits = logits_all[:size]
         targets = _checked_targets(choose_targets(logits.detach()), size, logits.shape[1])
-        result = Capture(logits=logits.detach(), activations=tap.leaves[0].detach(), targets=targets)
+        result = Capture(logits=logits.detach(), activations=to_map(tap.leaves[0].detach(), layout),
+                         targets=targets)
         if copies:
             _backward(result, tap.leaves, logits_all, size, want_logit_grad, want_prob_grad)
+            result.grad_logit = None if result.grad_logit is None else to_map(result.grad_logit, layout)
+            result.grad_prob = None if result.grad_prob is None else to_map(result.grad_prob, layout)
+    return result
+
+
+def _capture_twice(model: nn.Module, layer: str, batch: torch.Tensor, choose_targets: TargetChooser) -> Capture:
+    """Both gradients from two passes, for models whose other branches cannot take two copies."""
+    result = capture(model, layer, batch, choose_targets, want_logit_grad=True, want_prob_grad=False)
+    result.grad_prob = capture(model, layer, batch, lambda _: result.targets,
+                               want_logit_grad=False, want_prob_grad=True).grad_prob
     return result
 
 

@@ -26,7 +26,7 @@ class ModelLoadError(MicamError):
 
 
 class NotACNNError(ModelLoadError):
-    """The model has no spatial feature map (a vision transformer, an MLP, ...)."""
+    """The model has no spatial or token grid at all, or is no image classifier (name kept for compatibility)."""
 
 
 class LayerError(MicamError):

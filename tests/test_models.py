@@ -57,9 +57,22 @@ def test_local_dir_can_be_switched_off(tiny_dir):
         load_model(f"local-dir:{tiny_dir}", allow_local=False)
 
 
-def test_vision_transformer_is_refused_with_the_reason(tmp_path):
+def test_vision_transformer_loads_with_its_blocks_as_layers(tmp_path, cat_path):
     save_for_hf(timm.create_model("vit_tiny_patch16_224", num_classes=2), tmp_path, safe_serialization=True)
-    with pytest.raises(NotACNNError, match="not a CNN.*tokens"):
+    loaded = load_model(f"local-dir:{tmp_path}", device="cpu")
+    assert loaded.default_layer == "blocks.11.norm1"
+    assert {"blocks.11", "blocks.10", "blocks.0"} <= set(loaded.candidate_layers)
+    info = next(i for i in loaded.layers if i.name == "blocks.10")
+    assert (info.layout, info.prefix, info.channels, info.height, info.width) == ("NLC", 1, 192, 14, 14)
+    assert info.describe() == "blocks.10  (192 x 14 x 14 tokens)"
+    exp = explain(loaded, cat_path, layer="blocks.10")
+    assert exp.maps["micam"].shape == (224, 224) and exp.weights["gradcam"].shape == (192,)
+
+
+def test_a_model_without_a_grid_is_refused_with_the_reason(tmp_path):
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=0)  # a feature extractor, no classes
+    save_for_hf(model, tmp_path, safe_serialization=True)
+    with pytest.raises(NotACNNError, match="VisionTransformer is not an image classifier"):
         load_model(f"local-dir:{tmp_path}", device="cpu")
 
 

@@ -132,11 +132,18 @@ def test_exif_rotated_photo_is_upright(client, tmp_path, cat_rgb):
     ("timm/never-heard-of-it", "not in the local Hugging Face cache"),
     ("resnet5O", "Did you mean"),
     ("hf-hub:micam-test/bert-like", "not a timm model"),
-    ("hf-hub:micam-test/tiny-vit", "not a CNN"),
     ("../../../etc/passwd", "not a valid"),
 ])
 def test_bad_models_are_refused(client, hub_models, spec, words):
     assert words in refused(client, CAT, model=spec)
+
+
+def test_a_vision_transformer_from_the_hub_is_explained(client, hub_models):
+    overlays = call(client, CAT, model=f"hf-hub:{hub_models['vit']}")
+    report = overlays[4]
+    assert report["layer"] == "blocks.11.norm1", report
+    for path in overlays[:3]:
+        assert Image.open(path).size == (224, 224)
 
 
 def test_gated_and_private_repos_are_named_as_such():
