@@ -103,26 +103,26 @@ def torchcam_fn(loaded, x, method: str):
     return run
 
 
-def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_repeats: int) -> list:
+def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_repeats: int,
+                methods: tuple[str, ...] = METHODS):
     """Ours end to end (image in) per method, next to pytorch-grad-cam and torchcam on the same layer."""
-    rows = []
-    for method in METHODS:
+    for method in methods:
         n = scorecam_repeats if method == "scorecam" else repeats
         warm = 1 if method == "scorecam" else 3
         ours = median_time(lambda m=method: explain(loaded, image, methods=(m,), target=0), n, warm)
-        rows.append((f"{METHOD_LABELS[method]}: micam_core end to end (image in)", ours, None))
+        yield (f"{METHOD_LABELS[method]}: micam_core end to end (image in)", ours, None)
         for peer, builder, names in (("pytorch-grad-cam", pytorch_grad_cam_fn, PGC_CLASSES),
                                      ("torchcam 0.5", torchcam_fn, TORCHCAM_CLASSES)):
             if method in names and not (peer.startswith("torchcam") and token_reshape(loaded, loaded.default_layer)):
                 t = median_time(builder(loaded, x, method), n, warm)
-                rows.append((f"{METHOD_LABELS[method]}: {peer} (tensor in)", t,
-                             f"{t / t_fwd:.2f}x forward; ours {t / ours:.2f}x faster"))
+                yield (f"{METHOD_LABELS[method]}: {peer} (tensor in)", t,
+                       f"{t / t_fwd:.2f}x forward; ours {t / ours:.2f}x faster")
     together = median_time(lambda: explain(loaded, image, methods=SINGLE_PASS), repeats)
-    rows.append((f"all {len(SINGLE_PASS)} single-pass methods together, end to end", together, None))
-    return rows
+    yield (f"all {len(SINGLE_PASS)} single-pass methods together, end to end", together, None)
 
 
-def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1) -> list[tuple[str, float, str]]:
+def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, methods: tuple[str, ...] = METHODS):
+    """Rows ``(label, seconds, ratio note)``, yielded as they are measured."""
     loaded = build(name)
     crop = loaded.crop(__import__("micam_core").load_image(image))
     x = loaded.to_input([crop])
@@ -154,8 +154,8 @@ def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1) 
             ("MI weights, micam_core (exact, same values)", t_mi, f"{t_sklearn / t_mi:.0f}x faster than sklearn")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the peers warn about hooks and tqdm
-        rows += method_rows(loaded, image, x, t_fwd, repeats, scorecam_repeats)
-    return [(label, t, note or f"{t / t_fwd:.2f}x forward") for label, t, note in rows]
+        for label, t, note in [*rows, *method_rows(loaded, image, x, t_fwd, repeats, scorecam_repeats, methods)]:
+            yield label, t, note or f"{t / t_fwd:.2f}x forward"
 
 
 MEMORY_SNIPPET = """
@@ -190,12 +190,13 @@ def peak_rss_mb(name: str, image: Path, mode: str) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024.0
 
 
-def print_table(title: str, rows: list[tuple[str, float, str]]) -> None:
+def print_table(title: str, rows) -> None:
+    """Print the rows as they come (a long run leaves a partial table, not nothing)."""
     print(f"\n### {title}\n")
     print("| operation | median time | ratio |")
-    print("|---|---:|---:|")
+    print("|---|---:|---:|", flush=True)
     for label, seconds, note in rows:
-        print(f"| {label} | {seconds * 1000:.1f} ms | {note} |")
+        print(f"| {label} | {seconds * 1000:.1f} ms | {note} |", flush=True)
 
 
 def main() -> None:
@@ -204,15 +205,16 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=ROOT / "examples" / "chelsea_cat.jpg")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--scorecam-repeats", type=int, default=1, help="Score-CAM runs K forward passes per call")
+    parser.add_argument("--methods", default=",".join(METHODS), help="methods to time (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, image {args.image.name}")
     for name in args.models.split(","):
-        rows = time_table(name, args.image, args.repeats, args.scorecam_repeats)
+        methods = tuple(m for m in args.methods.split(",") if m)
+        print_table(f"{name} at 224 px", time_table(name, args.image, args.repeats, args.scorecam_repeats, methods))
         forward_mb = peak_rss_mb(name, args.image, "forward")
         explain_mb = peak_rss_mb(name, args.image, "explain")
-        print_table(f"{name} at 224 px", rows)
-        print(f"\npeak RSS while repeating: prediction {forward_mb:.0f} MB, explain (all three) "
+        print(f"\npeak RSS while repeating: prediction {forward_mb:.0f} MB, explain (the three default methods) "
               f"{explain_mb:.0f} MB, difference {explain_mb - forward_mb:+.0f} MB")
 
 

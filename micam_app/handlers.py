@@ -179,7 +179,7 @@ class Handlers:
         loaded = work.load(session["spec"])
         faith = session.get("faith")
         report = build_report(loaded, session["exp"], counterfactuals=faith.to_report() if faith else None)
-        paths = write_results(session["folder"], "micam", session["exp"], report, cmap=cmap, opacity=opacity,
+        paths = write_results(session["folder"], "explanation", session["exp"], report, cmap=cmap, opacity=opacity,
                               curves=curves)
         return [str(p) for p in paths]
 

@@ -197,7 +197,7 @@ def test_restyle_and_upsampling_reuse_the_explanation(ui_session, monkeypatch):
         assert {im.size for im in images} == {ui_session["exp"].crop.size}
         assert "data:image/png" in out[app.UI.c["cbar"]]
         names = {Path(f).name for f in out[app.UI.c["files"]]}
-        assert {"micam_overlays.png", "micam_micam.npy", "micam.json"} <= names
+        assert {"explanation_overlays.png", "explanation_micam.npy", "explanation.json"} <= names
     out = app.HANDLERS.on_upsampling(ui_session, "bilinear", "jet", 0.5)
     session = out[app.UI.c["session"]]
     assert "bilinear" in out[app.UI.c["note"]] and session["exp"].upsampling == "bilinear"
@@ -209,7 +209,7 @@ def test_restyle_rewrites_overlays_but_not_maps(ui_session):
     stamp = {f: os.stat(f).st_mtime_ns for f in first}
     second = app.HANDLERS.on_restyle(ui_session, "viridis", 0.5)[app.UI.c["files"]]
     changed = {Path(f).name for f in second if os.stat(f).st_mtime_ns != stamp[f]}
-    assert "micam_micam.png" in changed and "micam_micam.npy" not in changed
+    assert "explanation_micam.png" in changed and "explanation_micam.npy" not in changed
 
 
 def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatch):
@@ -220,7 +220,7 @@ def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatc
     rows = out[app.UI.c["metrics"]]
     assert [r[0] for r in rows][:3] == ["MI CAM", "Grad-CAM", "MI-Grad-CAM"] and len(rows) == len(METHODS) + 2
     files = out[app.UI.c["files"]]
-    manifest = json.loads(Path([f for f in files if f.endswith("micam.json")][0]).read_text())
+    manifest = json.loads(Path([f for f in files if f.endswith("explanation.json")][0]).read_text())
     assert manifest["methods"]["gradcam"]["settings"]["threshold"] == 0.7
     assert manifest["schema_version"] == 2
     for m in METHODS:
