@@ -159,7 +159,8 @@ class Handlers:
             progress(0.1, desc="Counterfactuals: masking and re-classifying ...")
             exp = session["exp"]
             faith = work.analyse_view(session["spec"], exp, threshold, fill, steps, session.get("example"))
-            figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label} (fill: {fill}, {steps} steps)")
+            figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label} (fill: {fill}, {steps} steps)",
+                                   labels=faith.labels())
             session = {**session, "faith": faith}
             files = self.downloads(session, cmap, opacity, figure)
         except Exception as err:

@@ -108,7 +108,7 @@ def _explain_one(loaded, path: Path, stem: str, args, settings: dict) -> None:
 
         faith = analyse(loaded, exp, threshold=settings["threshold"], fill=settings["fill"], steps=settings["steps"])
         counterfactuals = faith.to_report()
-        curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}")
+        curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}", labels=faith.labels())
     report = build_report(loaded, exp, counterfactuals=counterfactuals, settings=settings)
     report["image"] = str(path)
     if args.figure:

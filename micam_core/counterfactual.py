@@ -271,6 +271,10 @@ class Faithfulness:
     forward_calls: int
     top_original: list[tuple[int, str, float]] = field(default_factory=list)
 
+    def labels(self) -> dict[str, str]:
+        """The label of every map (methods and baselines)."""
+        return {name: r.label for name, r in self.results.items()}
+
     def curves(self) -> dict[str, dict[str, list[float]]]:
         return {name: {"deletion": r.curves.deletion.tolist(), "insertion": r.curves.insertion.tolist()}
                 for name, r in self.results.items()}

@@ -38,15 +38,20 @@ def colorbar(cmap: str = "jet", width: int = 256, height: int = 18) -> Image.Ima
     return Image.fromarray(colorize(ramp, cmap))
 
 
-def curves_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str = "") -> Image.Image:
-    """Plot deletion and insertion curves, one line per method: ``{method: {"deletion": [...], ...}}``."""
+def curves_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str = "",
+                  labels: Mapping[str, str] | None = None) -> Image.Image:
+    """Plot deletion and insertion curves, one line per method: ``{method: {"deletion": [...], ...}}``.
+
+    ``labels`` names the lines (default: the keys); the baselines ``random`` and ``centre`` are dashed.
+    """
+    labels = labels or {}
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
     for ax, kind in zip(axes, ("deletion", "insertion")):
         for name, curve in curves.items():
             ys = np.asarray(curve[kind], dtype=float)
             xs = np.linspace(0.0, 1.0, len(ys))
             style = "--" if name in ("random", "centre") else "-"
-            ax.plot(xs, ys, style, label=f"{name} (AUC {np.trapezoid(ys, xs):.3f})")
+            ax.plot(xs, ys, style, label=f"{labels.get(name, name)} (AUC {np.trapezoid(ys, xs):.3f})")
         ax.set_title(f"{kind} ({'lower' if kind == 'deletion' else 'higher'} is better)")
         ax.set_xlabel("fraction of pixels " + ("deleted" if kind == "deletion" else "inserted"))
         ax.set_ylabel("target probability")
