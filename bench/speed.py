@@ -11,6 +11,7 @@ subprocesses (ru_maxrss) that differ only in the operation they repeat.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -154,7 +155,8 @@ def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, 
             ("MI weights, micam_core (exact, same values)", t_mi, f"{t_sklearn / t_mi:.0f}x faster than sklearn")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the peers warn about hooks and tqdm
-        for label, t, note in [*rows, *method_rows(loaded, image, x, t_fwd, repeats, scorecam_repeats, methods)]:
+        for label, t, note in itertools.chain(rows, method_rows(loaded, image, x, t_fwd, repeats, scorecam_repeats,
+                                                                methods)):
             yield label, t, note or f"{t / t_fwd:.2f}x forward"
 
 
