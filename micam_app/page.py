@@ -30,7 +30,7 @@ footer {display: none !important;}
 
 HEADER = f"""
 # MI CAM Explorer
-Which pixels made a CNN decide? **MI CAM** weighs each feature map by its *mutual information* with the
+Which pixels made an image classifier decide? **MI CAM** weighs each feature map by its *mutual information* with the
 image; compare it with **Grad-CAM**, **MI-Grad-CAM** and six more CAM methods on the same layer, then test
 the explanations with counterfactuals: keep or remove the highlighted region and see whether the prediction changes.
 [Paper (arXiv:2507.09092)]({PAPER_URL}){f" · [Authors' code]({CODE_URL})" if CODE_URL else ""}
