@@ -54,8 +54,11 @@ def main() -> None:
         session = out[app.UI.c["session"]]
         t_restyle = median_time(lambda: h.on_restyle(session, "viridis", 0.3), args.runs, warmup=0)
         t_upsample = median_time(lambda: h.on_upsampling(session, "bilinear", "jet", 0.5), args.runs, warmup=0)
-        t_threshold = median_time(lambda: h.on_counterfactuals(session, 0.6, "black", 32, "jet", 0.5, **quiet),
+        uploaded = {**session, "example": None}  # as for an upload: never served from the example cache
+        t_threshold = median_time(lambda: h.on_counterfactuals(uploaded, 0.6, "black", 32, "jet", 0.5, **quiet),
                                   args.runs, warmup=0)
+        t_cached = median_time(lambda: h.on_counterfactuals(session, 0.6, "black", 32, "jet", 0.5, **quiet),
+                               args.runs, warmup=1)
     finally:
         app.demo.close()
     print("| action (bundled model, loaded, 2-core CPU) | median |")
@@ -64,6 +67,7 @@ def main() -> None:
     print(f"| opacity or colour map changed (re-render only, no forward pass) | {t_restyle * 1000:.0f} ms |")
     print(f"| display upsampling changed (maps re-derived; no explain pass) | {t_upsample * 1000:.0f} ms |")
     print(f"| threshold or fill changed (counterfactuals only, no explain pass) | {t_threshold:.2f} s |")
+    print(f"| the same on an example photo, second time (lazy example cache) | {t_cached * 1000:.0f} ms |")
 
 
 if __name__ == "__main__":

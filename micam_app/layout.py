@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -13,8 +12,7 @@ from . import api, page, text, views
 from .handlers import UI, Handlers, colorbar_html
 from .paper import PaperHandlers
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.jpg"))
+EXAMPLES = [str(p) for p in views.EXAMPLES.values()]
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 
 

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import html
-import re
 
 from micam_core import METHOD_LABELS, REGISTRY, Explanation, LoadedModel
 from micam_core.counterfactual import MethodResult
 from micam_core.errors import shorten
+from micam_core.permalink import echo
 from micam_core.registry import display_mode
 
 PAPER_URL = "https://arxiv.org/abs/2507.09092"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$])")
 
 
 def md(text: object, limit: int = 120) -> str:
-    """``text`` shown literally in Markdown: HTML escaped, Markdown punctuation backslash-escaped, shortened."""
-    escaped = html.escape(shorten(str(text), limit), quote=True)
-    return _MD_SPECIAL.sub(r"\\\1", escaped.replace("\n", " "))
+    """``text`` shown literally in Markdown: shortened, Markdown punctuation and HTML escaped."""
+    return echo(text, limit)
 
 
 def toast(text: object) -> str:

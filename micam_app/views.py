@@ -90,14 +90,18 @@ def method_choices(loaded: LoadedModel | None = None, layer: str | None = None) 
 
 
 def cost_phrase(loaded: LoadedModel | None, layer: str | None, method: str) -> str:
-    """E.g. ``"slow: 1281 forward passes, about 40 s on CPU"``."""
-    if loaded is None:
-        return "slow: one forward pass per channel"
-    passes = extra_passes(loaded, layer, [method])
+    """E.g. ``"slow: up to 1281 forward passes, about 40 s on CPU"``.
+
+    Seconds are measured only for models on the CPU: on a ZeroGPU Space the main process, where this
+    runs, must not run CUDA work (only ``spaces.GPU`` functions may).
+    """
+    passes = extra_passes(loaded, layer, [method]) if loaded is not None else None
     if passes is None:
         return "slow: one forward pass per channel"
+    if loaded.device.type != "cpu":
+        return f"slow: up to {passes} forward passes"
     seconds = estimate_seconds(loaded, layer, [method]) or 0.0
-    return f"slow: up to {passes} forward passes, about {seconds:.0f} s on {loaded.device.type.upper()}"
+    return f"slow: up to {passes} forward passes, about {seconds:.0f} s on CPU"
 
 
 def label_dict(top: list[tuple[int, str, float]]) -> dict[str, float]:

@@ -37,7 +37,7 @@ MAX_MESSAGES = 20
 _LAYER = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # Class names: letters (any script), digits, spaces and the punctuation real label sets use; no markup.
 _CLASS_NAME = re.compile(r"^[\w .,'()\-/+:]+$")
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~$])")
 
 
 def example_index(folder: str | Path) -> dict[str, Path]:
