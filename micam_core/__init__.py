@@ -1,7 +1,8 @@
 """micam_core: MI CAM and the CAM methods it is compared with, with counterfactual checks, for timm models."""
 
 from . import policy
-from .counterfactual import CurveResult, Faithfulness, analyse, deletion_insertion
+from .analysis import analyse
+from .counterfactual import CurveResult, Faithfulness, deletion_insertion
 from .errors import ImageError, LayerError, MicamError, ModelLoadError, NotACNNError, TargetError
 from .images import load_image
 from .maps import render_map

@@ -103,7 +103,7 @@ def _explain_one(loaded, path: Path, stem: str, args, settings: dict) -> None:
                   upsampling=settings["upsampling"])
     counterfactuals, curves, faith = None, None, None
     if args.metrics:
-        from .counterfactual import analyse
+        from .analysis import analyse
         from .render import curves_figure
 
         faith = analyse(loaded, exp, threshold=settings["threshold"], fill=settings["fill"], steps=settings["steps"])

@@ -7,6 +7,7 @@ insertion step) goes through :class:`_Evaluator`, which runs them as chunked bat
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,8 @@ from PIL import Image
 from .errors import MicamError, shorten
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax
-from .methods import Explanation, class_index, top_k
+from .methods import class_index
 from .models import LoadedModel
-from .registry import METHOD_LABELS
 from .settings import FILLS
 
 BASELINES = {"random": "Random map (baseline)", "centre": "Centred Gaussian (baseline)"}
@@ -38,6 +38,7 @@ class _Evaluator:
         self.pending: list[torch.Tensor] = []
         self.probs: list[torch.Tensor] = []
         self.forward_calls = 0
+        self.forward_seconds = 0.0  # time inside the model's forward calls (the floor of any analysis)
 
     def add(self, pixels: torch.Tensor) -> int:
         self.pending.append(pixels)
@@ -50,10 +51,12 @@ class _Evaluator:
             return
         x = self.loaded.normalize(torch.stack(self.pending))
         self.pending = []
+        start = time.perf_counter()
         with torch.inference_mode():
             out = self.loaded.model(x)
             out = out[0] if isinstance(out, (tuple, list)) else out
             self.probs.extend(torch.softmax(out.float(), dim=1).cpu())
+        self.forward_seconds += time.perf_counter() - start
         self.forward_calls += 1
 
     def results(self) -> torch.Tensor:
@@ -123,33 +126,40 @@ def auc(curve: np.ndarray) -> float:
     return float(np.trapezoid(curve, np.linspace(0.0, 1.0, len(curve))))
 
 
+@dataclass(frozen=True)
+class CurveEnds:
+    """Target probabilities at the curves' fixed ends: the image as it is, wholly filled, and blurred."""
+
+    original: float
+    filled: float
+    blurred: float
+
+
 @dataclass
 class _CurvePlan:
-    """Where each point of a deletion/insertion curve sits in the evaluator's results."""
+    """Where the inner points of a deletion/insertion curve sit in the evaluator's results."""
 
     deletion: list[int]
     insertion: list[int]
 
-    def read(self, target_probs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        return (target_probs[self.deletion].numpy().astype(np.float64),
-                target_probs[self.insertion].numpy().astype(np.float64))
+    def read(self, target_probs: torch.Tensor, ends: CurveEnds) -> tuple[np.ndarray, np.ndarray]:
+        deletion = [ends.original, *target_probs[self.deletion].tolist(), ends.filled]
+        insertion = [ends.blurred, *target_probs[self.insertion].tolist(), ends.original]
+        return np.asarray(deletion, dtype=np.float64), np.asarray(insertion, dtype=np.float64)
 
 
 def _plan_curves(ev: _Evaluator, pixels: torch.Tensor, filled: torch.Tensor, start: torch.Tensor,
-                 saliency: np.ndarray, steps: int, shared: tuple[int, int, int]) -> _CurvePlan:
-    """Queue the inner steps of both curves; ``shared`` = indices of original, all-filled, start."""
+                 saliency: np.ndarray, steps: int) -> _CurvePlan:
+    """Queue the inner steps of both curves (their ends are the same for every map)."""
     if steps < 2:
         raise MicamError(f"steps must be at least 2, got {steps}.")
-    original, all_filled, blur_start = shared
     ranks = pixel_ranks(saliency)
     counts = step_counts(ranks.numel(), steps)
-    deletion, insertion = [original], [blur_start]
+    deletion, insertion = [], []
     for count in counts[1:-1]:
         changed = ranks < count
         deletion.append(ev.add(masked(pixels, filled, changed)))
         insertion.append(ev.add(masked(start, pixels, changed)))
-    deletion.append(all_filled)
-    insertion.append(original)
     return _CurvePlan(deletion, insertion)
 
 
@@ -186,10 +196,10 @@ def deletion_insertion(loaded: LoadedModel, image: ImageInput, saliency: np.ndar
     filled, start = fill_pixels(pixels, fill), blurred(pixels)
     ev = _Evaluator(loaded, chunk)
     shared = (ev.add(pixels), ev.add(filled), ev.add(start))
-    plan = _plan_curves(ev, pixels, filled, start, saliency, steps, shared)
+    plan = _plan_curves(ev, pixels, filled, start, saliency, steps)
     probs = ev.results()
     t = int(probs[shared[0]].argmax()) if target is None else class_index(loaded, target)
-    deletion, insertion = plan.read(probs[:, t])
+    deletion, insertion = plan.read(probs[:, t], CurveEnds(*(float(probs[i, t]) for i in shared)))
     return CurveResult(deletion, insertion, steps, fill)
 
 
@@ -297,58 +307,3 @@ def baseline_maps(size: tuple[int, int], lowres_shape: tuple[int, int], seed: in
     sigma = 0.25 * min(h, w)
     centre = minmax(torch.exp(-(ys**2 + xs**2) / (2 * sigma**2)))
     return {"random": random_map.numpy(), "centre": centre.numpy()}
-
-
-def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, fill: str = "black",
-            steps: int = 32, baselines: bool = True, top: int = 5, chunk: int = DEFAULT_CHUNK,
-            seed: int = 0) -> Faithfulness:
-    """Counterfactuals and metrics for every map of ``exp`` (and the baselines), in one batch stream."""
-    pixels = pixels_of(exp.crop)
-    filled, start = fill_pixels(pixels, fill), blurred(pixels)
-    maps = dict(exp.maps)
-    if baselines:
-        first = next(iter(exp.lowres.values()))
-        maps.update(baseline_maps(tuple(pixels.shape[:2]), first.shape, seed))
-    ev = _Evaluator(loaded, chunk)
-    shared = (ev.add(pixels), ev.add(filled), ev.add(start))
-    black = torch.zeros_like(pixels)
-    plans = {}
-    for name, saliency in maps.items():
-        keep_mask = region(saliency, threshold)
-        sal = torch.from_numpy(np.asarray(saliency, dtype=np.float32)).unsqueeze(-1)
-        keep_px, remove_px = masked(pixels, filled, ~keep_mask), masked(pixels, filled, keep_mask)
-        idx = {
-            "keep": ev.add(keep_px),
-            "remove": ev.add(remove_px),
-            "explanation": ev.add(pixels * sal),
-            "paper_base": ev.add(masked(pixels, black, torch.from_numpy(saliency > 0))),
-        }
-        plans[name] = (idx, keep_mask, (keep_px, remove_px),
-                       _plan_curves(ev, pixels, filled, start, saliency, steps, shared))
-    probs = ev.results()
-    t = exp.target
-    names = loaded.class_names
-    p0 = float(probs[shared[0], t])
-    top1 = int(probs[shared[0]].argmax())
-    results = {}
-    for name, (idx, keep_mask, (keep_px, remove_px), plan) in plans.items():
-        deletion, insertion = plan.read(probs[:, t])
-        remove_probs = probs[idx["remove"]].numpy()
-        results[name] = MethodResult(
-            name=name, label=METHOD_LABELS.get(name) or BASELINES[name],
-            keep_image=_to_image(keep_px), remove_image=_to_image(remove_px),
-            top_keep=top_k(probs[idx["keep"]].numpy(), names, top), top_remove=top_k(remove_probs, names, top),
-            p_original=p0, p_keep=float(probs[idx["keep"], t]), p_remove=float(probs[idx["remove"], t]),
-            p_explanation=float(probs[idx["explanation"], t]),
-            p_paper_baseline=float(probs[idx["paper_base"], t]),
-            flipped=int(np.argmax(remove_probs)) != top1,
-            curves=CurveResult(deletion, insertion, steps, fill),
-            region_fraction=float(keep_mask.float().mean()),
-        )
-    return Faithfulness(target=t, target_label=exp.target_label, threshold=threshold, fill=fill,
-                        steps=steps, results=results, images_evaluated=ev.images,
-                        forward_calls=ev.forward_calls, top_original=top_k(probs[shared[0]].numpy(), names, top))
-
-
-def _to_image(pixels: torch.Tensor) -> Image.Image:
-    return Image.fromarray(pixels.clamp(0, 255).round().to(torch.uint8).numpy())

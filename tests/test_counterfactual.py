@@ -185,7 +185,7 @@ def test_full_analysis_on_a_real_photo(bundled, cat_path):
     exp = explain(bundled, cat_path)
     faith = analyse(bundled, exp, steps=32)
     assert set(faith.results) == {"micam", "gradcam", "migradcam", "random", "centre"}
-    assert faith.images_evaluated == 3 + 5 * (4 + 2 * 31)
+    assert faith.images_evaluated == 2 + 5 * (4 + 2 * 31)  # the original: the explanation's probabilities
     for res in faith.results.values():
         assert len(res.curves.deletion) == 33
         assert res.keep_image.size == exp.crop.size == res.remove_image.size
@@ -194,3 +194,30 @@ def test_full_analysis_on_a_real_photo(bundled, cat_path):
         analyse(bundled, exp, threshold=1.5)
     with pytest.raises(MicamError, match="fill"):
         analyse(bundled, exp, fill="pink")
+
+
+def test_stages_give_the_numbers_of_one_analysis():
+    """keep/remove first, then each map scored alone (ends once), assembled: the same as analyse()."""
+    from micam_core.analysis import assemble, keep_remove, score_map
+
+    loaded = quadrant_loaded()
+    exp = fake_explanation(loaded, quadrant_map())
+    whole = analyse(loaded, exp, threshold=0.5, fill="mean", steps=4)
+    first = keep_remove(loaded, exp, threshold=0.5, fill="mean")
+    assert first.images == 2 and set(first.kept) == {"micam"}
+    stages, ends = [first], None
+    for name in ("micam", "random", "centre"):
+        stage = score_map(loaded, exp, name, first.kept.get(name), threshold=0.5, fill="mean", steps=4, ends=ends)
+        ends = stage.ends
+        stages.append(stage)
+    assert [s.images for s in stages] == [2, 2 + 2 + 6, 2 + 2 + 6, 2 + 2 + 6]  # ends once; baselines' pairs inside
+    staged = assemble(exp, stages, 0.5, "mean", 4)
+    assert list(staged.results) == list(whole.results) == ["micam", "random", "centre"]
+    assert staged.images_evaluated == whole.images_evaluated
+    for name, res in whole.results.items():
+        other = staged.results[name]
+        np.testing.assert_allclose(other.curves.deletion, res.curves.deletion, atol=1e-7)
+        np.testing.assert_allclose(other.curves.insertion, res.curves.insertion, atol=1e-7)
+        for attr in ("p_keep", "p_remove", "p_explanation", "p_paper_baseline", "region_fraction", "p_original"):
+            assert getattr(other, attr) == pytest.approx(getattr(res, attr), abs=1e-7), (name, attr)
+        assert (other.flipped, other.top_remove, other.top_keep) == (res.flipped, res.top_remove, res.top_keep)

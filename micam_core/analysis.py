@@ -1,0 +1,234 @@
+"""Counterfactual analysis of an explanation: whole (:func:`analyse`) or in stages, for a page that shows
+results as they come.
+
+The stages: :func:`keep_remove` classifies each map's keep and remove images (two images a map: what
+the counterfactual panel shows first); :func:`score_map` then scores one map (saliency x image, the
+paper's baseline and the inner points of both curves; the first call also classifies the curves'
+fixed ends); :func:`assemble` puts the stages together into a :class:`Faithfulness`. The original
+image's prediction is the explanation's own (``exp.probs``): it is never classified again.
+:func:`analyse` queues every stage into one batch stream and gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .counterfactual import (
+    BASELINES,
+    DEFAULT_CHUNK,
+    CurveEnds,
+    CurveResult,
+    Faithfulness,
+    MethodResult,
+    _CurvePlan,
+    _Evaluator,
+    _plan_curves,
+    baseline_maps,
+    blurred,
+    fill_pixels,
+    masked,
+    pixels_of,
+    region,
+)
+from .errors import MicamError
+from .methods import Explanation, top_k
+from .models import LoadedModel
+from .registry import METHOD_LABELS
+
+
+@dataclass
+class KeepRemove:
+    """One map's counterfactual pair: the region kept (the rest filled) and removed (filled)."""
+
+    name: str
+    label: str
+    keep_image: Image.Image
+    remove_image: Image.Image
+    top_keep: list[tuple[int, str, float]]
+    top_remove: list[tuple[int, str, float]]
+    p_keep: float
+    p_remove: float
+    flipped: bool  # the top-1 class changes when the region is removed
+    region_fraction: float
+
+
+@dataclass
+class Stage:
+    """What one stage produced (keep/remove pairs, scored maps, the curves' ends) and what it cost."""
+
+    kept: dict[str, KeepRemove] = field(default_factory=dict)
+    results: dict[str, MethodResult] = field(default_factory=dict)
+    ends: CurveEnds | None = None
+    images: int = 0
+    forward_calls: int = 0
+    forward_seconds: float = 0.0
+
+
+@dataclass
+class _Inputs:
+    """The crop's pixels, what masked pixels become, and the blurred start of insertion."""
+
+    pixels: torch.Tensor
+    filled: torch.Tensor
+    start: torch.Tensor
+
+    @classmethod
+    def of(cls, exp: Explanation, fill: str) -> _Inputs:
+        pixels = pixels_of(exp.crop)
+        return cls(pixels, fill_pixels(pixels, fill), blurred(pixels))
+
+
+def label_of(name: str) -> str:
+    return METHOD_LABELS.get(name) or BASELINES[name]
+
+
+def analysis_maps(exp: Explanation, baselines: bool = True, seed: int = 0) -> dict[str, np.ndarray]:
+    """The maps an analysis scores: the explanation's, then (optionally) the random and centred baselines."""
+    maps = dict(exp.maps)
+    if baselines:
+        first = next(iter(exp.lowres.values()))
+        maps.update(baseline_maps(exp.crop.size[::-1], first.shape, seed))
+    return maps
+
+
+def _saliency(exp: Explanation, name: str, seed: int) -> np.ndarray:
+    if name in exp.maps:
+        return exp.maps[name]
+    if name in BASELINES:
+        return analysis_maps(exp, True, seed)[name]
+    raise MicamError(f"'{name}' is neither one of this explanation's maps nor a baseline.")
+
+
+# --- queue and read: the pieces every stage is made of ----------------------------------------------
+@dataclass
+class _KeepRemovePlan:
+    keep: int
+    remove: int
+    keep_mask: torch.Tensor
+    keep_px: torch.Tensor
+    remove_px: torch.Tensor
+
+
+def _queue_keep_remove(ev: _Evaluator, inp: _Inputs, saliency: np.ndarray, threshold: float) -> _KeepRemovePlan:
+    keep_mask = region(saliency, threshold)
+    keep_px, remove_px = masked(inp.pixels, inp.filled, ~keep_mask), masked(inp.pixels, inp.filled, keep_mask)
+    return _KeepRemovePlan(ev.add(keep_px), ev.add(remove_px), keep_mask, keep_px, remove_px)
+
+
+def _read_keep_remove(name: str, plan: _KeepRemovePlan, probs: torch.Tensor, exp: Explanation,
+                      top: int) -> KeepRemove:
+    names, t = exp.class_names, exp.target
+    remove_probs = probs[plan.remove].numpy()
+    return KeepRemove(
+        name=name, label=label_of(name), keep_image=_to_image(plan.keep_px), remove_image=_to_image(plan.remove_px),
+        top_keep=top_k(probs[plan.keep].numpy(), names, top), top_remove=top_k(remove_probs, names, top),
+        p_keep=float(probs[plan.keep, t]), p_remove=float(probs[plan.remove, t]),
+        flipped=int(np.argmax(remove_probs)) != exp.predicted, region_fraction=float(plan.keep_mask.float().mean()))
+
+
+@dataclass
+class _ScorePlan:
+    explanation: int
+    paper_base: int
+    curves: _CurvePlan
+
+
+def _queue_scores(ev: _Evaluator, inp: _Inputs, saliency: np.ndarray, steps: int) -> _ScorePlan:
+    sal = torch.from_numpy(np.asarray(saliency, dtype=np.float32)).unsqueeze(-1)
+    black = torch.zeros_like(inp.pixels)
+    return _ScorePlan(ev.add(inp.pixels * sal), ev.add(masked(inp.pixels, black, torch.from_numpy(saliency > 0))),
+                      _plan_curves(ev, inp.pixels, inp.filled, inp.start, saliency, steps))
+
+
+def _read_scores(kept: KeepRemove, plan: _ScorePlan, probs: torch.Tensor, exp: Explanation, ends: CurveEnds,
+                 steps: int, fill: str) -> MethodResult:
+    t = exp.target
+    deletion, insertion = plan.curves.read(probs[:, t], ends)
+    return MethodResult(
+        name=kept.name, label=kept.label, keep_image=kept.keep_image, remove_image=kept.remove_image,
+        top_keep=kept.top_keep, top_remove=kept.top_remove, p_original=ends.original, p_keep=kept.p_keep,
+        p_remove=kept.p_remove, p_explanation=float(probs[plan.explanation, t]),
+        p_paper_baseline=float(probs[plan.paper_base, t]), flipped=kept.flipped,
+        curves=CurveResult(deletion, insertion, steps, fill), region_fraction=kept.region_fraction)
+
+
+def _queue_ends(ev: _Evaluator, inp: _Inputs) -> tuple[int, int]:
+    return ev.add(inp.filled), ev.add(inp.start)
+
+
+def _read_ends(indices: tuple[int, int], probs: torch.Tensor, exp: Explanation) -> CurveEnds:
+    t = exp.target
+    return CurveEnds(float(exp.probs[t]), float(probs[indices[0], t]), float(probs[indices[1], t]))
+
+
+def _cost(stage: Stage, ev: _Evaluator) -> Stage:
+    stage.images, stage.forward_calls, stage.forward_seconds = ev.images, ev.forward_calls, ev.forward_seconds
+    return stage
+
+
+# --- the stages ------------------------------------------------------------------------------------
+def keep_remove(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, fill: str = "black",
+                names: Sequence[str] | None = None, top: int = 5, chunk: int = DEFAULT_CHUNK,
+                seed: int = 0) -> Stage:
+    """Keep and remove images of the named maps (default: the explanation's), classified in one batch."""
+    inp = _Inputs.of(exp, fill)
+    ev = _Evaluator(loaded, chunk)
+    names = list(exp.maps) if names is None else list(names)
+    plans = {name: _queue_keep_remove(ev, inp, _saliency(exp, name, seed), threshold) for name in names}
+    probs = ev.results() if plans else torch.empty(0)
+    return _cost(Stage(kept={n: _read_keep_remove(n, p, probs, exp, top) for n, p in plans.items()}), ev)
+
+
+def score_map(loaded: LoadedModel, exp: Explanation, name: str, kept: KeepRemove | None = None, *,
+              threshold: float = 0.5, fill: str = "black", steps: int = 32, ends: CurveEnds | None = None,
+              top: int = 5, chunk: int = DEFAULT_CHUNK, seed: int = 0) -> Stage:
+    """One map's metrics and curves. Without ``kept`` its keep/remove pair is classified here too;
+    without ``ends`` the curves' fixed ends are (pass the returned ``ends`` to the next call)."""
+    inp = _Inputs.of(exp, fill)
+    ev = _Evaluator(loaded, chunk)
+    saliency = _saliency(exp, name, seed)
+    pair = _queue_keep_remove(ev, inp, saliency, threshold) if kept is None else None
+    end_indices = _queue_ends(ev, inp) if ends is None else None
+    plan = _queue_scores(ev, inp, saliency, steps)
+    probs = ev.results()
+    kept = kept if pair is None else _read_keep_remove(name, pair, probs, exp, top)
+    ends = ends if end_indices is None else _read_ends(end_indices, probs, exp)
+    return _cost(Stage(results={name: _read_scores(kept, plan, probs, exp, ends, steps, fill)}, ends=ends), ev)
+
+
+def assemble(exp: Explanation, stages: Iterable[Stage], threshold: float, fill: str, steps: int,
+             top: int = 5) -> Faithfulness:
+    """The :class:`Faithfulness` of the stages' scored maps (methods first, then baselines), with their cost."""
+    stages = list(stages)
+    results = {name: r for s in stages for name, r in s.results.items()}
+    order = [n for n in (*exp.maps, *BASELINES) if n in results]
+    return Faithfulness(target=exp.target, target_label=exp.target_label, threshold=threshold, fill=fill,
+                        steps=steps, results={n: results[n] for n in order},
+                        images_evaluated=sum(s.images for s in stages),
+                        forward_calls=sum(s.forward_calls for s in stages), top_original=exp.top(top))
+
+
+def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, fill: str = "black",
+            steps: int = 32, baselines: bool = True, top: int = 5, chunk: int = DEFAULT_CHUNK,
+            seed: int = 0) -> Faithfulness:
+    """Counterfactuals and metrics for every map of ``exp`` (and the baselines), in one batch stream."""
+    inp = _Inputs.of(exp, fill)
+    ev = _Evaluator(loaded, chunk)
+    end_indices = _queue_ends(ev, inp)
+    plans = {}
+    for name, saliency in analysis_maps(exp, baselines, seed).items():
+        plans[name] = (_queue_keep_remove(ev, inp, saliency, threshold), _queue_scores(ev, inp, saliency, steps))
+    probs = ev.results()
+    ends = _read_ends(end_indices, probs, exp)
+    results = {name: _read_scores(_read_keep_remove(name, pair, probs, exp, top), plan, probs, exp, ends, steps, fill)
+               for name, (pair, plan) in plans.items()}
+    return assemble(exp, [_cost(Stage(results=results, ends=ends), ev)], threshold, fill, steps, top)
+
+
+def _to_image(pixels: torch.Tensor) -> Image.Image:
+    return Image.fromarray(pixels.clamp(0, 255).round().to(torch.uint8).numpy())
