@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from micam_core.report import build_report
 from . import text, views, work
 
 log = logging.getLogger("micam_app")
+TOAST_SECONDS = 8  # toasts close themselves
 
 
 @dataclass
@@ -48,9 +50,10 @@ def user_message(err: Exception) -> str:
 
 
 def fail(err: Exception, for_page: bool = True) -> gr.Error:
-    """The error to raise, kept until closed; for the page its message is escaped (Gradio shows modals as HTML)."""
+    """The error to raise; its toast closes itself (the page keeps the sentence in its alert box). For the page
+    the message is escaped (Gradio shows toasts as HTML)."""
     message = user_message(err)
-    return gr.Error(text.toast(message) if for_page else shorten(message, 300), duration=None)
+    return gr.Error(text.toast(message) if for_page else shorten(message, 300), duration=TOAST_SECONDS)
 
 
 def colorbar_html(cmap: str) -> str:
@@ -72,6 +75,26 @@ class Handlers:
         """No change (Gradio reads an empty dict as one value, so name one component and skip it)."""
         return {self.ui.c["session"]: gr.skip()}
 
+    # --- the status bar: one progress indicator, with a cancel ----------------------------------------
+    def status(self, message: str = "", done: float | None = None) -> dict:
+        """Show ``message`` (and a bar at ``done`` in [0, 1]) in the sticky status bar; empty hides it."""
+        c = self.ui.c
+        if not message:
+            return {c["status"]: gr.update(value="", visible=False), c["cancel_btn"]: gr.update(visible=False)}
+        return {c["status"]: gr.update(value=text.status_html(message, done), visible=True),
+                c["cancel_btn"]: gr.update(visible=True)}
+
+    def failed(self, err: Exception) -> tuple[dict, gr.Error]:
+        """The screen after a failure (status hidden, alert shown) and the toast to raise."""
+        message = user_message(err)
+        c = self.ui.c
+        return {**self.status(), c["alert"]: gr.update(value=text.alert(message), visible=True)}, fail(err)
+
+    def on_cancel(self) -> dict:
+        """Cancel pressed: the running work is stopped by Gradio; the bar goes, a note says what stopped."""
+        c = self.ui.c
+        return {**self.status(), c["alert"]: gr.update(value=text.CANCELLED, visible=True)}
+
     # --- model ------------------------------------------------------------------------------------
     def pickers(self, loaded: LoadedModel, layer: str | None, target: str | None, methods: Any) -> dict:
         layers, targets = views.layer_choices(loaded), views.target_choices(loaded)
@@ -83,29 +106,30 @@ class Handlers:
                 c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
                                         value=list(methods or []))}
 
-    def on_model(self, choice: str, custom: str, layer: str, target: str, methods: list[str],
-                 progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
+    def on_model(self, choice: str, custom: str, layer: str, target: str, methods: list[str]) -> Iterator[dict]:
         """Load the chosen model; fill the layer, class and method pickers."""
         c = self.ui.c
         spec = views.resolve_spec(choice, custom)
-        progress(0.05, desc="Loading the model ...")
+        yield self.status(f"Loading the model {shorten(spec, 80)} ...")
         try:
             loaded = work.load(spec)
         except Exception as err:
             message = user_message(err)
-            gr.Warning(text.toast(message))
-            return {c["model_info"]: text.model_failure(spec, message),
-                    c["alert"]: gr.update(value=text.alert(message), visible=True),
-                    c["layer"]: gr.update(choices=[("auto", views.AUTO_LAYER)], value=views.AUTO_LAYER),
-                    c["target"]: gr.update(choices=[(views.TOP1_LABEL, views.TOP1)], value=views.TOP1),
-                    c["shown_spec"]: None}
-        return {c["model_info"]: text.describe_model(loaded), c["alert"]: gr.update(value="", visible=False),
-                c["shown_spec"]: loaded.spec, **self.pickers(loaded, layer, target, methods)}
+            gr.Warning(text.toast(message), duration=TOAST_SECONDS)
+            yield {**self.status(), c["model_info"]: text.model_failure(spec, message),
+                   c["alert"]: gr.update(value=text.alert(message), visible=True),
+                   c["layer"]: gr.update(choices=[("auto", views.AUTO_LAYER)], value=views.AUTO_LAYER),
+                   c["target"]: gr.update(choices=[(views.TOP1_LABEL, views.TOP1)], value=views.TOP1),
+                   c["shown_spec"]: None}
+            return
+        yield {**self.status(), c["model_info"]: text.describe_model(loaded),
+               c["alert"]: gr.update(value="", visible=False), c["shown_spec"]: loaded.spec,
+               **self.pickers(loaded, layer, target, methods)}
 
     # --- explain ----------------------------------------------------------------------------------
     def on_explain(self, image: str | None, choice: str, custom: str, layer: str, target: str, methods: Any,
-                   upsampling: str, cmap: str, opacity: float, shown_spec: str | None, session: dict | None,
-                   progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
+                   upsampling: str, cmap: str, opacity: float, shown_spec: str | None,
+                   session: dict | None) -> Iterator[dict]:
         """Explain button: check the settings, load the model, compute the chosen maps (counterfactuals follow)."""
         c = self.ui.c
         try:
@@ -114,26 +138,30 @@ class Handlers:
                 "opacity", opacity)
             if not image:
                 raise MicamError("Add an image first: upload one, use the webcam or click an example.")
-            progress(0.05, desc="Loading the model ...")
+            yield {**self.status("Loading the model ...", 0.02), **self.cf_cleared(chosen)}
             loaded = work.load(views.resolve_spec(choice, custom))
             same_model = shown_spec == loaded.spec
             layer_name = views.parse_layer(layer) if same_model else None
             work.check_cost(loaded, layer_name, chosen)
-            progress(0.4, desc="Computing the maps ...")
+            yield self.status(f"Computing the maps ({text.method_list(chosen)}): one forward and one partial "
+                              "backward pass ...", 0.05)
             example = views.example_stem(image)
             exp = work.explain_view(loaded, image, layer_name, views.parse_target(target) if same_model else None,
                                     upsampling, chosen, example)
         except Exception as err:
-            raise fail(err) from None
+            screen, error = self.failed(err)
+            yield screen
+            raise error from None
         session = {"spec": loaded.spec, "exp": exp, "faith": None, "folder": str(new_download_dir()),
                    "example": example}
         out = {**self.overlay_updates(exp, cmap, opacity), **self.column_updates(chosen),
                c["note"]: text.display_note(exp), c["predictions"]: views.label_dict(exp.top(5)),
                c["cbar"]: colorbar_html(cmap), c["alert"]: gr.update(value="", visible=False),
                c["model_info"]: text.describe_model(loaded), c["shown_spec"]: loaded.spec, c["session"]: session,
-               c["link_query"]: views.view_query(session, loaded.default_layer, cmap, opacity)}
+               c["link_query"]: views.view_query(session, loaded.default_layer, cmap, opacity),
+               c["link_note"]: text.link_note(example), **self.status("Maps ready. Counterfactuals next ...", 0.1)}
         out.update(self.pickers(loaded, layer if same_model else None, target if same_model else None, chosen))
-        return out
+        yield out
 
     def overlay_updates(self, exp: Any, cmap: str, opacity: float) -> dict:
         return {self.ui.overlays[m]: overlay(exp.crop, exp.maps[m], cmap, opacity) if m in exp.maps else None
@@ -147,33 +175,63 @@ class Handlers:
         return out
 
     # --- counterfactuals --------------------------------------------------------------------------
+    def cf_cleared(self, methods: tuple[str, ...], note: str = text.UPDATING) -> dict:
+        """The counterfactual panel emptied at once (the results on screen no longer match the controls)."""
+        ui, c = self.ui, self.ui.c
+        out: dict = {c["metrics"]: views.metrics_rows({}, methods), c["curves"]: None}
+        for m in METHODS:
+            out.update({ui.keep[m]: None, ui.remove[m]: None, ui.keep_top[m]: "", ui.remove_top[m]: "",
+                        ui.flip[m]: note if m in methods else ""})
+        return out
+
+    def cf_kept(self, part: work.Partial, exp: Any) -> dict:
+        """Each method's keep/remove images, predictions and verdict, as soon as they exist."""
+        ui = self.ui
+        out: dict = {}
+        for m, kept in part.kept.items():
+            if m in ui.keep:
+                out.update({ui.keep[m]: kept.keep_image, ui.remove[m]: kept.remove_image,
+                            ui.keep_top[m]: text.top_line("Kept", kept.top_keep),
+                            ui.remove_top[m]: text.top_line("Removed", kept.top_remove),
+                            ui.flip[m]: text.flip_markdown(kept, exp.top(5))})
+        return out
+
     def on_counterfactuals(self, session: dict | None, threshold: float, fill: str, steps: float, cmap: str,
-                           opacity: float, progress: gr.Progress = gr.Progress()) -> dict:
-        """Counterfactual panel, metrics, curves and downloads for the session's current explanation."""
+                           opacity: float) -> Iterator[dict]:
+        """Counterfactual panel, metrics, curves and downloads for the session's current explanation, in stages:
+        keep/remove of every method first, then the metrics map by map, then the curves and the downloads."""
         c = self.ui.c
         if not session or session.get("exp") is None:
-            return self.nothing()
+            yield self.nothing()
+            return
+        exp = session["exp"]
         try:
             threshold, fill, steps = validate("threshold", threshold), validate("fill", fill), validate("steps", steps)
             cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
-            progress(0.1, desc="Counterfactuals: masking and re-classifying ...")
-            exp = session["exp"]
-            faith = work.analyse_view(session["spec"], exp, threshold, fill, steps, session.get("example"))
+            yield {**self.cf_cleared(exp.methods), **self.status("Counterfactuals: keep and remove each map's "
+                                                                 "region, and classify again ...", 0.15)}
+            faith, shown = None, False
+            for part in work.analyse_stages(session["spec"], exp, threshold, fill, steps, session.get("example")):
+                out = {c["metrics"]: views.metrics_rows(part.scored, exp.methods)}
+                if part.kept and not shown:  # the pictures travel once
+                    out.update(self.cf_kept(part, exp))
+                    shown = True
+                faith = part.faith
+                if faith is None:
+                    done = len(part.scored) / max(1, part.total)
+                    out.update(self.status(f"Metrics: {len(part.scored)} of {part.total} maps scored (deletion and "
+                                           f"insertion curves, {steps} steps each) ...", 0.2 + 0.75 * done))
+                yield out
             figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label} (fill: {fill}, {steps} steps)",
                                    labels=faith.labels())
             session = {**session, "faith": faith}
-            files = self.downloads(session, cmap, opacity, figure)
+            yield {c["curves"]: figure, c["session"]: session, c["link_query"]: self.link(session, cmap, opacity),
+                   **self.status()}
+            yield {c["files"]: self.downloads(session, cmap, opacity, figure)}
         except Exception as err:
-            raise fail(err) from None
-        out: dict = {c["metrics"]: views.metrics_rows(faith), c["curves"]: figure, c["files"]: files,
-                     c["session"]: session, c["link_query"]: self.link(session, cmap, opacity)}
-        for m in exp.maps:
-            result = faith.results[m]
-            out.update({self.ui.keep[m]: result.keep_image, self.ui.remove[m]: result.remove_image,
-                        self.ui.keep_top[m]: views.label_dict(result.top_keep),
-                        self.ui.remove_top[m]: views.label_dict(result.top_remove),
-                        self.ui.flip[m]: text.flip_markdown(result, faith.top_original)})
-        return out
+            screen, error = self.failed(err)
+            yield screen
+            raise error from None
 
     def downloads(self, session: dict, cmap: str, opacity: float, curves: Any = None) -> list[str]:
         """Overlays, raw maps and the manifest in this session's folder (unchanged files are not rewritten)."""

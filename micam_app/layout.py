@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gradio as gr
 
-from micam_core import BUNDLED_SPEC, DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, SETTINGS, policy
+from micam_core import (
+    BUNDLED_SPEC,
+    DEFAULT_METHODS,
+    METHOD_LABELS,
+    METHODS,
+    REGISTRY,
+    SETTINGS,
+    LoadedModel,
+    MicamError,
+    policy,
+)
 
-from . import api, page, text, views
+from . import api, page, text, views, work
 from .handlers import UI, Handlers, colorbar_html
 from .paper import PaperHandlers
 
 EXAMPLES = [str(p) for p in views.EXAMPLES.values()]
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+log = logging.getLogger("micam_app")
 
 
 def slider(name: str, elem_id: str) -> gr.Slider:
@@ -22,43 +34,51 @@ def slider(name: str, elem_id: str) -> gr.Slider:
 
 
 def overlay_title(method: str) -> str:
-    return METHOD_LABELS[method] + ("" if REGISTRY[method].class_specific else " (class-agnostic)")
+    """The title above a method's overlay (Markdown: it wraps, so it is never cut)."""
+    return f"**{METHOD_LABELS[method]}**" + ("" if REGISTRY[method].class_specific else " · class-agnostic")
 
 
-def inputs_column(ui: UI) -> None:
+def inputs_column(ui: UI, loaded: LoadedModel | None) -> None:
+    """Image, examples and Explain first (above the fold); then the model and what to explain."""
     c = ui.c
-    c["image"] = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image", height=280,
+    c["image"] = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image", height=230,
                           elem_id="input-image")
     gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[c["image"]], label="Examples (CC0 / public domain)",
-                examples_per_page=8)
-    gr.Markdown(policy.limits_note(), elem_id="limits-note", elem_classes="note")
+                examples_per_page=8, elem_id="examples")
+    c["explain_btn"] = gr.Button("Explain", variant="primary", elem_id="explain-btn")
     c["model_choice"] = gr.Dropdown(choices=views.POPULAR_MODELS, value=BUNDLED_SPEC, label="Model",
-                                    info="Type to search timm image classifiers on the Hub. The bundled model "
-                                         "works offline; Hub models download on first use.",
+                                    info="Type to search timm image classifiers on the Hub.",
                                     allow_custom_value=True, filterable=True, elem_id="model-choice")
     c["hub_note"] = gr.Markdown(elem_id="hub-note", elem_classes="note")
-    c["custom_spec"] = gr.Textbox(label="...or any timm model on the Hugging Face Hub",
-                                  placeholder="timm/resnet18.a1_in1k  or  hf-hub:org/name  (Enter to load)",
-                                  elem_id="custom-spec")
-    c["model_info"] = gr.Markdown(elem_id="model-info", elem_classes="note")
-    c["layer"] = gr.Dropdown(choices=[("auto", views.AUTO_LAYER)], value=views.AUTO_LAYER, label="Target layer",
+    c["model_info"] = gr.Markdown(text.describe_model(loaded) if loaded else "", elem_id="model-info",
+                                  elem_classes="note")
+    layers = views.layer_choices(loaded) if loaded else [("auto", views.AUTO_LAYER)]
+    targets = views.target_choices(loaded) if loaded else [(views.TOP1_LABEL, views.TOP1)]
+    c["layer"] = gr.Dropdown(choices=layers, value=views.AUTO_LAYER, label="Target layer",
                              info="auto: the model's default layer", elem_id="layer")
-    c["target"] = gr.Dropdown(choices=[(views.TOP1_LABEL, views.TOP1)], value=views.TOP1, filterable=True,
-                              label="Target class", info="Type to filter the class names", elem_id="target")
-    c["methods"] = gr.CheckboxGroup(choices=views.method_choices(), value=list(DEFAULT_METHODS), label="Methods",
-                                    info="Any subset; all run on the same layer, target and image.",
+    c["target"] = gr.Dropdown(choices=targets, value=views.TOP1, filterable=True, label="Target class",
+                              info="Type to filter the class names", elem_id="target")
+    c["methods"] = gr.CheckboxGroup(choices=views.method_choices(loaded), value=list(DEFAULT_METHODS),
+                                    label="Methods", info="Any subset; all run on the same layer, target and image.",
                                     elem_id="methods")
-    c["explain_btn"] = gr.Button("Explain", variant="primary", elem_id="explain-btn")
+    with gr.Accordion("Other models and limits", open=False, elem_id="more-models"):
+        c["custom_spec"] = gr.Textbox(label="Any timm model on the Hugging Face Hub",
+                                      placeholder="timm/resnet18.a1_in1k  or  hf-hub:org/name  (Enter to load)",
+                                      elem_id="custom-spec")
+        gr.Markdown("The bundled model works offline; Hub models download on first use. " + policy.limits_note(),
+                    elem_id="limits-note", elem_classes="note")
 
 
 def maps_column(ui: UI) -> None:
     c = ui.c
-    with gr.Row(equal_height=True, elem_id="overlays", elem_classes="method-row"):
+    with gr.Row(equal_height=False, elem_id="overlays", elem_classes="method-row"):
         for m in METHODS:
-            with gr.Column(min_width=240, visible=m in DEFAULT_METHODS, elem_id=f"overlay-col-{m}",
+            with gr.Column(min_width=200, visible=m in DEFAULT_METHODS, elem_id=f"overlay-col-{m}",
                            elem_classes="method-col") as col:
-                ui.overlays[m] = gr.Image(label=overlay_title(m), type="pil", format="png", interactive=False,
-                                          height=280, buttons=["download", "fullscreen"], elem_id=f"overlay-{m}")
+                gr.Markdown(overlay_title(m), elem_classes="panel-title", elem_id=f"overlay-title-{m}")
+                ui.overlays[m] = gr.Image(label=METHOD_LABELS[m], show_label=False, type="pil", format="png",
+                                          interactive=False, height=260, buttons=["download", "fullscreen"],
+                                          elem_id=f"overlay-{m}")
             ui.overlay_cols[m] = col
     c["cbar"] = gr.HTML(colorbar_html("jet"), elem_id="colorbar")
     c["note"] = gr.Markdown(text.class_note(DEFAULT_METHODS), elem_id="upsampling-note", elem_classes="note")
@@ -69,34 +89,33 @@ def maps_column(ui: UI) -> None:
         c["upsampling"] = gr.Radio(choices=[("paper (nearest + Gaussian blur)", "paper"), ("bilinear", "bilinear")],
                                    value=SETTINGS["upsampling"].default, label=SETTINGS["upsampling"].label,
                                    elem_id="upsampling")
-    with gr.Row():
-        c["predictions"] = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="predictions")
-        c["files"] = gr.File(file_count="multiple", interactive=False, height=230, elem_id="downloads",
-                             label="Downloads: overlays (PNG), maps (.npy), report (JSON)")
+    c["predictions"] = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="predictions")
     share_and_cite(ui)
 
 
 def share_and_cite(ui: UI) -> None:
-    """Link to this view, and a figure for a paper."""
+    """Link to this view; downloads and a figure for a paper (collapsed: secondary)."""
     c = ui.c
     with gr.Group(elem_id="share"):
         with gr.Row(equal_height=True):
             c["link"] = gr.Textbox(label="Link to this view", interactive=False, scale=5, elem_id="link",
                                    placeholder="Explain an image to get a link to exactly this view")
-            c["copy_link"] = gr.Button("Copy link", scale=1, min_width=120, elem_id="copy-link")
-        gr.Markdown("The link holds the model, layer, target, methods and settings, and the image when it is one "
-                    "of the examples: an uploaded image cannot travel in a link.", elem_classes="note",
-                    elem_id="link-note")
+            c["copy_link"] = gr.Button("Copy link", scale=1, min_width=110, elem_id="copy-link")
+        c["link_note"] = gr.Markdown(text.LINK_NOTE, elem_classes="note", elem_id="link-note")
     c["link_query"] = gr.Textbox(visible=False, elem_id="link-query")
-    with gr.Row(equal_height=True):
-        c["figure_btn"] = gr.Button("Figure for a paper (PDF, SVG, 300-dpi PNG)", elem_id="figure-btn")
-        c["figure_cf"] = gr.Checkbox(value=True, label="with the counterfactual row and curves",
-                                     elem_id="figure-cf")
-    with gr.Row():
-        c["figure_preview"] = gr.Image(label="Figure", type="filepath", interactive=False, height=260,
-                                       buttons=["fullscreen"], elem_id="figure-preview", visible=False)
-        c["figure_files"] = gr.File(file_count="multiple", interactive=False, height=260, elem_id="figure-files",
-                                    label="Figure files, caption (.txt) and BibTeX (.bib)", visible=False)
+    with gr.Accordion("Downloads and a figure for a paper", open=False, elem_id="downloads-panel"):
+        c["files"] = gr.File(file_count="multiple", interactive=False, elem_id="downloads",
+                             label="Overlays (PNG), maps (.npy), report (JSON)")
+        with gr.Row(equal_height=True):
+            c["figure_btn"] = gr.Button("Figure for a paper (PDF, SVG, 300-dpi PNG)", elem_id="figure-btn")
+            c["figure_cf"] = gr.Checkbox(value=True, label="with the counterfactual row and curves",
+                                         elem_id="figure-cf")
+            c["figure_caption"] = gr.Checkbox(value=False, label="caption inside the image", elem_id="figure-caption")
+        c["figure_preview"] = gr.Image(label="Figure", show_label=False, type="filepath", interactive=False,
+                                       height=260, buttons=["fullscreen"], elem_id="figure-preview", visible=False)
+        c["figure_files"] = gr.File(file_count="multiple", interactive=False, elem_id="figure-files",
+                                    label="Figure (PDF, SVG, PNG), caption (.txt, .tex) and BibTeX (.bib)",
+                                    visible=False)
 
 
 def counterfactual_panel(ui: UI) -> None:
@@ -112,94 +131,146 @@ def counterfactual_panel(ui: UI) -> None:
         c["steps"] = slider("steps", "steps")
     with gr.Row(equal_height=False, elem_classes="method-row"):
         for m in METHODS:
-            with gr.Column(min_width=300, visible=m in DEFAULT_METHODS, elem_id=f"cf-{m}",
+            with gr.Column(min_width=260, visible=m in DEFAULT_METHODS, elem_id=f"cf-{m}",
                            elem_classes="method-col") as col:
                 gr.Markdown(f"### {METHOD_LABELS[m]}", elem_classes="method-title")
                 ui.flip[m] = gr.Markdown(elem_id=f"flip-{m}", elem_classes="note flip")
-                with gr.Row():
-                    ui.keep[m] = gr.Image(label="Keep region", type="pil", interactive=False, height=200,
-                                          buttons=["fullscreen"], elem_id=f"keep-{m}")
-                    ui.remove[m] = gr.Image(label="Remove region", type="pil", interactive=False, height=200,
-                                            buttons=["fullscreen"], elem_id=f"remove-{m}")
-                with gr.Row():
-                    ui.keep_top[m] = gr.Label(num_top_classes=5, label="Kept: top-5", show_heading=False,
-                                              elem_id=f"keep-top-{m}")
-                    ui.remove_top[m] = gr.Label(num_top_classes=5, label="Removed: top-5", show_heading=False,
-                                                elem_id=f"remove-top-{m}")
+                with gr.Row(elem_classes="pair"):
+                    with gr.Column(min_width=110):
+                        ui.keep[m] = gr.Image(label="Keep region", show_label=False, type="pil", interactive=False,
+                                              height=170, buttons=["fullscreen"], elem_id=f"keep-{m}")
+                        ui.keep_top[m] = gr.Markdown(elem_id=f"keep-top-{m}", elem_classes="note top")
+                    with gr.Column(min_width=110):
+                        ui.remove[m] = gr.Image(label="Remove region", show_label=False, type="pil",
+                                                interactive=False, height=170, buttons=["fullscreen"],
+                                                elem_id=f"remove-{m}")
+                        ui.remove_top[m] = gr.Markdown(elem_id=f"remove-top-{m}", elem_classes="note top")
             ui.cf_cols[m] = col
-    c["metrics"] = gr.Dataframe(headers=views.METRIC_HEADERS, label="Faithfulness metrics (with baselines)",
-                                interactive=False, wrap=True, elem_id="metrics")
-    c["curves"] = gr.Image(label="Deletion and insertion curves", type="pil", format="png", interactive=False,
-                           elem_id="curves")
+    gr.Markdown("### Faithfulness metrics (with baselines)", elem_classes="panel-title")
+    gr.Markdown("Scroll the table sideways for every column.", elem_id="metrics-hint", elem_classes="note")
+    c["metrics"] = gr.Dataframe(headers=views.METRIC_HEADERS, show_label=False, interactive=False, wrap=True,
+                                elem_id="metrics")
+    gr.Markdown("### Deletion and insertion curves", elem_classes="panel-title")
+    c["curves"] = gr.Image(label="Deletion and insertion curves", show_label=False, type="pil", format="png",
+                           interactive=False, buttons=["download", "fullscreen"], elem_id="curves")
 
 
 LINK_JS = "(q) => q ? window.location.origin + window.location.pathname + '?' + q : ''"
-COPY_JS = "(url) => { if (url) { navigator.clipboard.writeText(url); } return []; }"
+# Copy the link; say so on the button (or say how to copy by hand where the clipboard is not allowed).
+COPY_JS = """(url) => {
+  const button = document.getElementById('copy-link');
+  const say = (words) => { if (button) { button.textContent = words;
+    setTimeout(() => { button.textContent = 'Copy link'; }, 2500); } };
+  if (!url) { say('No link yet'); return []; }
+  const byHand = () => { const box = document.querySelector('#link textarea, #link input');
+    if (box) { box.focus(); box.select(); } say(document.execCommand && document.execCommand('copy')
+      ? 'Copied \u2713' : 'Press Ctrl+C'); };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(url).then(() => say('Copied \u2713'), byHand);
+  } else { byHand(); }
+  return [];
+}"""
+PANELS = {"maps": "maps-panel", "cf": "counterfactuals"}
+
+
+def mark(state: str | None, *panels: str) -> str:
+    """JS that marks panels as out of date at once: ``pending`` (press Explain), ``updating`` or cleared (None)."""
+    ids = [PANELS[p] for p in panels]
+    add = f"e.classList.add('{state}');" if state else ""
+    return (f"() => {{ for (const id of {ids!r}) {{ const e = document.getElementById(id); "
+            f"if (e) {{ e.classList.remove('pending', 'updating'); {add} }} }} return []; }}")
 
 
 def wire(ui: UI, h: Handlers) -> None:
     c = ui.c
     p = PaperHandlers(h)
+    hidden = {**PRIVATE, "show_progress": "hidden"}  # the status bar is the one progress indicator
+    status = {c["status"], c["cancel_btn"]}
     model_inputs = [c["model_choice"], c["custom_spec"], c["layer"], c["target"], c["methods"]]
-    model_outputs = {c[k] for k in ("model_info", "alert", "layer", "target", "shown_spec", "methods")}
-    for trigger in (c["model_choice"].change, c["custom_spec"].submit):
-        trigger(h.on_model, model_inputs, model_outputs, **PRIVATE)
+    model_outputs = {c[k] for k in ("model_info", "alert", "layer", "target", "shown_spec", "methods")} | status
+    work_events = []
+    for trigger in (c["model_choice"].input, c["custom_spec"].submit):
+        work_events.append(trigger(h.on_model, model_inputs, model_outputs, **hidden))
 
     panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
              *ui.flip.values()]
     cf_inputs = [c["session"], c["threshold"], c["fill"], c["steps"], c["cmap"], c["opacity"]]
-    cf = {"fn": h.on_counterfactuals, "inputs": cf_inputs, **PRIVATE, "show_progress_on": [c["metrics"]],
-          "outputs": {*panel, c["metrics"], c["curves"], c["files"], c["session"], c["link_query"]}}
-    explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(),
+    cf = {"fn": h.on_counterfactuals, "inputs": cf_inputs, **hidden,
+          "outputs": {*panel, *status, c["metrics"], c["curves"], c["files"], c["session"], c["link_query"],
+                      c["alert"]}}
+    explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(), *panel, *status,
                        *(c[k] for k in ("note", "predictions", "cbar", "alert", "model_info", "layer", "target",
-                                        "methods", "shown_spec", "session", "link_query"))}
+                                        "methods", "shown_spec", "session", "link_query", "link_note", "metrics",
+                                        "curves"))}
     explain_inputs = [c[k] for k in ("image", "model_choice", "custom_spec", "layer", "target", "methods",
                                      "upsampling", "cmap", "opacity", "shown_spec", "session")]
-    c["explain_btn"].click(h.on_explain, explain_inputs, explain_outputs, show_progress_on=list(ui.overlays.values()),
-                           **PRIVATE).success(**cf)
+
+    def then_counterfactuals(event: Any) -> None:
+        """The counterfactual panel after ``event``; the panels are current again when it is done."""
+        done = event.success(None, js=mark(None, "maps"), **PRIVATE).success(**cf)
+        work_events.extend([event, done])
+        done.then(None, js=mark(None, "cf"), **PRIVATE)
+
+    c["explain_btn"].click(None, js=mark("updating", "maps", "cf"), **PRIVATE)
+    then_counterfactuals(c["explain_btn"].click(h.on_explain, explain_inputs, explain_outputs, **hidden))
+    for trigger in (c["image"].change, *(c[k].input for k in ("model_choice", "layer", "target", "methods"))):
+        trigger(None, js=mark("pending", "maps", "cf"), **PRIVATE)  # the maps no longer match: press Explain
+    c["custom_spec"].submit(None, js=mark("pending", "maps", "cf"), **PRIVATE)
 
     restyle_out = {*ui.overlays.values(), c["cbar"], c["files"], c["link_query"]}
     for trigger in (c["opacity"].change, c["cmap"].change):
         trigger(h.on_restyle, [c["session"], c["cmap"], c["opacity"]], restyle_out, trigger_mode="always_last",
-                show_progress="hidden", **PRIVATE)
-    c["upsampling"].change(h.on_upsampling, [c["session"], c["upsampling"], c["cmap"], c["opacity"]],
-                           {*ui.overlays.values(), c["note"], c["session"]}, show_progress="hidden",
-                           **PRIVATE).success(**cf)
-    c["threshold"].release(**cf)
-    c["steps"].release(**cf)
-    c["fill"].change(**cf)
+                **hidden)
+    c["upsampling"].input(None, js=mark("updating", "cf"), **PRIVATE)
+    then_counterfactuals(c["upsampling"].change(h.on_upsampling, [c["session"], c["upsampling"], c["cmap"],
+                                                                  c["opacity"]],
+                                                {*ui.overlays.values(), c["note"], c["session"]}, **hidden))
+    for trigger in (c["threshold"].release, c["steps"].release, c["fill"].change):
+        trigger(None, js=mark("updating", "cf"), **PRIVATE)
+        event = trigger(**cf)
+        work_events.append(event)
+        event.then(None, js=mark(None, "cf"), **PRIVATE)
+    for slider_input in (c["threshold"].input, c["steps"].input):
+        slider_input(None, js=mark("pending", "cf"), **PRIVATE)
+
     link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "threshold", "fill",
                                     "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
     link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec", "cmap", "opacity")]
-    c["demo_load"](p.on_link, None, link_restored, **PRIVATE).then(
-        h.on_model, model_inputs, model_outputs, **PRIVATE).success(
-        p.on_link_explain, link_explain_in, explain_outputs, show_progress_on=list(ui.overlays.values()),
-        **PRIVATE).success(**cf)
+    opened = c["demo_load"](p.on_link, [c["model_choice"]], link_restored, **hidden).then(
+        p.on_link_model, [c["link_state"], *model_inputs, c["shown_spec"]], model_outputs, **hidden)
+    then_counterfactuals(opened.success(p.on_link_explain, link_explain_in, explain_outputs, **hidden))
     c["link_query"].change(None, [c["link_query"]], [c["link"]], js=LINK_JS, **PRIVATE)
     c["copy_link"].click(None, [c["link"]], None, js=COPY_JS, **PRIVATE)
-    c["figure_btn"].click(p.on_figure, [c["session"], c["cmap"], c["opacity"], c["figure_cf"]],
+    c["figure_btn"].click(p.on_figure, [c["session"], c["cmap"], c["opacity"], c["figure_cf"], c["figure_caption"]],
                           {c["figure_files"], c["figure_preview"]}, **PRIVATE)
     c["model_choice"].key_up(p.on_search, None, {c["model_choice"], c["hub_note"]}, trigger_mode="always_last",
-                             show_progress="hidden", **PRIVATE)
-    c["layer"].change(h.on_methods_layer, [c["shown_spec"], c["layer"], c["methods"]], {c["methods"]},
-                      show_progress="hidden", **PRIVATE)
+                             **hidden)
+    c["layer"].change(h.on_methods_layer, [c["shown_spec"], c["layer"], c["methods"]], {c["methods"]}, **hidden)
+    c["cancel_btn"].click(h.on_cancel, None, {*status, c["alert"]}, cancels=work_events,
+                          js=mark("pending", "maps", "cf"), **PRIVATE)
 
 
 def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
-    """The Blocks app (not launched), its components and handlers."""
+    """The Blocks app (not launched), its components and handlers. The bundled model is loaded here, so its
+    layers, classes and methods are in the page when it opens."""
     ui = UI()
     c = ui.c
+    loaded = preload()
     with gr.Blocks(title="MI CAM Explorer", delete_cache=(3600, 7200)) as demo:
         c["session"] = gr.State(None, time_to_live=3600)  # this visitor's last explanation (dropped after an hour)
-        c["shown_spec"] = gr.State(None)  # the model whose layers and classes fill the pickers
+        c["shown_spec"] = gr.State(loaded.spec if loaded else None)  # the model filling the pickers
         c["link_state"] = gr.State(None)  # the view a permalink asked for
         gr.Markdown(page.HEADER, elem_id="header")
+        with gr.Row(elem_id="status-bar", equal_height=True):
+            c["status"] = gr.HTML(visible=False, elem_id="status", scale=6)
+            c["cancel_btn"] = gr.Button("Cancel", visible=False, size="sm", scale=1, min_width=90,
+                                        elem_id="cancel-btn")
         c["alert"] = gr.Markdown(visible=False, elem_id="alert")
         c["link_alert"] = gr.Markdown(visible=False, elem_id="link-alert")
         with gr.Row(equal_height=False):
-            with gr.Column(scale=4, min_width=300):
-                inputs_column(ui)
-            with gr.Column(scale=9, min_width=480):
+            with gr.Column(scale=4, min_width=280):
+                inputs_column(ui, loaded)
+            with gr.Column(scale=9, min_width=320, elem_id="maps-panel"):
                 maps_column(ui)
         with gr.Column(elem_id="counterfactuals"):
             counterfactual_panel(ui)
@@ -216,3 +287,12 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
                                          "Grad-CAM, MI-Grad-CAM), top-5 predictions and a JSON report with "
                                          "counterfactual metrics.")
     return demo, ui, handlers
+
+
+def preload() -> LoadedModel | None:
+    """The bundled model, loaded before the page is built (None, logged, when it cannot be)."""
+    try:
+        return work.load(BUNDLED_SPEC)
+    except MicamError as err:
+        log.warning("could not preload %s: %s", BUNDLED_SPEC, err)
+        return None

@@ -6,11 +6,14 @@ restart); an uploaded image cannot travel in a link, an example can (found by it
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import gradio as gr
 
-from micam_core.figure import export_figure
+from micam_core.figure import export_figure, figure_stem
 from micam_core.hub import search_models
-from micam_core.permalink import parse_query
+from micam_core.models import normalize_spec
+from micam_core.permalink import missing_parts, parse_query
 
 from . import text, views, work
 from .handlers import Handlers, fail
@@ -27,8 +30,10 @@ class PaperHandlers:
         self.nothing = main.nothing
 
     # --- permalinks -------------------------------------------------------------------------------
-    def on_link(self, request: gr.Request) -> dict:
-        """Page opened: restore the controls from the link's query (explained next when it names an example)."""
+    def on_link(self, choice: str | None, request: gr.Request) -> dict:
+        """Page opened: restore the controls from the link's query (explained next when it names an example).
+
+        A link with parts missing still opens its view, with a sentence saying what is missing."""
         query = dict(request.query_params) if request is not None else {}
         if not query:
             return {self.c["link_state"]: None}
@@ -36,7 +41,7 @@ class PaperHandlers:
         c = self.c
         spec = state["model"]
         curated = spec in {v for _, v in views.POPULAR_MODELS}
-        out = {c["model_choice"]: spec if curated else gr.update(),
+        out = {c["model_choice"]: spec if curated and spec != choice else gr.update(),
                c["custom_spec"]: "" if curated else spec,
                c["methods"]: list(state["methods"]), c["upsampling"]: state["upsampling"],
                c["threshold"]: state["threshold"], c["fill"]: state["fill"], c["steps"]: state["steps"],
@@ -44,34 +49,46 @@ class PaperHandlers:
                c["link_state"]: {k: v for k, v in state.items() if k != "example_path"}}
         if state["example_path"] is not None:
             out[c["image"]] = str(state["example_path"])
-        if messages:
-            out[c["link_alert"]] = gr.update(value="**Some link parameters were ignored:** " + " ".join(messages),
-                                        visible=True)
+        words = text.link_messages(messages, missing_parts(query))
+        if words:
+            out[c["link_alert"]] = gr.update(value=words, visible=True)
         return out
 
+    def on_link_model(self, link_state: dict | None, choice: str, custom: str, layer: str, target: str,
+                      methods: list[str], shown_spec: str | None) -> Iterator[dict]:
+        """After the controls are restored: load the link's model when it is not the one in the pickers."""
+        if not link_state or normalize_spec(views.resolve_spec(choice, custom)) == shown_spec:
+            yield self.nothing()
+            return
+        yield from self.main.on_model(choice, custom, layer, target, methods)
+
     def on_link_explain(self, link_state: dict | None, image: str | None, choice: str, custom: str,
-                        cmap: str, opacity: float, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
+                        cmap: str, opacity: float) -> Iterator[dict]:
         """After the controls are restored: explain the link's view when it names an example."""
         if not link_state or not link_state.get("example") or not image:
-            return self.nothing()
+            yield self.nothing()
+            return
         spec = views.resolve_spec(choice, custom)
         target = link_state.get("target")
-        return self.main.on_explain(image, choice, custom, link_state.get("layer") or views.AUTO_LAYER,
-                                    views.TOP1 if target is None else str(target), link_state["methods"],
-                                    link_state["upsampling"], cmap, opacity, work.load(spec).spec, None,
-                                    progress=progress)
+        yield from self.main.on_explain(image, choice, custom, link_state.get("layer") or views.AUTO_LAYER,
+                                        views.TOP1 if target is None else str(target), link_state["methods"],
+                                        link_state["upsampling"], cmap, opacity, work.load(spec).spec, None)
 
     # --- figure -----------------------------------------------------------------------------------
-    def on_figure(self, session: dict | None, cmap: str, opacity: float, with_counterfactuals: bool) -> dict:
+    def on_figure(self, session: dict | None, cmap: str, opacity: float, with_counterfactuals: bool,
+                  caption_inside: bool = False) -> dict:
         """Export the current view as a figure for a paper: PDF, SVG, 300-dpi PNG, caption and BibTeX."""
         try:
             if not session or session.get("exp") is None:
                 raise ValueError("Explain an image first; the figure shows the current view.")
             loaded = work.load(session["spec"])
             faith = session.get("faith") if with_counterfactuals else None
-            paths = export_figure(session["exp"], session["folder"], "figure", model=loaded.spec,
+            exp = session["exp"]
+            stem = figure_stem(loaded.spec, session.get("example") or "upload", exp.methods)
+            paths = export_figure(exp, session["folder"], stem, model=loaded.spec,
                                   revision=loaded.revision, cmap=cmap, opacity=opacity, faith=faith,
-                                  counterfactuals=faith is not None, curves=faith is not None)
+                                  counterfactuals=faith is not None, curves=faith is not None,
+                                  caption=bool(caption_inside))
         except Exception as err:
             raise fail(err) from None
         png = next((p for p in paths if str(p).endswith(".png")), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from micam_core import METHOD_LABELS, REGISTRY, Explanation, LoadedModel
+from micam_core.analysis import KeepRemove
 from micam_core.counterfactual import MethodResult
 from micam_core.errors import shorten
 from micam_core.permalink import echo
@@ -74,7 +75,7 @@ def alert(message: str) -> str:
     return f"**Could not finish:** {md(message, 400)}"
 
 
-def flip_markdown(result: MethodResult, top_original: list[tuple[int, str, float]]) -> str:
+def flip_markdown(result: KeepRemove | MethodResult, top_original: list[tuple[int, str, float]]) -> str:
     """A short verdict on whether removing the salient region changes the top-1 class."""
     before = md(top_original[0][1]) if top_original else "?"
     after = md(result.top_remove[0][1]) if result.top_remove else "?"
@@ -92,3 +93,48 @@ def methods_table() -> str:
         rows.append(f"| {m.label} (`{m.id}`) | {'yes' if m.class_specific else 'no'} | `{m.formula}` | {ups} | "
                     f"{m.reference} |")
     return "\n".join(rows)
+
+
+UPDATING = "*Updating ...*"
+CANCELLED = "**Cancelled.** What is on screen may not match the controls: press Explain to run again."
+
+
+def status_html(message: str, done: float | None = None) -> str:
+    """The status bar: a sentence (Markdown-escaped already or plain) and a progress bar at ``done``."""
+    bar = "" if done is None else f'<progress max="100" value="{max(0.0, min(1.0, done)) * 100:.0f}"></progress>'
+    return f'<div class="status-line" role="status" aria-live="polite">{bar}<span>{html.escape(message)}</span></div>'
+
+
+def method_list(methods: tuple[str, ...]) -> str:
+    return ", ".join(METHOD_LABELS[m] for m in methods)
+
+
+def top_line(title: str, top: list[tuple[int, str, float]], k: int = 3) -> str:
+    """E.g. ``**Kept:** tabby 62% · tiger cat 21% · Egyptian cat 9%``."""
+    return f"**{title}:** " + " · ".join(f"{md(name, 40)} {100 * p:.0f}%" for _, name, p in top[:k])
+
+
+LINK_NOTE = ("The link holds the model, layer, target, methods and settings, and the image when it is one of the "
+             "examples.")
+
+
+def link_note(example: str | None) -> str:
+    """Under the link box: whether the image travels with the link."""
+    if example is not None:
+        return LINK_NOTE
+    return ("**The image was uploaded, so it cannot travel in a link.** This link opens the same model, layer, "
+            "target, methods and settings without it: add the image there and press Explain.")
+
+
+def link_messages(refused: list[str], missing: list[str]) -> str:
+    """The sentence(s) shown when a link is opened with parts refused or missing (empty when neither)."""
+    parts = []
+    if "example" in missing:
+        parts.append("**This link holds no image** (an uploaded image cannot travel in a link): add one and press "
+                     "Explain.")
+    others = [m for m in missing if m != "example"]
+    if others:
+        parts.append(f"Not in the link, so the defaults are used: {', '.join(others)}.")
+    if refused:
+        parts.append("**Some link parameters were ignored:** " + " ".join(refused))
+    return " ".join(parts)

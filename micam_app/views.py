@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel
 from micam_core.cost import estimate_seconds, extra_passes
-from micam_core.counterfactual import Faithfulness
+from micam_core.counterfactual import BASELINES, MethodResult
 from micam_core.permalink import build_query, example_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,10 +114,15 @@ def label_dict(top: list[tuple[int, str, float]]) -> dict[str, float]:
     return out
 
 
-def metrics_rows(faith: Faithfulness) -> list[list[Any]]:
-    """Rows of the metrics table (see :data:`METRIC_HEADERS`), methods first, then the baselines."""
+def metrics_rows(results: Mapping[str, MethodResult], methods: Sequence[str]) -> list[list[Any]]:
+    """Rows of the metrics table (see :data:`METRIC_HEADERS`): the methods, then the baselines; a map not
+    scored yet has its row, marked as being scored."""
     rows = []
-    for result in faith.results.values():
+    for name in (*methods, *BASELINES):
+        result = results.get(name)
+        if result is None:
+            rows.append([METHOD_LABELS.get(name) or BASELINES[name], *(["scoring ..."] * (len(METRIC_HEADERS) - 1))])
+            continue
         rows.append([
             result.label, round(result.average_drop, 2), "yes" if result.increase else "no",
             round(result.paper_drop, 2), round(result.paper_increase, 2),

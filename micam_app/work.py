@@ -8,13 +8,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from micam_core import Explanation, Faithfulness, LoadedModel, MicamError, ModelCache, analyse, explain, policy
+from micam_core.analysis import KeepRemove, Stage, assemble, keep_remove, score_map
 from micam_core.cost import extra_passes
+from micam_core.counterfactual import BASELINES, CurveEnds
 from micam_core.errors import ModelLoadError
-from micam_core.gpu import analyse_seconds, cpu_result, explain_seconds
+from micam_core.gpu import analyse_seconds, cpu_result, estimate_seconds, explain_seconds, forward_images
 from micam_core.hub import HUB_UNREACHABLE, hub_offline, precheck
 from micam_core.models import normalize_spec
 
@@ -36,18 +39,30 @@ class ExampleCache:
         self._lock = threading.Lock()
 
     def get_or_compute(self, key: Hashable | None, compute: Callable[[], Any]) -> Any:
+        cached = self.peek(key)
+        if cached is not None:
+            return cached
+        value = compute()
+        self.put(key, value)
+        return value
+
+    def peek(self, key: Hashable | None) -> Any:
+        """The stored value for ``key``, or ``None``."""
         if key is None or self.max_items <= 0:
-            return compute()
+            return None
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        value = compute()
+        return None
+
+    def put(self, key: Hashable | None, value: Any) -> None:
+        if key is None or self.max_items <= 0:
+            return
         with self._lock:
             self._items[key] = value
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
-        return value
 
     def clear(self) -> None:
         with self._lock:
@@ -131,7 +146,76 @@ def explain_view(loaded: LoadedModel, image: Any, layer: str | None, target: int
 def analyse_view(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
                  example: str | None) -> Faithfulness:
     """:func:`gpu_analyse`, served from :data:`EXAMPLE_CACHE` when the explanation is of a bundled example."""
-    loaded = load(spec)
-    key = None if example is None else ("analyse", example, loaded.spec, loaded.revision, exp.layer, exp.target,
-                                        exp.upsampling, exp.methods, threshold, fill, steps)
+    key = _analyse_key(load(spec), exp, threshold, fill, steps, example)
     return EXAMPLE_CACHE.get_or_compute(key, lambda: gpu_analyse(spec, exp, threshold, fill, steps))
+
+
+def _analyse_key(loaded: LoadedModel, exp: Explanation, threshold: float, fill: str, steps: int,
+                 example: str | None) -> Hashable | None:
+    return None if example is None else ("analyse", example, loaded.spec, loaded.revision, exp.layer, exp.target,
+                                         exp.upsampling, exp.methods, threshold, fill, steps)
+
+
+# --- the counterfactual panel in stages: keep/remove of every method first, then one map at a time ---------
+def keep_remove_duration(spec: str, exp: Explanation, threshold: float, fill: str) -> int:
+    return estimate_seconds(2 * len(exp.maps), load(spec).num_bytes)
+
+
+def score_duration(spec: str, exp: Explanation, name: str, kept: KeepRemove | None, threshold: float, fill: str,
+                   steps: int, ends: CurveEnds | None) -> int:
+    return estimate_seconds(forward_images(1, int(steps)), load(spec).num_bytes)
+
+
+@gpu(duration=keep_remove_duration)
+@cpu_result
+def gpu_keep_remove(spec: str, exp: Explanation, threshold: float, fill: str) -> Stage:
+    """Keep and remove images of every method's map, classified in one batch."""
+    return keep_remove(load(spec), exp, threshold=threshold, fill=fill)
+
+
+@gpu(duration=score_duration)
+@cpu_result
+def gpu_score(spec: str, exp: Explanation, name: str, kept: KeepRemove | None, threshold: float, fill: str,
+              steps: int, ends: CurveEnds | None) -> Stage:
+    """One map's metrics and curves (and its keep/remove pair when not given)."""
+    return score_map(load(spec), exp, name, kept, threshold=threshold, fill=fill, steps=int(steps), ends=ends)
+
+
+@dataclass
+class Partial:
+    """The counterfactual panel so far: keep/remove pairs, the maps scored, and the finished analysis."""
+
+    kept: dict[str, Any] = field(default_factory=dict)  # name -> KeepRemove (or a MethodResult, which has its fields)
+    scored: dict[str, Any] = field(default_factory=dict)  # name -> MethodResult
+    total: int = 0  # maps to score (methods and baselines)
+    faith: Faithfulness | None = None
+    forward_seconds: float = 0.0  # time inside the model's forward calls so far
+
+
+def analyse_stages(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
+                   example: str | None) -> Iterator[Partial]:
+    """:func:`analyse_view` as it fills in: after the keep/remove pairs, after each map, and at the end.
+
+    A bundled example's finished analysis comes from :data:`EXAMPLE_CACHE` in one step, and is stored there.
+    """
+    names = [*exp.maps, *BASELINES]
+    key = _analyse_key(load(spec), exp, threshold, fill, steps, example)
+    cached = EXAMPLE_CACHE.peek(key)
+    if cached is not None:
+        kept = {m: cached.results[m] for m in exp.maps}  # a MethodResult holds its keep/remove pair too
+        yield Partial(kept=kept, scored=dict(cached.results), total=len(names), faith=cached)
+        return
+    first = gpu_keep_remove(spec, exp, threshold, fill)
+    part = Partial(kept=dict(first.kept), total=len(names), forward_seconds=first.forward_seconds)
+    yield part
+    stages, ends = [first], None
+    for name in names:
+        stage = gpu_score(spec, exp, name, first.kept.get(name), threshold, fill, steps, ends)
+        stages.append(stage)
+        ends = stage.ends
+        part.scored.update(stage.results)
+        part.forward_seconds += stage.forward_seconds
+        yield part
+    part.faith = assemble(exp, stages, threshold, fill, steps)
+    EXAMPLE_CACHE.put(key, part.faith)
+    yield part

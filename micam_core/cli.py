@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting(p, "--alpha", "opacity")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--figure", action="store_true",
-                   help="also write a paper figure NAME_figure.pdf/.svg/.png (300 dpi) with caption (.txt) and "
-                        "BibTeX (.bib); with --metrics it adds the counterfactuals and curves")
+                   help="also write a paper figure micam_MODEL_IMAGE_METHODS.pdf/.svg/.png (300 dpi) with its caption "
+                        "(.txt, .tex) and BibTeX (.bib); with --metrics it adds the counterfactuals and curves")
     p.add_argument("--metrics", action="store_true",
                    help="add counterfactuals and faithfulness metrics to the manifest, plot the curves")
     add_setting(p, "--threshold", "threshold")
@@ -117,9 +117,10 @@ def _explain_one(loaded, path: Path, stem: str, args, settings: dict) -> None:
 
 
 def _figure(loaded, exp, faith, stem: str, out: Path, settings: dict) -> list[str]:
-    """``STEM_figure.pdf/.svg/.png`` with caption and BibTeX; returns the file names."""
-    from .figure import export_figure
+    """The paper figure (.pdf/.svg/.png, named by model, image and methods), caption and BibTeX; the file names."""
+    from .figure import export_figure, figure_stem
 
-    paths = export_figure(exp, out, f"{stem}_figure", model=loaded.spec, revision=loaded.revision,
-                          methods=settings["methods"], cmap=settings["cmap"], opacity=settings["opacity"], faith=faith)
+    paths = export_figure(exp, out, figure_stem(loaded.spec, stem, exp.methods), model=loaded.spec,
+                          revision=loaded.revision, methods=settings["methods"], cmap=settings["cmap"],
+                          opacity=settings["opacity"], faith=faith)
     return [Path(p).name for p in paths]

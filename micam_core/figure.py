@@ -1,13 +1,18 @@
-"""Publication-ready figure of one view: input, overlays, one colour bar, counterfactuals, curves, caption.
+"""Publication-ready figure of one view: input, overlays, one colour bar, counterfactuals, curves.
 
-The figure is laid out in inches (7 in wide: a two-column page width), so every export of the same
-view has the same page size. Vector formats (PDF, SVG) keep text as text; the PNG is 300 dpi. The
-caption (``.txt``) and the BibTeX of the MI CAM paper (``.bib``) are written beside the figures.
+The figure is laid out in inches for a column of a paper: single (3.3 in, the default; fits IEEE, ACM
+and Springer single columns) or double (7 in). Panels wrap onto as many rows as they need, every text
+is at least 7 pt at that width and no text overlaps another or a picture (``tests/test_figure.py`` checks
+the PDF's word boxes). Vector formats (PDF, SVG) keep text as text; the PNG is 300 dpi. The caption is
+written beside the figure as ``.txt`` and ``.tex`` (inside the image only on request), with the BibTeX
+of the MI CAM paper and of this tool (``.bib``). File names carry the model, the image and the methods.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,47 +39,64 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("pdf", "svg", "png")
 PNG_DPI = 300
-WIDTH_IN = 7.0
-MARGIN_IN, GAP_IN, CBAR_IN = 0.1, 0.08, 0.65
-TITLE_IN, CURVES_IN, LEGEND_IN, CAPTION_LINE_IN = 0.3, 2.4, 0.45, 0.15
-CAPTION_CHARS = 120
-FONT_PT = 8
+WIDTHS_IN = {"single": 3.3, "double": 7.0}
+FONT_PT = 7.0  # every text in the figure; a column's smallest legible size
+LINE_IN = FONT_PT * 1.4 / 72  # one line of text (matplotlib's line spacing 1.15, and room)
+CHAR_IN = FONT_PT * 0.56 / 72  # an average character width (DejaVu Sans), a little generous
+MARGIN_IN, GAP_IN, MIN_PANEL_IN = 0.06, 0.06, 0.72
+CBAR_IN = 0.42  # the colour bar, its ticks and its label, under the maps
+CURVE_IN, CURVE_LEFT_IN, CURVE_BOTTOM_IN = 1.0, 0.45, 0.32
 RC = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "micam_core",
-      "font.size": FONT_PT, "axes.titlesize": FONT_PT, "axes.labelsize": FONT_PT, "legend.fontsize": 6,
-      "xtick.labelsize": 6, "ytick.labelsize": 6}
+      "font.size": FONT_PT, "axes.titlesize": FONT_PT, "axes.labelsize": FONT_PT, "legend.fontsize": FONT_PT,
+      "xtick.labelsize": FONT_PT, "ytick.labelsize": FONT_PT, "font.family": "DejaVu Sans"}
 _METADATA = {"pdf": {"Creator": "micam_core", "Producer": "micam_core", "CreationDate": None},
              "svg": {"Creator": "micam_core", "Date": None}, "png": {"Software": "micam_core"}}
 
 
-@dataclass(frozen=True)
-class FigureLayout:
-    """Sizes in inches of one figure: width, height and the height of each row."""
+def wrap(text: str, width_in: float, max_lines: int = 3) -> list[str]:
+    """``text`` in lines that fit ``width_in`` at :data:`FONT_PT` (at most ``max_lines``; the last one cut)."""
+    chars = max(4, int(width_in / CHAR_IN))
+    lines = textwrap.wrap(text, chars, break_long_words=True) or [""]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: chars - 1].rstrip() + "…"
+    return lines
 
+
+@dataclass(frozen=True)
+class Grid:
+    """Panels of one row kind laid out in rows: columns per row, panel size and title lines per row."""
+
+    count: int
     columns: int
     panel: float
-    image_row: float
-    counterfactual_row: float
-    curves_row: float
-    caption_row: float
+    titles: tuple[int, ...]  # title lines of each row
+    aspect: float
 
     @property
-    def width(self) -> float:
-        return WIDTH_IN
+    def rows(self) -> int:
+        return math.ceil(self.count / self.columns) if self.count else 0
+
+    def row_height(self, row: int) -> float:
+        return self.titles[row] * LINE_IN + self.panel * self.aspect
 
     @property
     def height(self) -> float:
-        return (2 * MARGIN_IN + self.image_row + self.counterfactual_row + self.curves_row + self.caption_row)
+        return sum(self.row_height(r) for r in range(self.rows)) + GAP_IN * max(0, self.rows - 1)
 
 
-def layout(n_methods: int, aspect: float = 1.0, counterfactuals: bool = False, curves: bool = False,
-           caption_lines: int = 3) -> FigureLayout:
-    """The figure's geometry for ``n_methods`` maps of height/width ``aspect`` (page size follows from it)."""
-    columns = n_methods + 1
-    panel = (WIDTH_IN - 2 * MARGIN_IN - CBAR_IN - GAP_IN * (columns - 1)) / columns
-    image_row = TITLE_IN + panel * aspect
-    cf_row = TITLE_IN + (panel - GAP_IN) / 2 * aspect if counterfactuals else 0.0
-    curves_row = CURVES_IN if curves else 0.0
-    return FigureLayout(columns, panel, image_row, cf_row, curves_row, CAPTION_LINE_IN * caption_lines + 0.1)
+def columns_for(width: float, minimum: float = MIN_PANEL_IN) -> int:
+    """How many panels of at least ``minimum`` inches fit side by side."""
+    return max(1, int((width - 2 * MARGIN_IN + GAP_IN) // (minimum + GAP_IN)))
+
+
+def grid(titles: Sequence[Sequence[str]], width: float, columns: int, aspect: float, span: int = 1) -> Grid:
+    """A grid of ``len(titles)`` cells of ``span`` panels each (``titles``: each cell's wrapped lines)."""
+    columns = max(1, min(columns // span, len(titles) or 1))
+    panel = (width - 2 * MARGIN_IN - GAP_IN * (columns * span - 1)) / (columns * span)
+    rows = math.ceil(len(titles) / columns) if titles else 0
+    lines = tuple(max(len(t) for t in titles[r * columns:(r + 1) * columns]) for r in range(rows))
+    return Grid(len(titles), columns, panel, lines, aspect)
 
 
 def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, str], *, model: str = "",
@@ -116,41 +138,97 @@ def _upsampling_phrase(upsampling: str, methods: Sequence[str], labels: Mapping[
 def make_figure(exp: Explanation, *, methods: Sequence[str] | None = None, labels: Mapping[str, str] | None = None,
                 model: str = "", revision: str | None = None, cmap: str = "jet", opacity: float = 0.5,
                 faith: Faithfulness | None = None, counterfactuals: bool = True, curves: bool = True,
-                notes: Sequence[str] = ()) -> tuple[Figure, str]:
-    """The matplotlib figure of the view and its caption text (close the figure with ``plt.close``)."""
+                notes: Sequence[str] = (), caption: bool = False, width: str = "single") -> tuple[Figure, str]:
+    """The matplotlib figure of the view and its caption text (close the figure with ``plt.close``).
+
+    ``caption``: also print the caption under the figure. ``width``: ``"single"`` or ``"double"`` column.
+    """
     methods = [m for m in (methods or list(exp.maps)) if m in exp.maps]
     if not methods:
         raise ValueError("No maps to draw: none of the chosen methods is in the explanation.")
     if cmap not in COLORMAPS:
         raise ValueError(f"Unknown colour map '{cmap}'; choose from {', '.join(COLORMAPS)}.")
+    if width not in WIDTHS_IN:
+        raise ValueError(f"Unknown figure width '{width}'; choose from {', '.join(WIDTHS_IN)}.")
     labels = {**METHOD_LABELS, **BASELINES, **(labels or {})}
-    caption = caption_text(exp, methods, labels, model=model, revision=revision, cmap=cmap, opacity=opacity,
-                           faith=faith, notes=notes)
-    lines = textwrap.wrap(caption, CAPTION_CHARS)
+    text = caption_text(exp, methods, labels, model=model, revision=revision, cmap=cmap, opacity=opacity,
+                        faith=faith, notes=notes)
     show_cf = faith is not None and counterfactuals and all(m in faith.results for m in methods)
-    geo = layout(len(methods), exp.crop.height / exp.crop.width, show_cf, faith is not None and curves, len(lines))
+    plan = _Plan(exp, methods, labels, WIDTHS_IN[width], faith if show_cf else None,
+                 faith if faith is not None and curves else None, text if caption else None)
     with plt.rc_context(RC):
-        fig = plt.figure(figsize=(geo.width, geo.height))
-        top = geo.height - MARGIN_IN
-        _image_row(fig, geo, top, exp, methods, labels, cmap, opacity)
-        top -= geo.image_row
-        if show_cf:
-            _counterfactual_row(fig, geo, top, faith, methods)
-            top -= geo.counterfactual_row
-        if geo.curves_row:
-            _curves_row(fig, geo, top, faith, methods, labels)
-            top -= geo.curves_row
-        fig.text(MARGIN_IN / geo.width, (top - 0.05) / geo.height, "\n".join(lines), ha="left", va="top",
-                 fontsize=6.5, linespacing=1.3)
-    return fig, caption
+        fig = plt.figure(figsize=(plan.width, plan.height))
+        top = plan.height - MARGIN_IN
+        top = _image_rows(fig, plan, top, exp, cmap, opacity)
+        if plan.cf is not None:
+            top = _counterfactual_rows(fig, plan, top)
+        if plan.curves is not None:
+            top = _curves_rows(fig, plan, top)
+        if plan.caption_lines:
+            fig.text(MARGIN_IN / plan.width, (top - GAP_IN) / plan.height, "\n".join(plan.caption_lines),
+                     ha="left", va="top", linespacing=1.15)
+    return fig, text
+
+
+class _Plan:
+    """Every size of one figure, worked out before anything is drawn (the page size follows from it)."""
+
+    def __init__(self, exp: Explanation, methods: Sequence[str], labels: Mapping[str, str], width: float,
+                 cf: Faithfulness | None, curves: Faithfulness | None, caption: str | None) -> None:
+        self.methods, self.labels, self.width, self.cf, self.curves = list(methods), labels, width, cf, curves
+        aspect = exp.crop.height / exp.crop.width
+        columns = columns_for(width)
+        probe = grid([["x"]] * (len(methods) + 1), width, columns, aspect)
+        self.image_titles = [wrap(f"Input; target: {exp.target_label}", probe.panel)]
+        self.image_titles += [wrap(labels.get(m, m), probe.panel) for m in methods]
+        self.images = grid(self.image_titles, width, columns, aspect)
+        self.cf_heading, self.pairs, self.pair_titles = [], None, []
+        if cf is not None:
+            self.cf_heading = wrap(f"Counterfactuals: keep | remove the region map ≥ {cf.threshold:g} (masked pixels "
+                                   f"filled with {cf.fill}); flips: the top-1 class changes when it is removed",
+                                   width - 2 * MARGIN_IN)
+            probe = grid([["x"]] * len(methods), width, columns, aspect, span=2)
+            pair_w = 2 * probe.panel + GAP_IN
+            self.pair_titles = [wrap(labels.get(m, m) + (" (flips)" if cf.results[m].flipped else ""),
+                                     pair_w, 2) for m in methods]
+            self.pairs = grid(self.pair_titles, width, columns, aspect, span=2)
+        self.stacked = width < 5.0  # curves one above the other in a single column
+        self.caption_lines = wrap(caption, width - 2 * MARGIN_IN, 40) if caption else []
+
+    def legend_rows(self) -> int:
+        names = self.curve_names()
+        return math.ceil(len(names) / (1 if self.stacked else 2))
+
+    def curve_names(self) -> list[str]:
+        faith = self.curves
+        return [] if faith is None else [m for m in self.methods if m in faith.results] + [
+            b for b in BASELINES if b in faith.results]
+
+    @property
+    def curves_height(self) -> float:
+        if self.curves is None:
+            return 0.0
+        plots = (2 if self.stacked else 1) * (LINE_IN + CURVE_IN + CURVE_BOTTOM_IN)
+        return GAP_IN + plots + self.legend_rows() * LINE_IN + GAP_IN
+
+    @property
+    def height(self) -> float:
+        h = 2 * MARGIN_IN + self.images.height + CBAR_IN
+        if self.pairs is not None:
+            h += GAP_IN + len(self.cf_heading) * LINE_IN + self.pairs.height
+        h += self.curves_height
+        if self.caption_lines:
+            h += GAP_IN + len(self.caption_lines) * LINE_IN
+        return h
 
 
 def export_figure(exp: Explanation, folder: str | Path, stem: str, *, formats: Sequence[str] = FORMATS,
                   **options) -> list[str]:
-    """Write ``stem.pdf``, ``.svg``, ``.png`` (300 dpi), ``stem.txt`` (caption) and ``stem.bib`` into ``folder``.
+    """Write ``stem.pdf``, ``.svg``, ``.png`` (300 dpi), the caption (``stem.txt``, ``stem.tex``) and the
+    BibTeX (``stem.bib``) into ``folder``.
 
     ``options`` go to :func:`make_figure` (methods, labels, model, revision, cmap, opacity, faith,
-    counterfactuals, curves, notes). Returns the written paths, figures first.
+    counterfactuals, curves, notes, caption, width). Returns the written paths, figures first.
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -168,92 +246,131 @@ def export_figure(exp: Explanation, folder: str | Path, stem: str, *, formats: S
     finally:
         plt.close(fig)
     (folder / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
+    (folder / f"{stem}.tex").write_text(caption_tex(caption, stem), encoding="utf-8")
     (folder / f"{stem}.bib").write_text(BIBTEX + "\n", encoding="utf-8")
-    paths += [folder / f"{stem}.txt", folder / f"{stem}.bib"]
+    paths += [folder / f"{stem}.{suffix}" for suffix in ("txt", "tex", "bib")]
     log.info("figure written: %s", ", ".join(p.name for p in paths))
     return [str(p) for p in paths]
 
 
+def figure_stem(model: str, image: str, methods: Sequence[str]) -> str:
+    """A file stem naming the model, the image and the method set, e.g.
+    ``micam_efficientnet_lite0_chelsea_cat_micam-gradcam-migradcam`` (safe on every file system)."""
+    name = model.split(":", 1)[-1].split("@", 1)[0].rsplit("/", 1)[-1]
+    parts = [_slug(name, 60), _slug(Path(str(image)).stem, 40), "-".join(_slug(m, 20) for m in methods)]
+    return "micam_" + "_".join(p for p in parts if p)[:150]
+
+
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-._")[:limit]
+
+
+_TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", ">=": r"$\geq$"}
+
+
+def caption_tex(caption: str, stem: str) -> str:
+    """The caption as LaTeX: ``\\caption{...}`` with special characters escaped, and a label from the stem."""
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(_TEX_SPECIALS, key=len, reverse=True)))
+    body = pattern.sub(lambda m: _TEX_SPECIALS[m.group(0)], caption)
+    return f"\\caption{{{body}}}\n\\label{{fig:{_slug(stem, 80)}}}\n"
+
+
 # --- rows -----------------------------------------------------------------------------------------
-def _axes(fig: Figure, geo: FigureLayout, left: float, top: float, width: float, height: float):
-    """Axes at a box given in inches from the figure's left and bottom edges."""
-    return fig.add_axes((left / geo.width, (top - height) / geo.height, width / geo.width, height / geo.height))
+def _axes(fig: Figure, width: float, height: float, left: float, top: float, w: float, h: float):
+    """Axes at a box given in inches from the figure's left edge and its bottom."""
+    return fig.add_axes((left / width, (top - h) / height, w / width, h / height))
 
 
-def _column_left(geo: FigureLayout, column: int) -> float:
-    return MARGIN_IN + column * (geo.panel + GAP_IN)
+def _cells(fig: Figure, plan: _Plan, g: Grid, top: float, span: int = 1):
+    """For each cell of grid ``g``, row by row: ``(index, left, title_top, picture_top)`` in inches."""
+    for row in range(g.rows):
+        for col in range(g.columns):
+            index = row * g.columns + col
+            if index >= g.count:
+                break
+            left = MARGIN_IN + col * span * (g.panel + GAP_IN)
+            yield index, left, top, top - g.titles[row] * LINE_IN
+        top -= g.row_height(row) + GAP_IN
 
 
-def _picture(ax, image, title: str, longest: int = 0) -> None:
-    """The image without axes, titled in a size that fits its width (``longest``: fit that many characters)."""
+def _picture(fig: Figure, plan: _Plan, left: float, top: float, panel: float, aspect: float, image) -> None:
+    ax = _axes(fig, plan.width, plan.height, left, top, panel, panel * aspect)
     ax.imshow(np.asarray(image), interpolation="none")
-    width_in = ax.get_position().width * ax.figure.get_figwidth()
-    chars = max(len(title), longest, 1)
-    size = max(4.5, min(FONT_PT, 0.9 * 72 * width_in / chars / 0.55))  # ~0.55 em per character
-    ax.set_title(title, pad=3, fontsize=size)
     ax.set_axis_off()
 
 
-def _image_row(fig: Figure, geo: FigureLayout, top: float, exp: Explanation, methods: Sequence[str],
-               labels: Mapping[str, str], cmap: str, opacity: float) -> None:
-    height = geo.image_row - TITLE_IN
-    box_top = top - TITLE_IN
-    title = f"Input; target: {exp.target_label}"
-    _picture(_axes(fig, geo, _column_left(geo, 0), box_top, geo.panel, height), exp.crop, _short(title, 40))
-    for column, method in enumerate(methods, start=1):
-        ax = _axes(fig, geo, _column_left(geo, column), box_top, geo.panel, height)
-        _picture(ax, overlay(exp.crop, exp.maps[method], cmap, opacity), labels.get(method, method))
-    cax = _axes(fig, geo, _column_left(geo, geo.columns) + 0.05, box_top, 0.12, height)
-    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), colormaps[cmap]), cax=cax, ticks=[0.0, 0.5, 1.0])
-    bar.set_label("map value", labelpad=2)
+def _title(fig: Figure, plan: _Plan, left: float, top: float, width: float, lines: list[str]) -> None:
+    fig.text((left + width / 2) / plan.width, top / plan.height, "\n".join(lines), ha="center", va="top",
+             linespacing=1.15)
 
 
-def _counterfactual_row(fig: Figure, geo: FigureLayout, top: float, faith: Faithfulness,
-                        methods: Sequence[str]) -> None:
-    height = geo.counterfactual_row - TITLE_IN
-    half = (geo.panel - GAP_IN) / 2
-    fig.text(MARGIN_IN / geo.width, (top - TITLE_IN - height / 2) / geo.height,
-             f"Counterfactuals\nregion: map >= {faith.threshold:g}\nfill: {faith.fill}", ha="left", va="center")
-    for column, method in enumerate(methods, start=1):
-        result = faith.results[method]
-        left = _column_left(geo, column)
-        remove_title = "remove (flips)" if result.flipped else "remove"
-        _picture(_axes(fig, geo, left, top - TITLE_IN, half, height), result.keep_image, "keep", len("remove (flips)"))
-        _picture(_axes(fig, geo, left + half + GAP_IN, top - TITLE_IN, half, height), result.remove_image,
-                 remove_title, len("remove (flips)"))
+def _image_rows(fig: Figure, plan: _Plan, top: float, exp: Explanation, cmap: str, opacity: float) -> float:
+    g = plan.images
+    pictures = [exp.crop] + [overlay(exp.crop, exp.maps[m], cmap, opacity) for m in plan.methods]
+    for index, left, title_top, picture_top in _cells(fig, plan, g, top):
+        _title(fig, plan, left, title_top, g.panel, plan.image_titles[index])
+        _picture(fig, plan, left, picture_top, g.panel, g.aspect, pictures[index])
+    top -= g.height
+    bar_w = min(2.0, plan.width - 2 * MARGIN_IN - 0.6)
+    cax = _axes(fig, plan.width, plan.height, (plan.width - bar_w) / 2, top - GAP_IN, bar_w, 0.08)
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), colormaps[cmap]), cax=cax, orientation="horizontal",
+                       ticks=[0.0, 0.5, 1.0])
+    bar.set_label("map value (each map min-max normalised)", labelpad=1)
+    bar.ax.tick_params(length=2, pad=1)
+    return top - CBAR_IN
 
 
-def _curves_row(fig: Figure, geo: FigureLayout, top: float, faith: Faithfulness, methods: Sequence[str],
-                labels: Mapping[str, str]) -> None:
-    """Deletion and insertion curves side by side, one legend (with both AUCs) below them."""
-    names = [m for m in methods if m in faith.results] + [b for b in BASELINES if b in faith.results]
-    plot_w = (WIDTH_IN - 2 * MARGIN_IN - 0.9) / 2
-    plot_h = geo.curves_row - LEGEND_IN - 0.7
+def _counterfactual_rows(fig: Figure, plan: _Plan, top: float) -> float:
+    top -= GAP_IN
+    fig.text(MARGIN_IN / plan.width, top / plan.height, "\n".join(plan.cf_heading), ha="left", va="top",
+             linespacing=1.15)
+    top -= len(plan.cf_heading) * LINE_IN
+    g = plan.pairs
+    for index, left, title_top, picture_top in _cells(fig, plan, g, top, span=2):
+        result = plan.cf.results[plan.methods[index]]
+        _title(fig, plan, left, title_top, 2 * g.panel + GAP_IN, plan.pair_titles[index])
+        _picture(fig, plan, left, picture_top, g.panel, g.aspect, result.keep_image)
+        _picture(fig, plan, left + g.panel + GAP_IN, picture_top, g.panel, g.aspect, result.remove_image)
+    return top - g.height
+
+
+def _curves_rows(fig: Figure, plan: _Plan, top: float) -> float:
+    """Deletion and insertion curves (stacked in a single column), one legend with both AUCs below them."""
+    faith, names = plan.curves, plan.curve_names()
+    top -= GAP_IN
+    plot_w = (plan.width - CURVE_LEFT_IN - MARGIN_IN - 0.1) if plan.stacked else (
+        (plan.width - 2 * CURVE_LEFT_IN - MARGIN_IN - 0.1) / 2)
     handles = []
     for index, kind in enumerate(("deletion", "insertion")):
-        ax = _axes(fig, geo, MARGIN_IN + 0.45 + index * (plot_w + 0.45), top - 0.25, plot_w, plot_h)
+        left = CURVE_LEFT_IN + (0 if plan.stacked else index * (plot_w + CURVE_LEFT_IN))
+        box_top = top - LINE_IN - (index * (LINE_IN + CURVE_IN + CURVE_BOTTOM_IN) if plan.stacked else 0)
+        ax = _axes(fig, plan.width, plan.height, left, box_top, plot_w, CURVE_IN)
         for name in names:
             curve = getattr(faith.results[name].curves, kind)
-            xs = np.linspace(0.0, 1.0, len(curve))
-            style = "--" if name in BASELINES else "-"
-            (line,) = ax.plot(xs, curve, style, linewidth=1.0, label=_curve_label(faith, name, labels))
+            (line,) = ax.plot(np.linspace(0.0, 1.0, len(curve)), curve, "--" if name in BASELINES else "-",
+                              linewidth=1.0, label=_curve_label(faith, name, plan.labels))
             if index == 0:
                 handles.append(line)
-        ax.set_title(f"{kind.capitalize()} ({'lower' if kind == 'deletion' else 'higher'} AUC is better)", pad=3)
+        better = "lower" if kind == "deletion" else "higher"
+        ax.set_title(f"{kind.capitalize()} ({better} AUC is better)", pad=2)
         ax.set_xlabel(f"fraction of pixels {'deleted' if kind == 'deletion' else 'inserted'}", labelpad=1)
-        ax.set_ylabel("target probability")
+        ax.set_ylabel("target prob.", labelpad=1)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
+        ax.set_yticks([0.0, 0.5, 1.0])
+        ax.tick_params(axis="y", length=2, pad=1)
+        ax.tick_params(axis="x", length=2, pad=3)  # clear of the y axis' "0"
         ax.grid(alpha=0.3, linewidth=0.5)
-    bottom = top - geo.curves_row + 0.02
-    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, bottom / geo.height), ncol=2,
-               frameon=False, columnspacing=1.2, handlelength=2.2)
+    top -= (2 if plan.stacked else 1) * (LINE_IN + CURVE_IN + CURVE_BOTTOM_IN)
+    legend_h = plan.legend_rows() * LINE_IN
+    lax = _axes(fig, plan.width, plan.height, MARGIN_IN, top, plan.width - 2 * MARGIN_IN, legend_h)
+    lax.set_axis_off()
+    lax.legend(handles=handles, loc="upper center", ncol=1 if plan.stacked else 2, frameon=False, borderaxespad=0,
+               borderpad=0, labelspacing=0.25, columnspacing=1.0, handlelength=2.0, handletextpad=0.5)
+    return top - legend_h - GAP_IN
 
 
 def _curve_label(faith: Faithfulness, name: str, labels: Mapping[str, str]) -> str:
     curves = faith.results[name].curves
-    return f"{labels.get(name, name)} (AUC del. {curves.deletion_auc:.3f}, ins. {curves.insertion_auc:.3f})"
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{labels.get(name, name)}: AUC del. {curves.deletion_auc:.3f}, ins. {curves.insertion_auc:.3f}"

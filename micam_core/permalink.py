@@ -111,6 +111,11 @@ def parse_query(query: Mapping[str, Any], examples: Mapping[str, Path], *,
     return state, messages
 
 
+def missing_parts(query: Mapping[str, Any]) -> list[str]:
+    """The parts of a view (:data:`PARAMS`) a query leaves out or leaves empty, in :data:`PARAMS` order."""
+    return [key for key in PARAMS if not (_single(query.get(key)) or "").strip()]
+
+
 # --- formatting -----------------------------------------------------------------------------------
 def _format(value: Any) -> str:
     if value is None:
