@@ -71,9 +71,9 @@ class Handlers:
     def __init__(self, ui: UI) -> None:
         self.ui = ui
 
-    def nothing(self) -> dict:
-        """No change (Gradio reads an empty dict as one value, so name one component and skip it)."""
-        return {self.ui.c["session"]: gr.skip()}
+    def nothing(self, name: str = "session") -> dict:
+        """No change (Gradio reads an empty dict as one value, so name one output component and skip it)."""
+        return {self.ui.c[name]: gr.skip()}
 
     # --- the status bar: one progress indicator, with a cancel ----------------------------------------
     def status(self, message: str = "", done: float | None = None) -> dict:

@@ -89,7 +89,8 @@ def maps_column(ui: UI) -> None:
         c["upsampling"] = gr.Radio(choices=[("paper (nearest + Gaussian blur)", "paper"), ("bilinear", "bilinear")],
                                    value=SETTINGS["upsampling"].default, label=SETTINGS["upsampling"].label,
                                    elem_id="upsampling")
-    c["predictions"] = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="predictions")
+    c["predictions"] = gr.Label(num_top_classes=5, label="Top-5 predictions", show_heading=False,
+                                elem_id="predictions")
     share_and_cite(ui)
 
 
@@ -98,7 +99,8 @@ def share_and_cite(ui: UI) -> None:
     c = ui.c
     with gr.Group(elem_id="share"):
         with gr.Row(equal_height=True):
-            c["link"] = gr.Textbox(label="Link to this view", interactive=False, scale=5, elem_id="link",
+            c["link"] = gr.Textbox(label="Link to this view", interactive=False, scale=5, elem_id="link", lines=1,
+                                   max_lines=2,
                                    placeholder="Explain an image to get a link to exactly this view")
             c["copy_link"] = gr.Button("Copy link", scale=1, min_width=110, elem_id="copy-link")
         c["link_note"] = gr.Markdown(text.LINK_NOTE, elem_classes="note", elem_id="link-note")
@@ -149,6 +151,7 @@ def counterfactual_panel(ui: UI) -> None:
     gr.Markdown("### Faithfulness metrics (with baselines)", elem_classes="panel-title")
     gr.Markdown("Scroll the table sideways for every column.", elem_id="metrics-hint", elem_classes="note")
     c["metrics"] = gr.Dataframe(headers=views.METRIC_HEADERS, show_label=False, interactive=False, wrap=True,
+                                column_widths=["190px", *["120px"] * (len(views.METRIC_HEADERS) - 1)],
                                 elem_id="metrics")
     gr.Markdown("### Deletion and insertion curves", elem_classes="panel-title")
     c["curves"] = gr.Image(label="Deletion and insertion curves", show_label=False, type="pil", format="png",

@@ -11,20 +11,57 @@ from .text import PAPER_URL, methods_table
 CODE_URL = os.environ.get("MICAM_CODE_URL", "https://github.com/ramsiyer1/MI-CAM")  # the authors' code
 
 CSS = """
-#header h1 {margin-bottom: 0.2rem;}
-#header p {margin-top: 0; opacity: 0.85;}
+#header h1 {margin: 0 0 0.1rem 0; font-size: 1.6rem;}
+#header p {margin: 0; opacity: 0.85; font-size: 0.92rem;}
 .cbar {display: flex; align-items: center; gap: 0.5rem; font-size: 0.85rem; opacity: 0.85; max-width: 640px;
        margin: 0 auto;}
 .cbar img {flex: 1; height: 14px; min-width: 0; border-radius: 3px;}
 #alert, #link-alert {border: 1px solid #e4a11b; background: rgba(228, 161, 27, 0.12); border-radius: 8px;
                      padding: 0.6rem 0.9rem;}
 .method-title h3 {margin: 0.2rem 0;}
-.flip {min-height: 3.2em;}
+.panel-title p, .panel-title h3 {margin: 0.1rem 0; overflow-wrap: anywhere;}
+.flip {min-height: 2.4em;}
 .note {font-size: 0.9rem; opacity: 0.85;}
+.top p {margin: 0; font-size: 0.82rem; overflow-wrap: anywhere;}
 #explain-btn {min-height: 48px; font-size: 1.05rem;}
 footer {display: none !important;}
 .method-row {flex-wrap: wrap !important;}
-.method-row > .method-col {flex: 0 1 calc(33.33% - var(--layout-gap, 16px)) !important; min-width: 240px !important;}
+.method-row > .method-col {flex: 1 1 calc(33.33% - var(--layout-gap, 16px)) !important; min-width: 200px !important;}
+.pair {flex-wrap: nowrap !important; gap: 8px !important;}
+.pair > div {min-width: 0 !important;}
+/* the one progress indicator: a bar that stays at the top of the window while work runs, with Cancel */
+#status-bar {position: fixed; top: 0.6rem; left: 50%; transform: translateX(-50%); z-index: 1000;
+             width: min(760px, calc(100vw - 1.2rem)); flex-wrap: nowrap !important; align-items: center !important;
+             background: var(--background-fill-primary); border: 1px solid var(--color-accent);
+             border-radius: 10px; padding: 0.2rem 0.5rem; box-shadow: 0 4px 18px rgba(0, 0, 0, 0.18); gap: 0.5rem;}
+#status-bar:not(:has(#status:not(.hidden))) {display: none !important;}
+#status-bar > * {min-width: 0 !important;}
+#cancel-btn {flex: none !important; width: auto !important; min-width: 5rem !important; max-height: 2.2rem;}
+.status-line {display: flex; align-items: center; gap: 0.7rem; font-size: 0.92rem; padding: 0.2rem 0;}
+.status-line progress {width: 8rem; flex: none; accent-color: var(--color-accent);}
+/* results that no longer match the controls */
+#maps-panel.pending, #counterfactuals.pending, #maps-panel.updating, #counterfactuals.updating {position: relative;}
+.pending img, .updating img {opacity: 0.35; filter: grayscale(0.7); transition: opacity 0.15s;}
+#maps-panel.pending::before, #counterfactuals.pending::before, #maps-panel.updating::before,
+#counterfactuals.updating::before {position: absolute; top: 0.3rem; right: 0.5rem; z-index: 20; font-size: 0.85rem;
+    padding: 0.15rem 0.6rem; border-radius: 999px; background: #fff3cd; color: #664d03; border: 1px solid #e4a11b;}
+#maps-panel.pending::before, #counterfactuals.pending::before {content: "Out of date: press Explain";}
+#counterfactuals.pending::before {content: "Out of date: release the slider or press Explain";}
+#maps-panel.updating::before, #counterfactuals.updating::before {content: "Updating ...";}
+#metrics-hint {display: none;}
+/* file lists: whole names, wrapped, never "explanat...png" */
+#downloads .file-name, #figure-files .file-name, #downloads td, #figure-files td {white-space: normal !important;
+    overflow-wrap: anywhere !important; text-overflow: clip !important; max-width: none !important;}
+@media (max-width: 640px) {
+  #metrics-hint {display: block;}
+  #metrics {box-shadow: inset -14px 0 10px -10px rgba(0, 0, 0, 0.25);}
+  #header p {display: none;}
+  #overlays > .method-col {flex-basis: calc(50% - 8px) !important; min-width: 140px !important;}
+  #overlays .block[id^="overlay-"] {height: 180px !important;}
+  .pair .block[id^="keep-"], .pair .block[id^="remove-"] {height: 140px !important;}
+  #counterfactuals .method-row > .method-col {flex-basis: 100% !important;}
+  #upsampling-note p {font-size: 0.8rem;}
+}
 """
 
 

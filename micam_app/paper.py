@@ -58,7 +58,7 @@ class PaperHandlers:
                       methods: list[str], shown_spec: str | None) -> Iterator[dict]:
         """After the controls are restored: load the link's model when it is not the one in the pickers."""
         if not link_state or normalize_spec(views.resolve_spec(choice, custom)) == shown_spec:
-            yield self.nothing()
+            yield self.nothing("shown_spec")
             return
         yield from self.main.on_model(choice, custom, layer, target, methods)
 

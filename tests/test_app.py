@@ -176,14 +176,18 @@ def forbid(monkeypatch, *names: str) -> None:
         monkeypatch.setattr(work, name, boom)
 
 
-def quiet(*_args, **_kwargs) -> None:
-    return None
+def run(updates) -> dict:
+    """Every update a streaming handler yields, merged (later ones win): what the page shows at the end."""
+    out: dict = {}
+    for update in updates:
+        out.update(update)
+    return out
 
 
 @pytest.fixture(scope="module")
 def ui_session() -> dict:
-    out = app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", list(METHODS),
-                                  "paper", "jet", 0.5, None, None, progress=quiet)
+    out = run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", list(METHODS),
+                                      "paper", "jet", 0.5, None, None))
     session = out[app.UI.c["session"]]
     assert session["exp"] is not None and session["exp"].methods == METHODS
     return session
@@ -214,7 +218,7 @@ def test_restyle_rewrites_overlays_but_not_maps(ui_session):
 
 def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatch):
     forbid(monkeypatch, "gpu_explain")
-    out = app.HANDLERS.on_counterfactuals(ui_session, 0.7, "mean", 8, "jet", 0.5, progress=quiet)
+    out = run(app.HANDLERS.on_counterfactuals(ui_session, 0.7, "mean", 8, "jet", 0.5))
     session = out[app.UI.c["session"]]
     assert session["faith"].threshold == 0.7 and session["faith"].fill == "mean"
     rows = out[app.UI.c["metrics"]]
@@ -232,16 +236,15 @@ def test_bad_ui_settings_are_refused_before_model_work(monkeypatch):
     for methods, opacity, words in [([], 0.5, "Methods (methods)"), (["nope"], 0.5, "nope"),
                                     (list(METHODS[:1]), float("nan"), "Map opacity (opacity)")]:
         with pytest.raises(app.gr.Error) as excinfo:
-            app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", methods,
-                                    "paper", "jet", opacity, None, None, progress=quiet)
+            run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", methods,
+                                        "paper", "jet", opacity, None, None))
         assert words in str(excinfo.value.message)
 
 
 def test_ui_model_error_is_shown_in_page(monkeypatch):
     warnings = []
     monkeypatch.setattr(handlers.gr, "Warning", lambda message, *a, **k: warnings.append(message))
-    out = app.HANDLERS.on_model("bundled:efficientnet_lite0", "not a model!!", "auto", "top-1", ["micam"],
-                                progress=quiet)
+    out = run(app.HANDLERS.on_model("bundled:efficientnet_lite0", "not a model!!", "auto", "top-1", ["micam"]))
     alert_box = out[app.UI.c["alert"]]
     assert alert_box["visible"] is True and "neither a timm model name" in alert_box["value"]
     assert warnings and out[app.UI.c["shown_spec"]] is None
@@ -261,8 +264,34 @@ def test_examples_are_cached_lazily_and_uploads_never(monkeypatch, tmp_path):
 
     Image.open(CAT).rotate(90).save(other)
     for image in (CAT, CAT, upload, other, other):
-        out = app.HANDLERS.on_explain(str(image), "bundled:efficientnet_lite0", "", "auto", "top-1", ["micam"],
-                                      "paper", "jet", 0.5, None, None, progress=quiet)
+        out = run(app.HANDLERS.on_explain(str(image), "bundled:efficientnet_lite0", "", "auto", "top-1", ["micam"],
+                                          "paper", "jet", 0.5, None, None))
         assert out[app.UI.c["session"]]["exp"].maps["micam"].shape == (224, 224)
     # the cat once (then cached), the rocket's bytes once (an example under any name), the other upload twice
     assert len(calls) == 4
+
+
+def test_counterfactuals_stream_pairs_first_then_rows_then_curves(ui_session):
+    """Cleared at once; every method's keep/remove before any metric; rows fill in map by map; curves, then files."""
+    ui, c = app.UI, app.UI.c
+    session = {**ui_session, "example": None}  # as an upload: computed, not served from the example cache
+    steps = list(app.HANDLERS.on_counterfactuals(session, 0.55, "black", 4, "jet", 0.5))
+    first = steps[0]
+    assert all(first[ui.keep[m]] is None for m in METHODS) and first[c["curves"]] is None
+    assert first[c["status"]]["visible"] is True
+    pairs = next(i for i, s in enumerate(steps) if any(s.get(ui.keep[m]) is not None for m in METHODS))
+    assert all(steps[pairs][ui.keep[m]] is not None for m in METHODS)
+    assert all(row[1] == "scoring ..." for row in steps[pairs][c["metrics"]]), "pairs come before any metric"
+    scored = [sum(row[1] != "scoring ..." for row in s[c["metrics"]]) for s in steps if c["metrics"] in s]
+    assert scored[-1] == len(METHODS) + 2 and scored == sorted(scored) and len(set(scored)) == len(METHODS) + 3
+    curves = next(i for i, s in enumerate(steps) if s.get(c["curves"]) is not None)
+    assert curves > pairs and steps[curves][c["status"]]["visible"] is False
+    assert c["files"] in steps[-1] and steps[-1] is not steps[curves]
+
+
+def test_controls_are_ready_when_the_page_opens():
+    """The bundled model fills the layer, class and method pickers when the page is built (no load event)."""
+    config = app.demo.get_config_file()
+    by_id = {comp.get("props", {}).get("elem_id"): comp["props"] for comp in config["components"]}
+    assert len(by_id["target"]["choices"]) == 1001 and len(by_id["layer"]["choices"]) > 3
+    assert "default layer" in by_id["model-info"]["value"]
