@@ -22,11 +22,13 @@ def layer_channels(loaded: LoadedModel, layer: str | None) -> int | None:
 
 
 def extra_passes(loaded: LoadedModel, layer: str | None, methods: Iterable[str]) -> int | None:
-    """Upper bound of the masked forward passes the chosen methods add (one per channel for Score-CAM)."""
-    if not any("forward_passes" in REGISTRY[m].needs for m in methods):
+    """Upper bound of the extra forward passes per image the chosen methods add (each method's record says)."""
+    records = [REGISTRY[m] for m in methods]
+    if all(r.single_pass for r in records):
         return 0
     channels = layer_channels(loaded, layer)
-    return None if channels is None else channels + 1
+    passes = [r.extra_passes(channels) for r in records]
+    return None if None in passes else sum(passes)
 
 
 def seconds_per_image(loaded: LoadedModel) -> float:
