@@ -2,6 +2,7 @@
 
 Channel ``k``'s weight is the relative drop of the target logit when channel ``k`` of the target
 layer's output is ablated: ``w_k = (y_c - y_c^{-k}) / y_c``; the map is ``ReLU(sum_k w_k A_k)``.
+(Where the logit is exactly 0 the drop itself is the weight; pytorch-grad-cam divides by zero.)
 Ablating sets the channel to 0 when the layer's smallest output is 0 (after a ReLU), else to that
 minimum minus 1e7 (pytorch-grad-cam's choice for layers with negative values; it lowers the value by
 a further 1e7 for each earlier copy in a batch, which the next normalisation layer makes invisible).
@@ -18,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from .afterlayer import layer_output, run_after
-from .tokens import Layout
+from .tokens import layout_of
 
 ABLATION_CHUNK = 32  # pytorch-grad-cam's default batch_size
 ABLATION_VALUE = 1e7
@@ -39,21 +40,23 @@ def ablated_copies(output: torch.Tensor, channels: torch.Tensor, dim: int, value
 
 
 def ablation_weights(model: torch.nn.Module, layer: str, batch: torch.Tensor, logits: torch.Tensor,
-                     targets: list[int], layout: Layout, chunk: int = ABLATION_CHUNK) -> tuple[torch.Tensor, int]:
+                     targets: list[int], chunk: int = ABLATION_CHUNK) -> tuple[torch.Tensor, int]:
     """``B x K`` Ablation-CAM weights and the number of images the extra passes took."""
     rows, passes = [], 0
     for i, target in enumerate(targets):
         score = float(logits[i, target])
-        ablated, n = _ablated_scores(model, layer, batch[i], target, score, layout, chunk)
-        rows.append((score - ablated) / score)
+        ablated, n = _ablated_scores(model, layer, batch[i], target, score, chunk)
+        drop = score - ablated
+        rows.append(drop / score if score != 0 else drop)  # a zero logit (zero-initialised head): the drop itself
         passes += n
     return torch.stack(rows), passes
 
 
 def _ablated_scores(model: torch.nn.Module, layer: str, image: torch.Tensor, target: int, score: float,
-                    layout: Layout, chunk: int) -> tuple[torch.Tensor, int]:
+                    chunk: int) -> tuple[torch.Tensor, int]:
     """Target logit with each channel ablated (``K``; skipped channels keep ``score``), and the passes taken."""
     output = layer_output(model, layer, image)
+    layout = layout_of(model, layer, tuple(output.shape), tuple(image.shape[-2:]))
     dim = 1 if layout.kind == "NCHW" else output.ndim - 1
     lowest = float(output.min())
     value = 0.0 if lowest == 0 else lowest - ABLATION_VALUE
