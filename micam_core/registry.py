@@ -177,6 +177,8 @@ def register(method: Method) -> Method:
 # here, and must be imported before METHODS is read: one line each, in the order the app lists them.
 from . import cams  # noqa: E402, F401, I001
 from . import passcams  # noqa: E402, F401
+from . import refine  # noqa: E402, F401
+from . import legrad  # noqa: E402, F401
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in REGISTRY.values()}
