@@ -16,12 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from .lazy import LazyModule
 
-from .maps import combine
-from .mi import mutual_information_torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+else:  # the records are read by `--help` and the settings; torch loads when a map is computed
+    torch = LazyModule("torch")
 
 # Small constants exactly as pytorch-grad-cam 1.5.7 uses them (its maps are our oracle).
 GRADCAMPP_EPS = 1e-6
@@ -44,6 +47,8 @@ class MapInputs:
     @cached_property
     def mi(self) -> torch.Tensor:
         """``B x K`` mutual information (nats), computed once however many methods use it."""
+        from .mi import mutual_information_torch
+
         acts = self.activations
         return torch.stack([
             mutual_information_torch(torch.from_numpy(g).to(acts.device), acts[i])
@@ -51,7 +56,7 @@ class MapInputs:
         ]).to(acts.dtype)
 
 
-MapResult = tuple[torch.Tensor, "torch.Tensor | None"]  # (ReLU'd B x h x w map, B x K weights or None)
+MapResult = tuple["torch.Tensor", "torch.Tensor | None"]  # (ReLU'd B x h x w map, B x K weights or None)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Method:
 def _weighted(weights: Callable[[MapInputs], torch.Tensor]) -> Callable[[MapInputs], MapResult]:
     """A method defined by channel weights: ``ReLU(sum_k w_k A_k)``."""
     def compute(x: MapInputs) -> MapResult:
+        from .maps import combine
+
         w = weights(x)
         return combine(w, x.activations), w
     return compute
@@ -124,6 +131,7 @@ def _eigencam(x: MapInputs) -> MapResult:
 
 
 def _scorecam(x: MapInputs) -> MapResult:
+    from .maps import combine
     from .scorecam import scorecam_weights
 
     w, passes = scorecam_weights(x.model, x.batch, x.activations, x.targets)

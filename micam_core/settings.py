@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import MicamError, shorten
-from .maps import UPSAMPLING
 
 
 class SettingError(MicamError):
@@ -53,7 +52,10 @@ def _method_ids() -> tuple[str, ...]:
     return METHODS
 
 
+UPSAMPLING = ("paper", "bilinear")  # the display modes of MI maps
 FILLS = ("black", "blur", "mean")
+BUNDLED_SPEC = "bundled:efficientnet_lite0"  # the offline model that ships with the package
+DEFAULT_SPEC = BUNDLED_SPEC
 COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "gray")
 
 
