@@ -83,7 +83,7 @@ def method_choices(loaded: LoadedModel | None = None, layer: str | None = None) 
     out = []
     for method in METHODS:
         label = METHOD_LABELS[method]
-        if "forward_passes" in REGISTRY[method].needs:
+        if not REGISTRY[method].single_pass:
             label += f" ({cost_phrase(loaded, layer, method)})"
         out.append((label, method))
     return out

@@ -20,7 +20,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Explanation", "class_index", "explain"], "methods"),
     "mutual_information": "mi",
     **dict.fromkeys(["LoadedModel", "ModelCache", "from_module", "load_model"], "models"),
-    **dict.fromkeys(["DEFAULT_METHODS", "METHOD_LABELS", "METHODS", "REGISTRY", "Method"], "registry"),
+    "Param": "fields",
+    **dict.fromkeys(["DEFAULT_METHODS", "METHOD_LABELS", "METHODS", "REGISTRY", "Method", "register"], "registry"),
     **dict.fromkeys(["BUNDLED_SPEC", "DEFAULT_SPEC", "DEFAULTS", "FILLS", "SETTINGS", "Setting", "SettingError",
                      "validate", "validate_all"], "settings"),
 }

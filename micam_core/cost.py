@@ -46,8 +46,8 @@ def layer_channels(loaded: LoadedModel, layer: str | None) -> int:
 
 
 def method_passes(method: str, channels: int) -> int:
-    """Extra forward passes ``method`` spends on one image at a layer of ``channels`` channels."""
-    return channels + 1 if "forward_passes" in REGISTRY[method].needs else 0
+    """Extra forward passes ``method`` spends on one image at a layer of ``channels`` channels (its record says)."""
+    return REGISTRY[method].extra_passes(channels)
 
 
 def extra_passes(loaded: LoadedModel, layer: str | None, methods: Iterable[str]) -> int:
@@ -55,7 +55,7 @@ def extra_passes(loaded: LoadedModel, layer: str | None, methods: Iterable[str])
 
     Never ``None``: a layer without a computed cost raises :class:`LayerError` (see :func:`layer_channels`).
     """
-    needing = [m for m in methods if method_passes(m, 1)]
+    needing = [m for m in methods if not REGISTRY[m].single_pass]
     if not needing:
         return 0
     channels = layer_channels(loaded, layer)
