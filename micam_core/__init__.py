@@ -10,7 +10,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> the submodule that defines it
+# public name -> the submodule that defines it (a new public name is one line here)
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["CurveResult", "Faithfulness", "analyse", "deletion_insertion"], "counterfactual"),
     **dict.fromkeys(["ImageError", "LayerError", "MicamError", "ModelLoadError", "NotACNNError", "TargetError"],
@@ -19,6 +19,9 @@ _EXPORTS: dict[str, str] = {
     "render_map": "maps",
     **dict.fromkeys(["Explanation", "class_index", "explain"], "methods"),
     "mutual_information": "mi",
+    "randomised_copy": "randomise",
+    **dict.fromkeys(["Randomisation", "RandomLogit", "Sanity", "random_logit_check", "randomisation_check",
+                     "sanity_checks"], "sanity"),
     **dict.fromkeys(["LoadedModel", "ModelCache", "from_module", "load_model"], "models"),
     "Param": "fields",
     **dict.fromkeys(["DEFAULT_METHODS", "METHOD_LABELS", "METHODS", "REGISTRY", "Method", "register"], "registry"),

@@ -91,3 +91,10 @@ def test_interrupted_explain_says_so(tmp_path):
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 130
     assert "Traceback" not in proc.stderr and "interrupted" in proc.stderr
+
+
+def test_every_public_name_resolves():
+    import micam_core
+
+    for name in micam_core.__all__:
+        assert getattr(micam_core, name) is not None, name
