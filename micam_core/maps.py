@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MicamError
-from .settings import UPSAMPLING
+from .fields import UPSAMPLING
 
 # The authors' smoothing: an 11 x 11 Gaussian kernel with sigma 7 at 224 px (scaled with size).
 PAPER_KERNEL, PAPER_SIGMA, PAPER_SIZE = 11, 7.0, 224
