@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
 from .errors import shorten
 from .fields import Param, Setting, SettingError
-from .mi import mutual_information_torch
+from .lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+else:  # records are read by `--help` and the settings; torch loads when a map is first computed
+    torch = LazyModule("torch")
 
 if TYPE_CHECKING:
     from .models import LoadedModel
@@ -59,6 +62,8 @@ class MapInputs:
     @cached_property
     def mi(self) -> torch.Tensor:
         """``B x K`` mutual information (nats), computed once however many methods use it."""
+        from .mi import mutual_information_torch
+
         acts = self.activations
         return torch.stack([
             mutual_information_torch(torch.from_numpy(g).to(acts.device), acts[i])
@@ -66,7 +71,7 @@ class MapInputs:
         ]).to(acts.dtype)
 
 
-MapResult = tuple[torch.Tensor, "torch.Tensor | None"]  # (ReLU'd B x h x w map, B x K weights or None)
+MapResult = tuple["torch.Tensor", "torch.Tensor | None"]  # (ReLU'd B x h x w map, B x K weights or None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +180,8 @@ def register(method: Method) -> Method:
 
 # Modules of records call register() when imported. They import this module, which is complete by
 # here, and must be imported before METHODS is read: one line each, in the order the app lists them.
+# Keep a records module's top-level imports light (no torch, no computing module): `python -m micam_core
+# --help` reads the records, and tests/test_cli_talks.py checks it loads no torch.
 from . import cams  # noqa: E402, F401, I001
 from . import passcams  # noqa: E402, F401
 from . import refine  # noqa: E402, F401
