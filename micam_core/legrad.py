@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .capture import eval_mode
-from .models import LoadedModel
-from .registry import MapInputs, MapResult, Method, register
+from .registry import MapInputs, MapResult
 from .tokens import layout_of
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
 
 
 def _timm_attention(block: nn.Module) -> nn.Module | None:
@@ -172,9 +175,3 @@ def legrad(x: MapInputs) -> MapResult:
     keys = torch.stack(relevances).mean(0)[:, layout.prefix:]
     return keys.reshape(-1, layout.height, layout.width).to(x.activations.dtype), None
 
-
-register(Method(
-    id="legrad", label="LeGrad", class_specific=True, compute=legrad, family="transformer",
-    passes=lambda channels: 1, unavailable=why_not,
-    reference="Bousselham et al. 2025, ICCV, arXiv:2404.03214",
-    formula="mean_l mean_{heads,queries} ReLU(d s^l_c / d attention^l), s^l = head(norm(tokens of block l))"))

@@ -14,17 +14,19 @@ indexing), so its maps differ; see README.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from .cams import gradcampp_weights
 from .capture import eval_mode
-from .fields import Param
 from .layers import get_module
-from .models import LoadedModel
-from .registry import MapInputs, MapResult, Method, register
+from .registry import MapInputs, MapResult
 from .tokens import layout_of, to_map
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
 
 SCALE_EPS = 1e-7  # pytorch-grad-cam's scale_cam_image
 
@@ -122,11 +124,3 @@ def refinecam(x: MapInputs, layers: int) -> MapResult:
         product = scaled if product is None else product * scaled
     return product, None
 
-
-register(Method(
-    id="refinecam", label="RefineCAM", class_specific=True, compute=refinecam, family="multilayer",
-    passes=lambda channels, layers: 1, unavailable=why_not,
-    params=(Param(name="layers", default=3, minimum=2, maximum=5, step=1,
-                  help="layers multiplied: the chosen one and the shallower ones before it"),),
-    reference="pytorch-grad-cam 1.5.7 RefineCAM (arXiv:2605.14641)",
-    formula="prod_l up(norm(ReLU(Grad-CAM++ at layer l))), the chosen layer the deepest; one extra pass"))
