@@ -15,7 +15,7 @@ from .errors import MicamError, TargetError, shorten
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax, paper_kernel, render_map
 from .models import LoadedModel
-from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, MapInputs, compute_maps, display_mode, needs_of
+from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, MapInputs, compute_maps, display_mode, needs_of
 from .settings import UPSAMPLING, validate
 
 __all__ = ["DEFAULT_METHODS", "METHODS", "METHOD_LABELS", "UPSAMPLING", "Explanation", "class_index", "explain",
@@ -95,6 +95,7 @@ def explain(
         top1 = logits.argmax(1).tolist()
         return [t if t is not None else p for t, p in zip(wanted, top1)]
 
+    refuse_unavailable(loaded, layer, methods)
     cap, inputs = capture_inputs(loaded, crops, choose, layer, methods)
     explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs)
     return explanations[0] if single else explanations
@@ -109,8 +110,16 @@ def capture_inputs(loaded: LoadedModel, crops: list[Image.Image], choose: Target
                   want_logit_grad="grad_logit" in needs, want_prob_grad="grad_prob" in needs)
     inputs = MapInputs(activations=cap.activations, grays=[np.array(c.convert("L")) for c in crops],
                        targets=cap.targets, grad_logit=cap.grad_logit, grad_prob=cap.grad_prob,
-                       batch=batch, model=loaded.model)
+                       batch=batch, model=loaded.model, logits=cap.logits, layer=layer, loaded=loaded)
     return cap, inputs
+
+
+def refuse_unavailable(loaded: LoadedModel, layer: str | None, methods: Sequence[str]) -> None:
+    """A :class:`MicamError` with the method's own sentence when a chosen method cannot run here."""
+    for method in methods:
+        reason = REGISTRY[method].why_not(loaded, layer)
+        if reason:
+            raise MicamError(f"{REGISTRY[method].label} cannot run here: {reason}")
 
 
 def _per_image(target, count: int) -> list:
