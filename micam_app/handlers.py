@@ -53,7 +53,8 @@ def fail(err: Exception, for_page: bool = True) -> gr.Error:
     """The error to raise; its toast closes itself (the page keeps the sentence in its alert box). For the page
     the message is escaped (Gradio shows toasts as HTML)."""
     message = user_message(err)
-    return gr.Error(text.toast(message) if for_page else shorten(message, 300), duration=TOAST_SECONDS)
+    return gr.Error(text.toast(message) if for_page else shorten(message, 300), duration=TOAST_SECONDS,
+                    print_exception=not isinstance(err, MicamError))  # a visitor's mistake is no server error
 
 
 def colorbar_html(cmap: str) -> str:

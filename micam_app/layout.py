@@ -78,11 +78,11 @@ def maps_column(ui: UI) -> None:
                 gr.Markdown(overlay_title(m), elem_classes="panel-title", elem_id=f"overlay-title-{m}")
                 ui.overlays[m] = gr.Image(label=METHOD_LABELS[m], show_label=False, type="pil", format="png",
                                           interactive=False, height=260, buttons=["download", "fullscreen"],
-                                          elem_id=f"overlay-{m}")
+                                          elem_id=f"overlay-{m}", elem_classes="overlay-img")
             ui.overlay_cols[m] = col
     c["cbar"] = gr.HTML(colorbar_html("jet"), elem_id="colorbar")
     c["note"] = gr.Markdown(text.class_note(DEFAULT_METHODS), elem_id="upsampling-note", elem_classes="note")
-    with gr.Row():
+    with gr.Accordion("Display: map opacity, colour map, MI upsampling", open=False, elem_id="display"), gr.Row():
         c["opacity"] = slider("opacity", "opacity")
         c["cmap"] = gr.Dropdown(choices=list(SETTINGS["cmap"].choices), value=SETTINGS["cmap"].default,
                                 label=SETTINGS["cmap"].label, elem_id="cmap")
@@ -122,10 +122,10 @@ def share_and_cite(ui: UI) -> None:
 
 def counterfactual_panel(ui: UI) -> None:
     c = ui.c
-    gr.Markdown("## Counterfactuals: keep or remove the explained region")
-    gr.Markdown("Pixels where a map is at least the threshold form its region. *Keep* fills everything else; "
-                "*remove* fills the region. A faithful map keeps the prediction when kept and changes it when "
-                "removed.", elem_classes="note")
+    gr.Markdown("## Counterfactuals: keep or remove the region")
+    gr.Markdown("A map's region: its pixels at or above the threshold. *Keep* fills the rest, *remove* fills the "
+                "region; a faithful map keeps the prediction when kept and changes it when removed.",
+                elem_classes="note")
     with gr.Row():
         c["threshold"] = slider("threshold", "threshold")
         c["fill"] = gr.Radio(choices=list(SETTINGS["fill"].choices), value=SETTINGS["fill"].default,
@@ -140,12 +140,13 @@ def counterfactual_panel(ui: UI) -> None:
                 with gr.Row(elem_classes="pair"):
                     with gr.Column(min_width=110):
                         ui.keep[m] = gr.Image(label="Keep region", show_label=False, type="pil", interactive=False,
-                                              height=170, buttons=["fullscreen"], elem_id=f"keep-{m}")
+                                              height=170, buttons=["fullscreen"], elem_id=f"keep-{m}",
+                                              elem_classes="cf-img")
                         ui.keep_top[m] = gr.Markdown(elem_id=f"keep-top-{m}", elem_classes="note top")
                     with gr.Column(min_width=110):
                         ui.remove[m] = gr.Image(label="Remove region", show_label=False, type="pil",
                                                 interactive=False, height=170, buttons=["fullscreen"],
-                                                elem_id=f"remove-{m}")
+                                                elem_id=f"remove-{m}", elem_classes="cf-img")
                         ui.remove_top[m] = gr.Markdown(elem_id=f"remove-top-{m}", elem_classes="note top")
             ui.cf_cols[m] = col
     gr.Markdown("### Faithfulness metrics (with baselines)", elem_classes="panel-title")
@@ -271,7 +272,7 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
         c["alert"] = gr.Markdown(visible=False, elem_id="alert")
         c["link_alert"] = gr.Markdown(visible=False, elem_id="link-alert")
         with gr.Row(equal_height=False):
-            with gr.Column(scale=4, min_width=280):
+            with gr.Column(scale=4, min_width=280, elem_id="inputs"):
                 inputs_column(ui, loaded)
             with gr.Column(scale=9, min_width=320, elem_id="maps-panel"):
                 maps_column(ui)

@@ -57,10 +57,18 @@ footer {display: none !important;}
   #metrics {box-shadow: inset -14px 0 10px -10px rgba(0, 0, 0, 0.25);}
   #header p {display: none;}
   #overlays > .method-col {flex-basis: calc(50% - 8px) !important; min-width: 140px !important;}
-  #overlays .block[id^="overlay-"] {height: 180px !important;}
-  .pair .block[id^="keep-"], .pair .block[id^="remove-"] {height: 140px !important;}
+  .overlay-img {height: 165px !important;}
+  .cf-img {height: 135px !important;}
   #counterfactuals .method-row > .method-col {flex-basis: 100% !important;}
   #upsampling-note p {font-size: 0.8rem;}
+  #inputs .info-text {display: none;}  /* the pickers' helper lines: their labels say enough on a phone */
+  #examples .gallery {display: grid !important; grid-template-columns: repeat(4, 1fr); gap: 6px;}
+  #examples .gallery-item {width: auto !important; min-width: 0 !important;}
+  #examples .gallery-item .container {display: block !important; width: 100% !important; height: 64px !important;}
+  #examples .gallery-item > span {display: block; width: 100%;}
+  #examples .gallery-item img {width: 100% !important; max-width: none !important; height: 100% !important;
+                               object-fit: cover;}
+  #fill .wrap {flex-wrap: wrap; flex-direction: row !important;}
 }
 """
 

@@ -45,12 +45,11 @@ def upsampling_note(exp: Explanation) -> str:
     bilinear = [METHOD_LABELS[m] for m in exp.maps if display_mode(m, exp.upsampling) == "bilinear"]
     parts = []
     if follows and exp.upsampling == "paper":
-        parts.append(f"{' and '.join(follows)} shown the paper's way: the {h}x{w} map is upsampled to {size} by "
-                     "nearest neighbour, then smoothed with a Gaussian (kernel 11, sigma 7 at 224 px)")
+        parts.append(f"{' and '.join(follows)}: the paper's way, {h}x{w} to {size} by nearest neighbour, then a "
+                     "Gaussian (kernel 11, sigma 7 at 224 px)")
     if bilinear:
-        parts.append(f"{', '.join(bilinear)}: bilinear upsampling of the {h}x{w} map to {size}")
-    return (f"{'; '.join(parts)}. Layer {md(exp.layer)}, target class {exp.target} (*{md(exp.target_label)}*). "
-            "The MI weights are always computed as in the paper.")
+        parts.append(f"{', '.join(bilinear)}: bilinear, {h}x{w} to {size}")
+    return f"{'; '.join(parts)}. Layer {md(exp.layer)}, target class {exp.target} (*{md(exp.target_label)}*)."
 
 
 def display_note(exp: Explanation) -> str:
@@ -79,10 +78,10 @@ def flip_markdown(result: KeepRemove | MethodResult, top_original: list[tuple[in
     """A short verdict on whether removing the salient region changes the top-1 class."""
     before = md(top_original[0][1]) if top_original else "?"
     after = md(result.top_remove[0][1]) if result.top_remove else "?"
-    area = f"{100 * result.region_fraction:.0f}% of the image kept"
+    area = f"region: {100 * result.region_fraction:.0f}% of the image"
     if result.flipped:
-        return f"**Flipped** when the region is removed: *{before}* becomes *{after}* ({area})."
-    return f"**Not flipped**: *{before}* stays top-1 when the region is removed ({area})."
+        return f"**Flipped** when removed: *{before}* → *{after}* ({area})."
+    return f"**Not flipped**: *{before}* stays top-1 when removed ({area})."
 
 
 def methods_table() -> str:
@@ -114,8 +113,7 @@ def top_line(title: str, top: list[tuple[int, str, float]], k: int = 3) -> str:
     return f"**{title}:** " + " · ".join(f"{md(name, 40)} {100 * p:.0f}%" for _, name, p in top[:k])
 
 
-LINK_NOTE = ("The link holds the model, layer, target, methods and settings, and the image when it is one of the "
-             "examples.")
+LINK_NOTE = "The link holds the model, layer, target, methods, settings, and the image when it is an example."
 
 
 def link_note(example: str | None) -> str:

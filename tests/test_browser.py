@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CHROMIUM = "/usr/bin/chromium"
 CAT = ROOT / "examples" / "chelsea_cat.jpg"
-# Written on every run; MICAM_UPDATE_SCREENSHOT=1 also refreshes the README's docs/screenshot.png.
+# Written on every run (tests/artifacts/); the layout test also writes the screenshots in docs/ for review.
 SCREENSHOT = ROOT / "tests" / "artifacts" / "screenshot.png"
-README_SCREENSHOT = ROOT / "docs" / "screenshot.png"
+DOCS = ROOT / "docs"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -61,12 +61,15 @@ def test_explain_in_browser(page_url):
                 expect(page.locator(f"#remove-{method} img").first).to_be_visible(timeout=30_000)
                 expect(page.locator(f"#flip-{method}")).to_contain_text("flipped", ignore_case=True, timeout=30_000)
             expect(page.locator("#metrics")).to_contain_text("Centred Gaussian", timeout=30_000)
+            page.locator("#curves").scroll_into_view_if_needed()
             expect(page.locator("#curves img").first).to_be_visible(timeout=30_000)
+            page.get_by_text("Downloads and a figure for a paper").click()
             expect(page.locator("#downloads")).to_contain_text(re.compile(r"explanation\s*\.json"), timeout=30_000)
             expect(page.locator("#upsampling-note")).to_contain_text("Gaussian", timeout=30_000)
             assert "Could not finish" not in page.locator("body").inner_text()
 
             # Opacity only: the overlays are redrawn from the stored maps (no model call).
+            page.get_by_text("Display: map opacity").click()
             before = image_src(page, "overlay-micam")
             start = time.perf_counter()
             page.locator("#opacity input[type=range]").fill("0.8")
@@ -78,8 +81,6 @@ def test_explain_in_browser(page_url):
             page.wait_for_timeout(500)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
-            if os.environ.get("MICAM_UPDATE_SCREENSHOT") == "1":
-                shutil.copyfile(SCREENSHOT, README_SCREENSHOT)
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 50_000

@@ -82,6 +82,14 @@ def test_app_gpu_functions_through_a_process_boundary():
         faith = analyse_fn("bundled:efficientnet_lite0", exp, 0.5, "black", 4)
         assert isinstance(faith, Faithfulness) and faith.target == exp.target
         assert {"micam", "gradcam", "migradcam", "random", "centre"} <= set(faith.results)
+        # the page's stages: keep/remove of every method, then each map, across the same boundary
+        pairs = fake_spaces.GPU(duration=work.keep_remove_duration)(work.gpu_keep_remove)(
+            "bundled:efficientnet_lite0", exp, 0.5, "black")
+        assert set(pairs.kept) == set(methods) and device_tensors(pairs) == []
+        scored = fake_spaces.GPU(duration=work.score_duration)(work.gpu_score)(
+            "bundled:efficientnet_lite0", exp, "centre", None, 0.5, "black", 4, None)
+        assert scored.ends is not None and scored.results["centre"].curves.deletion_auc == pytest.approx(
+            faith.results["centre"].curves.deletion_auc, abs=1e-5)
     finally:
         fake_spaces.shutdown()
     assert explain_fn.durations == [explain_seconds(3)] and analyse_fn.durations == [analyse_seconds(3, 4)]

@@ -98,11 +98,16 @@ def test_figure_export_from_the_page(page_url):  # noqa: F811
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.goto(f"{page_url}?example=chelsea_cat&steps=4", wait_until="domcontentloaded")
+            expect(page.locator("#link-alert")).to_contain_text("Not in the link, so the defaults are used: model",
+                                                                timeout=60_000)
             expect(page.locator("#metrics")).to_contain_text("MI-Grad-CAM", timeout=180_000)
+            expect(page.locator("#metrics")).not_to_contain_text("scoring", timeout=180_000)
+            page.get_by_text("Downloads and a figure for a paper").click()
             page.locator("#figure-btn").click()
             expect(page.locator("#figure-preview img").first).to_be_visible(timeout=60_000)
             files = page.locator("#figure-files")
-            for suffix in ("pdf", "svg", "png", "txt", "bib"):  # the file list shows "figure .pdf"
-                expect(files).to_contain_text(re.compile(rf"figure\s*\.{suffix}"), timeout=30_000)
+            stem = r"micam_efficientnet_lite0_chelsea_cat_micam-gradcam-migradcam"
+            for suffix in ("pdf", "svg", "png", "txt", "tex", "bib"):  # the file list shows "name .pdf"
+                expect(files).to_contain_text(re.compile(rf"{stem}\s*\.{suffix}"), timeout=30_000)
         finally:
             browser.close()
