@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..escape import PLAIN_TEXT_RC, write_csv
 from .store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,8 @@ def summarize(results: str | Path, reference: str = "micam", resamples: int = 20
     md = _markdown(results, per_method, paired, accuracy, ok, failed, reference)
     files = [results / "summary.md", results / "summary.csv", results / "paired.csv"]
     files[0].write_text(md)
-    per_method.to_csv(files[1], index=False)
-    paired.to_csv(files[2], index=False)
+    write_csv(per_method, files[1])  # text cells starting with = + - @ prefixed: inert in spreadsheets
+    write_csv(paired, files[2])
     if plots and not ok.empty:
         files += _plots(ok, results)
     return Summary(md, per_method, paired, accuracy, files)
@@ -195,6 +196,14 @@ def _slug(text: str) -> str:
 
 
 def _plots(ok: pd.DataFrame, results: Path) -> list[Path]:
+    """The box plots and mean curves per model, with "$" in a name drawn as a dollar sign."""
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(PLAIN_TEXT_RC):
+        return _draw_plots(ok, results)
+
+
+def _draw_plots(ok: pd.DataFrame, results: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
