@@ -10,12 +10,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .capture import Capture, capture
+from .capture import EXTRAS, Capture, capture
 from .errors import MicamError, TargetError, shorten
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax, paper_kernel, render_map
 from .models import LoadedModel
-from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, MapInputs, compute_maps, display_mode, needs_of
+from .registry import (DEFAULT_METHODS, METHOD_LABELS, METHODS, MapInputs, compute_maps, display_mode, needs_of,
+                       objectives_of)
 from .settings import UPSAMPLING, validate
 
 __all__ = ["DEFAULT_METHODS", "METHODS", "METHOD_LABELS", "UPSAMPLING", "Explanation", "class_index", "explain",
@@ -96,11 +97,12 @@ def explain(
 
     needs = needs_of(methods)
     batch = loaded.to_input(crops)
-    cap = capture(loaded.model, layer, batch, choose,
-                  want_logit_grad="grad_logit" in needs, want_prob_grad="grad_prob" in needs)
+    cap = capture(loaded.model, layer, batch, choose, want_logit_grad="grad_logit" in needs,
+                  want_prob_grad="grad_prob" in needs, objectives=objectives_of(methods), extras=needs & set(EXTRAS))
     inputs = MapInputs(activations=cap.activations, grays=[np.array(c.convert("L")) for c in crops],
                        targets=cap.targets, grad_logit=cap.grad_logit, grad_prob=cap.grad_prob,
-                       batch=batch, model=loaded.model)
+                       batch=batch, model=loaded.model, logits=cap.logits, grads=cap.grads, hvp=cap.hvp,
+                       input_grad=cap.input_grad, guided_grad=cap.guided_grad, bias_grads=cap.bias_grads)
     explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs)
     return explanations[0] if single else explanations
 

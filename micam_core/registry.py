@@ -40,6 +40,12 @@ class MapInputs:
     batch: torch.Tensor | None = None  # normalised model input, for methods with extra passes
     model: torch.nn.Module | None = None
     extra_passes: int = field(default=0)
+    logits: torch.Tensor | None = None  # B x C scores of the shared pass
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)  # gradients of methods' own objectives
+    hvp: torch.Tensor | None = None  # H A for the target logit (ShapleyCAM)
+    input_grad: torch.Tensor | None = None  # d y_c / d input (FullGrad)
+    guided_grad: torch.Tensor | None = None  # guided-backpropagation input gradient (Guided Grad-CAM)
+    bias_grads: list | None = None  # (bias, d y_c / d output) of every bias layer (FullGrad)
 
     @cached_property
     def mi(self) -> torch.Tensor:
@@ -170,6 +176,11 @@ SINGLE_PASS: tuple[str, ...] = tuple(m.id for m in REGISTRY.values() if "forward
 def needs_of(methods: Iterable[str]) -> frozenset[str]:
     """Everything the chosen methods need from the capture."""
     return frozenset().union(*(REGISTRY[m].needs for m in methods))
+
+
+def objectives_of(methods: Iterable[str]) -> dict:
+    """The chosen methods' own objectives (whose gradients at the layer they read), by method id."""
+    return {m: REGISTRY[m].objective() for m in methods if getattr(REGISTRY[m], "objective", None)}
 
 
 def display_mode(method: str, upsampling: str) -> str:
