@@ -3,19 +3,21 @@
 from . import policy
 from .counterfactual import CurveResult, Faithfulness, analyse, deletion_insertion
 from .errors import ImageError, LayerError, MicamError, ModelLoadError, NotACNNError, TargetError
+from .fields import Param
 from .images import load_image
 from .maps import render_map
 from .methods import Explanation, class_index, explain
 from .mi import mutual_information
 from .models import BUNDLED_SPEC, DEFAULT_SPEC, LoadedModel, ModelCache, from_module, load_model
-from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, Method
+from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, Method, register
 from .settings import DEFAULTS, FILLS, SETTINGS, Setting, SettingError, validate, validate_all
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BUNDLED_SPEC", "DEFAULTS", "DEFAULT_METHODS", "DEFAULT_SPEC", "FILLS", "METHODS", "METHOD_LABELS",
-    "REGISTRY", "SETTINGS", "policy", "Method", "Setting", "SettingError", "validate", "validate_all",
+    "REGISTRY", "SETTINGS", "policy", "Method", "Param", "register", "Setting", "SettingError", "validate",
+    "validate_all",
     "CurveResult", "Explanation", "Faithfulness", "LoadedModel", "ModelCache",
     "ImageError", "LayerError", "MicamError", "ModelLoadError", "NotACNNError", "TargetError",
     "analyse", "class_index", "deletion_insertion", "explain", "from_module", "load_image",

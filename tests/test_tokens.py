@@ -201,7 +201,7 @@ def test_every_method_on_token_models(cat_path, name, size, kwargs):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("MICAM_SLOW"), reason="walks all of timm (about 30 min on 2 CPUs); "
-                    "set MICAM_SLOW=1 to run; README records its result")
+                    "set MICAM_SLOW=1 to run; docs/methods.md records its result")
 def test_zoo_walk_over_all_timm_modules():
     from bench.zoo import walk
 
