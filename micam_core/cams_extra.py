@@ -6,13 +6,16 @@ Constants are pytorch-grad-cam 1.5.7's / torchcam 0.5's, whose maps are the orac
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
-from .capture import Objective
+from .cams import first_component
+from .capture import Objective, capture
 from .errors import MicamError
 from .maps import combine
-from .registry import MapInputs, MapResult, first_component
+from .registry import MapInputs, MapResult
 
 FEM_K = 2.0  # FEM's k-sigma threshold (pytorch-grad-cam's default, the paper's)
 FINER_EPS = 1e-9  # pytorch-grad-cam's FinerWeightedTarget
@@ -94,21 +97,62 @@ def classifier_head(model: nn.Module) -> nn.Module | None:
     return linear[0] if len(linear) == 1 else None
 
 
+def _head_weights(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    head = classifier_head(model)
+    if head is None:
+        return None
+    weight = head.weight.detach().reshape(head.weight.shape[0], -1)
+    bias = head.bias.detach() if head.bias is not None else torch.zeros_like(weight[:, 0])
+    return weight, bias
+
+
+def head_mismatch(model: nn.Module, acts: torch.Tensor, logits: torch.Tensor) -> str | None:
+    """Why ``acts`` (B x K x h x w) is not followed by global average pooling and a linear classifier, or None.
+
+    Checked on the numbers: pooling the layer and applying the classifier must give the model's scores.
+    """
+    head = _head_weights(model)
+    if head is None:
+        return "CAM needs one linear classifier at the end of the model; this model has none that CAM can read."
+    weight, bias = head
+    if weight.shape[1] != acts.shape[1] or weight.shape[0] != logits.shape[1]:
+        return (f"CAM needs the layer that feeds the classifier: this layer has {acts.shape[1]} channels and the "
+                f"classifier takes {weight.shape[1]} inputs. Choose the last feature map, or another method.")
+    pooled = acts.mean(dim=(2, 3)).to(weight.dtype) @ weight.T + bias
+    logits = logits.to(pooled.dtype)
+    if not torch.allclose(pooled, logits, rtol=1e-3, atol=1e-3 * float(logits.abs().max().clamp_min(1.0))):
+        return ("CAM needs a layer followed only by global average pooling and a linear classifier; here averaging "
+                "the layer and applying the classifier does not give the model's scores. Choose the last feature "
+                "map before the pooling (on a CNN), or another method.")
+    return None
+
+
+_probed: weakref.WeakKeyDictionary[nn.Module, dict[str, str | None]] = weakref.WeakKeyDictionary()
+
+
+def cam_refusal(loaded, layer: str) -> str | None:
+    """CAM's availability on ``loaded`` at ``layer``: one probe pass on a seeded random image, remembered."""
+    model = loaded.model
+    known = _probed.setdefault(model, {})
+    if layer not in known:
+        if classifier_head(model) is None:
+            known[layer] = head_mismatch(model, torch.zeros(1, 1, 1, 1), torch.zeros(1, 1))
+        else:
+            generator = torch.Generator().manual_seed(0)
+            x = torch.randn(1, *loaded.data_config["input_size"], generator=generator).to(loaded.device)
+            try:
+                cap = capture(model, layer, x, lambda _: [0], want_logit_grad=False, want_prob_grad=False)
+            except MicamError:
+                return None  # the layer itself is refused, with its own sentence, when the request runs
+            known[layer] = head_mismatch(model, cap.activations, cap.logits)
+    return known[layer]
+
+
 def cam(x: MapInputs) -> MapResult:
     """CAM: the target's classifier weights, ``ReLU(sum_k W_ck A_k)``, for a layer followed by GAP + linear."""
-    head = classifier_head(x.model)
-    a = x.activations
-    weight = None if head is None else head.weight.detach().reshape(head.weight.shape[0], -1)
-    if weight is None or weight.shape[1] != a.shape[1] or weight.shape[0] != x.logits.shape[1]:
-        raise MicamError("CAM needs a layer followed only by global average pooling and one linear classifier, "
-                         "with as many channels as the classifier has inputs; this model and layer have none. "
-                         "Choose the last feature map of such a CNN, or another method.")
-    bias = head.bias.detach() if head.bias is not None else torch.zeros_like(weight[:, 0])
-    pooled = a.mean(dim=(2, 3)).to(weight.dtype) @ weight.T + bias
-    logits = x.logits.to(pooled.dtype)
-    if not torch.allclose(pooled, logits, rtol=1e-3, atol=1e-3 * float(logits.abs().max().clamp_min(1.0))):
-        raise MicamError("CAM needs a layer followed only by global average pooling and a linear classifier: "
-                         "averaging this layer and applying the classifier does not give the model's scores. "
-                         "Choose the last feature map before the pooling, or another method.")
+    reason = head_mismatch(x.model, x.activations, x.logits)
+    if reason:
+        raise MicamError(reason)
+    weight, _ = _head_weights(x.model)
     w = weight[torch.tensor(x.targets, device=weight.device)]
-    return combine(w, a), w
+    return combine(w, x.activations), w

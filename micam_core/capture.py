@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -155,9 +155,8 @@ def capture(
         handle = module.register_forward_hook(tap)
         taps = FullTaps(model, "bias_grads" in extras, "guided" in extras) if full else None
         try:
-            with torch.no_grad(), eval_mode(model):
-                with torch.enable_grad() if full else _nothing():
-                    out = model(x)
+            with torch.no_grad(), eval_mode(model), torch.enable_grad() if full else nullcontext():
+                out = model(x)
         except RuntimeError:
             if len(wanted) < 2:
                 raise
@@ -186,19 +185,14 @@ def capture(
     return result
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 def _capture_each(model: nn.Module, layer: str, batch: torch.Tensor, choose_targets: TargetChooser,
                   wanted: Mapping[str, Objective], extras: frozenset[str]) -> Capture:
     """One pass per objective, for models whose other branches cannot take several copies."""
     result: Capture | None = None
     for name, objective in wanted.items():
-        one = capture(model, layer, batch, choose_targets if result is None else (lambda _: result.targets),
-                      want_logit_grad=False, want_prob_grad=False, objectives={name: objective},
-                      extras=extras if name == LOGIT else ())
+        chooser = choose_targets if result is None else _fixed(result.targets)
+        one = capture(model, layer, batch, chooser, want_logit_grad=False, want_prob_grad=False,
+                      objectives={name: objective}, extras=extras if name == LOGIT else ())
         if result is None:
             result = one
         else:
@@ -207,6 +201,10 @@ def _capture_each(model: nn.Module, layer: str, batch: torch.Tensor, choose_targ
                 if getattr(one, key) is not None:
                     setattr(result, key, getattr(one, key))
     return result
+
+
+def _fixed(targets: list[int]) -> TargetChooser:
+    return lambda _: targets
 
 
 def _checked_targets(targets: Sequence[int], size: int, num_classes: int) -> list[int]:

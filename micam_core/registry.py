@@ -26,7 +26,8 @@ from .errors import shorten
 from .fields import Param, Setting, SettingError
 from .mi import mutual_information_torch
 
-NEEDS = frozenset({"grad_logit", "grad_prob", "mi"})  # what a method may ask of the shared capture
+# What a method may ask of the shared capture (see capture.py for the extras "hvp", "bias_grads", "guided").
+NEEDS = frozenset({"grad_logit", "grad_prob", "mi", "hvp", "bias_grads", "guided"})
 
 
 @dataclass
@@ -70,7 +71,14 @@ class Method:
     ``compute``: ``compute(inputs: MapInputs, **params) -> (B x h x w ReLU'd map, B x K weights or None)``,
     the map at feature resolution; it receives the values of ``params`` as keywords.
     ``needs``: what ``compute`` reads from the shared capture besides activations: ``"grad_logit"``
-    (``d y_c / dA``), ``"grad_prob"`` (``d p_c / dA``), ``"mi"`` (MI of every channel with the grey image).
+    (``d y_c / dA``), ``"grad_prob"`` (``d p_c / dA``), ``"mi"`` (MI of every channel with the grey image),
+    ``"hvp"`` (``H A`` of the target logit), ``"bias_grads"`` (input and bias-layer gradients: the pass
+    then records the graph from the input), ``"guided"`` (guided-backpropagation input gradient).
+    ``objective``: ``objective(**params)`` gives the method's own score ``f(logits, targets)``, whose
+    gradient at the layer ``compute`` reads as ``inputs.grads[id]`` (same pass, one more copy).
+    ``note``: one sentence the page and the report show with the map (what the method ignores).
+    ``unavailable``: ``unavailable(loaded, layer)`` gives the sentence saying why the method cannot run on
+    that model and layer (``None``: it can); :meth:`refusal` asks it, ``explain`` refuses before any work.
     ``follows_display``: the map is upsampled as the display setting says (the MI maps); otherwise
     always by ``upsampling``. ``passes``: for methods that run extra forward passes (``inputs.model``
     on ``inputs.batch``), their upper bound per image as ``passes(channels, **params)``; ``None``: none.
@@ -89,6 +97,13 @@ class Method:
     upsampling: str = "bilinear"
     passes: Callable[..., int] | None = None
     params: tuple[Param, ...] = ()
+    objective: Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None
+    note: str = ""
+    unavailable: Callable[[Any, str], str | None] | None = None
+
+    def refusal(self, loaded: Any, layer: str) -> str | None:
+        """Why this method cannot run on ``loaded`` (a LoadedModel) at ``layer``, or ``None`` when it can."""
+        return None if self.unavailable is None else self.unavailable(loaded, layer)
 
     def display_mode(self, setting: str) -> str:
         """How this method's map is brought to the input size under the display setting ``setting``."""
@@ -144,7 +159,7 @@ def register(method: Method) -> Method:
 
 # Modules of records call register() when imported. They import this module, which is complete by
 # here, and must be imported before METHODS is read: one line each, in the order the app lists them.
-from . import cams  # noqa: E402, F401
+from . import cams, methods_extra  # noqa: E402, F401
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in REGISTRY.values()}
@@ -157,9 +172,11 @@ def needs_of(methods: Iterable[str]) -> frozenset[str]:
     return frozenset().union(*(REGISTRY[m].needs for m in methods))
 
 
-def objectives_of(methods: Iterable[str]) -> dict:
+def objectives_of(methods: Iterable[str], params: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
     """The chosen methods' own objectives (whose gradients at the layer they read), by method id."""
-    return {m: REGISTRY[m].objective() for m in methods if getattr(REGISTRY[m], "objective", None)}
+    params = params or {}
+    return {m: REGISTRY[m].objective(**REGISTRY[m].param_values(params.get(m)))
+            for m in methods if REGISTRY[m].objective is not None}
 
 
 def display_mode(method: str, upsampling: str) -> str:
