@@ -25,11 +25,12 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .capture_full import FullTaps, effective_bias
 from .errors import LayerError, TargetError
@@ -155,7 +156,8 @@ def capture(
         handle = module.register_forward_hook(tap)
         taps = FullTaps(model, "bias_grads" in extras, "guided" in extras) if full else None
         try:
-            with torch.no_grad(), eval_mode(model), torch.enable_grad() if full else nullcontext():
+            with torch.no_grad(), eval_mode(model), torch.enable_grad() if full else nullcontext(), \
+                    twice_differentiable() if "hvp" in extras else nullcontext():
                 out = model(x)
         except RuntimeError:
             if len(wanted) < 2:
@@ -201,6 +203,11 @@ def _capture_each(model: nn.Module, layer: str, batch: torch.Tensor, choose_targ
                 if getattr(one, key) is not None:
                     setattr(result, key, getattr(one, key))
     return result
+
+
+def twice_differentiable() -> AbstractContextManager:
+    """Attention by the plain formula: the fused kernels have no second derivative (needed for H A)."""
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def _fixed(targets: list[int]) -> TargetChooser:
