@@ -14,7 +14,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from timm.data import resolve_data_config
 
-from micam_core import METHODS, NotACNNError, explain, from_module, mutual_information
+from micam_core import METHODS, REGISTRY, NotACNNError, explain, from_module, mutual_information
 from micam_core.capture import capture
 from micam_core.layers import get_module
 from micam_core.methods import minmax
@@ -193,8 +193,10 @@ def test_zoo_family_gives_finite_maps_of_the_input_size(cat_path, name, size, kw
 @pytest.mark.parametrize("name,size,kwargs", [FAMILIES[0], FAMILIES[11]], ids=["vit", "mixer"])
 def test_every_method_on_token_models(cat_path, name, size, kwargs):
     loaded = small(name, size, **kwargs)
-    exp = explain(loaded, cat_path, methods=METHODS)
-    assert set(exp.maps) == set(METHODS)
+    runnable = tuple(m for m in METHODS if REGISTRY[m].refusal(loaded, loaded.default_layer) is None)
+    assert set(METHODS) - set(runnable) <= {"cam"}  # CAM needs a GAP + linear head right after the layer
+    exp = explain(loaded, cat_path, methods=runnable)
+    assert set(exp.maps) == set(runnable)
     for method, saliency in exp.maps.items():
         assert saliency.shape == loaded.input_size and np.isfinite(saliency).all(), method
 
