@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .capture import EXTRAS, Capture, capture
+from .capture import EXTRAS, Capture, TargetChooser, capture
 from .errors import MicamError, TargetError, shorten
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax, paper_kernel, render_map
@@ -48,6 +48,7 @@ class Explanation:
     upsampling: str = "paper"
     class_names: list[str] = field(default_factory=list, repr=False)
     extra_forward_passes: int = 0  # Score-CAM's masked passes for this image
+    mi: np.ndarray | None = field(default=None, repr=False)  # K mutual informations, when a method used them
 
     def top(self, k: int = 5) -> list[tuple[int, str, float]]:
         """The ``k`` most probable classes as ``(index, label, probability)``."""
@@ -102,15 +103,21 @@ def explain(
     crops = [loaded.crop(load_image(img)) for img in images]
     layer = layer or loaded.default_layer
     params = {m: REGISTRY[m].param_values((params or {}).get(m)) for m in methods}
-    for m in methods:
-        reason = REGISTRY[m].refusal(loaded, layer)
-        if reason:
-            raise MicamError(reason)
 
     def choose(logits: torch.Tensor) -> list[int]:
         top1 = logits.argmax(1).tolist()
         return [t if t is not None else p for t, p in zip(wanted, top1)]
 
+    refuse_unavailable(loaded, layer, methods)
+    cap, inputs = capture_inputs(loaded, crops, choose, layer, methods, params)
+    explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs, params)
+    return explanations[0] if single else explanations
+
+
+def capture_inputs(loaded: LoadedModel, crops: list[Image.Image], choose: TargetChooser, layer: str,
+                   methods: Sequence[str], params: Mapping[str, Mapping[str, Any]] | None = None
+                   ) -> tuple[Capture, MapInputs]:
+    """The shared pass on model-input ``crops`` and what it gives the chosen ``methods``."""
     needs = needs_of(methods)
     batch = loaded.to_input(crops)
     cap = capture(loaded.model, layer, batch, choose, want_logit_grad="grad_logit" in needs,
@@ -118,10 +125,18 @@ def explain(
                   extras=needs & set(EXTRAS))
     inputs = MapInputs(activations=cap.activations, grays=[np.array(c.convert("L")) for c in crops],
                        targets=cap.targets, grad_logit=cap.grad_logit, grad_prob=cap.grad_prob,
-                       batch=batch, model=loaded.model, logits=cap.logits, grads=cap.grads, hvp=cap.hvp,
-                       input_grad=cap.input_grad, guided_grad=cap.guided_grad, bias_grads=cap.bias_grads)
-    explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs, params)
-    return explanations[0] if single else explanations
+                       batch=batch, model=loaded.model, logits=cap.logits, layer=layer, loaded=loaded,
+                       grads=cap.grads, hvp=cap.hvp, input_grad=cap.input_grad, guided_grad=cap.guided_grad,
+                       bias_grads=cap.bias_grads)
+    return cap, inputs
+
+
+def refuse_unavailable(loaded: LoadedModel, layer: str | None, methods: Sequence[str]) -> None:
+    """A :class:`MicamError` with the method's own sentence when a chosen method cannot run here."""
+    for method in methods:
+        reason = REGISTRY[method].why_not(loaded, layer)
+        if reason:
+            raise MicamError(f"{REGISTRY[method].label} cannot run here: {reason}")
 
 
 def _per_image(target, count: int) -> list:
@@ -154,10 +169,11 @@ def class_index(loaded: LoadedModel, target: int | str) -> int:
 
 def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: str,
            methods: tuple[str, ...], upsampling: str, inputs: MapInputs,
-           params: Mapping[str, Mapping[str, Any]]) -> list[Explanation]:
+           params: Mapping[str, Mapping[str, Any]] | None = None) -> list[Explanation]:
     probs = torch.softmax(cap.logits.float(), dim=1).cpu().numpy()
     results = compute_maps(methods, inputs, params)
     per_image_passes = inputs.extra_passes // max(1, len(crops))
+    mi = inputs.__dict__.get("mi")  # the cached property, only when some method computed it
     out = []
     for i, crop in enumerate(crops):
         lowres = {m: results[m][0][i].cpu().numpy() for m in methods}
@@ -167,5 +183,6 @@ def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: s
             layer=layer, maps={m: render_map(lowres[m], size, display_mode(m, upsampling)) for m in methods},
             weights={m: w[i].cpu().numpy() for m, (_, w) in results.items() if w is not None}, lowres=lowres,
             upsampling=upsampling, class_names=loaded.class_names, extra_forward_passes=per_image_passes,
+            mi=None if mi is None else mi[i].cpu().numpy(),
         ))
     return out

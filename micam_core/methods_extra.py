@@ -6,12 +6,32 @@ The maps are computed in :mod:`micam_core.cams_extra` (layer methods) and :mod:`
 
 from __future__ import annotations
 
-from . import cams_extra as ce
-from . import cams_pixel as cp
+import importlib
+from collections.abc import Callable
+from typing import Any
+
 from .fields import Param
 from .registry import Method, register
 
 GRADS = frozenset({"grad_logit"})
+
+
+class _Lazy:
+    """The functions of computing module ``name``, each imported at its first call: reading the records
+    stays light (``--help`` loads no torch)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return getattr(importlib.import_module(f".{self.name}", __package__), attr)(*args, **kwargs)
+        call.__name__ = attr
+        return call
+
+
+ce = _Lazy("cams_extra")  # layer methods
+cp = _Lazy("cams_pixel")  # input-resolution methods, binned MI
 
 register(Method(
     id="gradcamew", label="Element-wise Grad-CAM", class_specific=True, needs=GRADS, compute=ce.gradcam_elementwise,
@@ -35,7 +55,8 @@ register(Method(
     compute=ce.shapleycam, reference="Cai 2025, arXiv:2501.06261",
     formula="w_k = mean_ij(d y_c / dA - (H A) / 2)_k, H the Hessian of y_c at A; ReLU(sum_k w_k A_k)"))
 register(Method(
-    id="finercam", label="Finer-CAM", class_specific=True, compute=ce.finercam, objective=ce.finer_objective,
+    id="finercam", label="Finer-CAM", class_specific=True, family="gradient", compute=ce.finercam,
+    objective=ce.finer_objective,
     params=(Param(name="strength", default=1.0, minimum=0.0, maximum=2.0, step=0.1,
                   help="how much of the similar classes' scores is subtracted (alpha)"),
             Param(name="comparisons", default=3, minimum=1, maximum=10, step=1,
@@ -49,7 +70,8 @@ register(Method(
     note="CAM works only on the layer that global average pooling and one linear classifier follow; "
          "elsewhere it is refused."))
 register(Method(
-    id="fullgrad", label="FullGrad", class_specific=True, needs=frozenset({"bias_grads"}), compute=cp.fullgrad,
+    id="fullgrad", label="FullGrad", class_specific=True, family="gradient", needs=frozenset({"bias_grads"}),
+    compute=cp.fullgrad,
     reference="Srinivas & Fleuret 2019, arXiv:1905.00780",
     formula="sum_c s(|x_c d y_c / dx_c|) + sum_layers up(sum_k s(|b_k d y_c / dz_k|)), s: rescale each map to [0, 1]",
     note="FullGrad ignores the chosen layer: it sums the input gradient and the gradients at every "

@@ -17,17 +17,31 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import shorten
 from .fields import Param, Setting, SettingError
-from .mi import mutual_information_torch
+from .lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+else:  # records are read by `--help` and the settings; torch loads when a map is first computed
+    torch = LazyModule("torch")
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
 
 # What a method may ask of the shared capture (see capture.py for the extras "hvp", "bias_grads", "guided").
 NEEDS = frozenset({"grad_logit", "grad_prob", "mi", "hvp", "bias_grads", "guided"})
+# The kinds the method selector groups methods by, in the order it shows them (id -> heading).
+FAMILIES: dict[str, str] = {
+    "gradient": "Gradient-weighted",
+    "free": "Gradient-free",
+    "perturbation": "Perturbation (extra passes)",
+    "multilayer": "Multi-layer",
+    "transformer": "Transformer-only",
+}
 
 
 @dataclass
@@ -42,8 +56,10 @@ class MapInputs:
     batch: torch.Tensor | None = None  # normalised model input, for methods with extra passes
     model: torch.nn.Module | None = None
     extra_passes: int = field(default=0)
-    logits: torch.Tensor | None = None  # B x C scores of the shared pass
-    grads: dict[str, torch.Tensor] = field(default_factory=dict)  # gradients of methods' own objectives
+    logits: torch.Tensor | None = None  # B x classes of the shared pass
+    layer: str = ""  # the target layer's module name
+    loaded: LoadedModel | None = None  # the model's record (its layer list, data config)
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)  # gradients of methods' own objectives, by id
     hvp: torch.Tensor | None = None  # H A for the target logit (ShapleyCAM)
     input_grad: torch.Tensor | None = None  # d y_c / d input (FullGrad)
     guided_grad: torch.Tensor | None = None  # guided-backpropagation input gradient (Guided Grad-CAM)
@@ -52,6 +68,8 @@ class MapInputs:
     @cached_property
     def mi(self) -> torch.Tensor:
         """``B x K`` mutual information (nats), computed once however many methods use it."""
+        from .mi import mutual_information_torch
+
         acts = self.activations
         return torch.stack([
             mutual_information_torch(torch.from_numpy(g).to(acts.device), acts[i])
@@ -59,7 +77,7 @@ class MapInputs:
         ]).to(acts.dtype)
 
 
-MapResult = tuple[torch.Tensor, "torch.Tensor | None"]  # (ReLU'd B x h x w map, B x K weights or None)
+MapResult = tuple["torch.Tensor", "torch.Tensor | None"]  # (ReLU'd B x h x w map, B x K weights or None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,18 +90,20 @@ class Method:
     the map at feature resolution; it receives the values of ``params`` as keywords.
     ``needs``: what ``compute`` reads from the shared capture besides activations: ``"grad_logit"``
     (``d y_c / dA``), ``"grad_prob"`` (``d p_c / dA``), ``"mi"`` (MI of every channel with the grey image),
-    ``"hvp"`` (``H A`` of the target logit), ``"bias_grads"`` (input and bias-layer gradients: the pass
-    then records the graph from the input), ``"guided"`` (guided-backpropagation input gradient).
-    ``objective``: ``objective(**params)`` gives the method's own score ``f(logits, targets)``, whose
-    gradient at the layer ``compute`` reads as ``inputs.grads[id]`` (same pass, one more copy).
-    ``note``: one sentence the page and the report show with the map (what the method ignores).
-    ``unavailable``: ``unavailable(loaded, layer)`` gives the sentence saying why the method cannot run on
-    that model and layer (``None``: it can); :meth:`refusal` asks it, ``explain`` refuses before any work.
+    ``"hvp"`` (``H A`` of the target logit), ``"bias_grads"`` (input and bias-layer gradients: the pass then
+    records the graph from the input), ``"guided"`` (guided-backpropagation input gradient).
+    ``objective``: ``objective(**params)`` gives the method's own score ``f(logits, targets)``, whose gradient
+    at the layer ``compute`` reads as ``inputs.grads[id]`` (same pass, one more copy of the layer output).
+    ``note``: one sentence the page and the report show with the method (e.g. what it ignores).
     ``follows_display``: the map is upsampled as the display setting says (the MI maps); otherwise
     always by ``upsampling``. ``passes``: for methods that run extra forward passes (``inputs.model``
     on ``inputs.batch``), their upper bound per image as ``passes(channels, **params)``; ``None``: none.
     ``params``: the method's own parameters (:class:`Param`), settings named ``<id>_<name>``.
     ``reference`` and ``formula``: shown in the report, the page and the API's description.
+    ``family``: its group in the selector, a key of :data:`FAMILIES` (default: ``"perturbation"`` with
+    extra passes, else ``"gradient"`` when it reads a gradient, else ``"free"``).
+    ``unavailable``: ``unavailable(loaded, layer) -> sentence or None``: why it cannot run on that model
+    and layer (e.g. a transformer-only method on a CNN); ``None`` means it always can.
     """
 
     id: str
@@ -97,13 +117,25 @@ class Method:
     upsampling: str = "bilinear"
     passes: Callable[..., int] | None = None
     params: tuple[Param, ...] = ()
+    family: str = ""
     objective: Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None
     note: str = ""
-    unavailable: Callable[[Any, str], str | None] | None = None
+    unavailable: Callable[[LoadedModel, str], str | None] | None = None
 
-    def refusal(self, loaded: Any, layer: str) -> str | None:
-        """Why this method cannot run on ``loaded`` (a LoadedModel) at ``layer``, or ``None`` when it can."""
-        return None if self.unavailable is None else self.unavailable(loaded, layer)
+    @property
+    def group(self) -> str:
+        """The selector group (a key of :data:`FAMILIES`)."""
+        if self.family:
+            return self.family
+        if self.passes is not None:
+            return "perturbation"
+        return "gradient" if self.needs & {"grad_logit", "grad_prob"} else "free"
+
+    def why_not(self, loaded: LoadedModel, layer: str | None = None) -> str | None:
+        """Why this method cannot run on ``loaded`` at ``layer`` (default layer when ``None``), or ``None``."""
+        if self.unavailable is None:
+            return None
+        return self.unavailable(loaded, layer or loaded.default_layer)
 
     def display_mode(self, setting: str) -> str:
         """How this method's map is brought to the input size under the display setting ``setting``."""
@@ -143,6 +175,8 @@ def register(method: Method) -> Method:
         raise ValueError(f"A method with id {method.id!r} is already registered ({REGISTRY[method.id].label}).")
     if not method.id.isidentifier() or method.id != method.id.lower():
         raise ValueError(f"Method id {method.id!r} must be a lowercase identifier.")
+    if method.family and method.family not in FAMILIES:
+        raise ValueError(f"{method.id}: unknown family {method.family!r}; known: {sorted(FAMILIES)}.")
     unknown = method.needs - NEEDS
     if unknown:
         raise ValueError(f"{method.id}: unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}.")
@@ -159,7 +193,12 @@ def register(method: Method) -> Method:
 
 # Modules of records call register() when imported. They import this module, which is complete by
 # here, and must be imported before METHODS is read: one line each, in the order the app lists them.
-from . import cams, methods_extra  # noqa: E402, F401
+# Keep a records module's top-level imports light (no torch, no computing module): `python -m micam_core
+# --help` reads the records, and tests/test_cli_talks.py checks it loads no torch.
+from . import cams  # noqa: E402, F401, I001
+from . import passcams  # noqa: E402, F401
+from . import layercams  # noqa: E402, F401
+from . import methods_extra  # noqa: E402, F401
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in REGISTRY.values()}

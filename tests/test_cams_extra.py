@@ -193,15 +193,15 @@ def test_cam_matches_torchcam(request, cat_path, fixture, layer):
 
 def test_cam_is_refused_with_a_sentence_without_gap_and_linear_head(resnet18_random, vit, cat_path):
     for loaded, layer in ((resnet18_random, "layer3"), (vit, None)):
-        reason = REGISTRY["cam"].refusal(loaded, layer or loaded.default_layer)
+        reason = REGISTRY["cam"].why_not(loaded, layer or loaded.default_layer)
         assert reason and reason.startswith("CAM needs") and reason.endswith(".")
         with pytest.raises(MicamError, match="CAM needs"):
             explain(loaded, cat_path, layer=layer, methods=("gradcam", "cam"))
     torch.manual_seed(0)
     pooled = from_module(timm.create_model("vit_tiny_patch16_224", num_classes=5, global_pool="avg",
                                            class_token=False, fc_norm=False), spec="vit-avg", device="cpu")
-    assert REGISTRY["cam"].refusal(pooled, "norm") is None  # tokens averaged straight into the classifier
-    assert REGISTRY["cam"].refusal(pooled, "blocks.11") is not None  # a LayerNorm follows
+    assert REGISTRY["cam"].why_not(pooled, "norm") is None  # tokens averaged straight into the classifier
+    assert REGISTRY["cam"].why_not(pooled, "blocks.11") is not None  # a LayerNorm follows
 
 
 @pytest.mark.parametrize("fixture", ["resnet18_random", "bundled"])

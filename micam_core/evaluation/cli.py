@@ -17,8 +17,7 @@ EXAMPLES = """examples:
 
 
 def add_parsers(sub) -> None:
-    from ..counterfactual import FILLS
-    from ..models import DEFAULT_SPEC
+    from ..settings import DEFAULT_SPEC, FILLS
     from . import ENGINES, TARGETS
 
     p = sub.add_parser("evaluate", help="faithfulness metrics over a folder or data set, into Parquet rows",
