@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax, paper_kernel, render_map
 from .models import LoadedModel
 from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, MapInputs, compute_maps, display_mode, needs_of
-from .settings import UPSAMPLING, validate
+from .settings import DEFAULTS, UPSAMPLING, validate
 
 __all__ = ["DEFAULT_METHODS", "METHODS", "METHOD_LABELS", "UPSAMPLING", "Explanation", "class_index", "explain",
            "gaussian_blur", "minmax", "paper_kernel", "render_map", "top_k"]
@@ -67,8 +68,9 @@ def explain(
     image: ImageInput | Sequence[ImageInput],
     target: int | str | Sequence[int | str] | None = None,
     layer: str | None = None,
-    methods: Sequence[str] | str = DEFAULT_METHODS,
-    upsampling: str = "paper",
+    methods: Sequence[str] | str = DEFAULTS["methods"],
+    upsampling: str = DEFAULTS["upsampling"],
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Explanation | list[Explanation]:
     """Explain one image (returns an :class:`Explanation`) or a list of images (returns a list).
 
@@ -77,7 +79,7 @@ def explain(
     ``target``: class index or name per image (default: the top-1 class). ``layer``: module
     name (default: ``loaded.default_layer``). ``upsampling``: how MI maps are brought to the
     input size, ``"paper"`` (nearest + Gaussian blur) or ``"bilinear"``; the other methods are
-    always bilinear.
+    always bilinear. ``params``: per method id, values of its parameters (others take their defaults).
     """
     single = not isinstance(image, (list, tuple))
     images = [image] if single else list(image)
@@ -101,7 +103,7 @@ def explain(
     inputs = MapInputs(activations=cap.activations, grays=[np.array(c.convert("L")) for c in crops],
                        targets=cap.targets, grad_logit=cap.grad_logit, grad_prob=cap.grad_prob,
                        batch=batch, model=loaded.model)
-    explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs)
+    explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs, params)
     return explanations[0] if single else explanations
 
 
@@ -134,9 +136,10 @@ def class_index(loaded: LoadedModel, target: int | str) -> int:
 
 
 def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: str,
-           methods: tuple[str, ...], upsampling: str, inputs: MapInputs) -> list[Explanation]:
+           methods: tuple[str, ...], upsampling: str, inputs: MapInputs,
+           params: Mapping[str, Mapping[str, Any]] | None) -> list[Explanation]:
     probs = torch.softmax(cap.logits.float(), dim=1).cpu().numpy()
-    results = compute_maps(methods, inputs)
+    results = compute_maps(methods, inputs, params)
     per_image_passes = inputs.extra_passes // max(1, len(crops))
     out = []
     for i, crop in enumerate(crops):

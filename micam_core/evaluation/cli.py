@@ -7,20 +7,21 @@ import sys
 from pathlib import Path
 
 from ..errors import MicamError
+from ..flags import add_settings, view_of
+from ..models import DEFAULT_SPEC
+from . import ENGINES, TARGETS
 
 EXAMPLES = """examples:
   micam evaluate --images photos/ --labels folders --models bundled:efficientnet_lite0 --out runs/a
   micam evaluate --images photos/ --labels labels.csv --methods micam,gradcam --steps 16 --out runs/a --resume
   micam evaluate --dataset imagefolder --data-dir photos/ --split train --out runs/b
   micam evaluate --dataset ILSVRC/imagenet-1k --split validation --limit 1000 --engine ray --out runs/c
-  micam summarize runs/a"""
+  micam summarize runs/a
+
+The random and centred baselines are evaluated with every method."""
 
 
 def add_parsers(sub) -> None:
-    from ..counterfactual import FILLS
-    from ..models import DEFAULT_SPEC
-    from . import ENGINES, TARGETS
-
     p = sub.add_parser("evaluate", help="faithfulness metrics over a folder or data set, into Parquet rows",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("source (one of --images, --dataset)")
@@ -34,12 +35,8 @@ def add_parsers(sub) -> None:
     src.add_argument("--image-column", default="image")
     src.add_argument("--label-column", default="label", help="'' for none")
     p.add_argument("--models", default=DEFAULT_SPEC, help=f"comma-separated model specs (default {DEFAULT_SPEC})")
-    p.add_argument("--methods", default=None, help="comma-separated method ids (default: the registry's default set); "
-                                                   "the random and centred baselines always run")
-    p.add_argument("--layer", default=None, help="target layer (default: each model's last spatial map)")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--fill", choices=FILLS, default="black")
-    p.add_argument("--steps", type=int, default=32, help="deletion/insertion steps")
+    p.add_argument("--layer", default=None, help="target layer (default: each model's default layer)")
+    add_settings(p, numbers_only=True)
     p.add_argument("--target", choices=TARGETS, default="label",
                    help="label: the image's label when it names a class of the model, else top-1; top1: always top-1")
     p.add_argument("--limit", type=int, default=None, help="at most N images")
@@ -73,25 +70,18 @@ def run_command(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import micam_core
-
     from .records import Source
-    from .rows import Settings
-    from .run import Plan, checked_methods, evaluate
+    from .run import Plan, evaluate
 
-    if args.steps < 2:
-        raise MicamError("--steps must be at least 2.")
+    view = view_of(args, "layer")  # every value checked before any image is read or anything written
     if args.images is None and args.dataset is None:
         raise MicamError("Give a source: --images DIR or --dataset NAME (see --help).")
     source = Source(images=str(args.images) if args.images else None, labels=args.labels, dataset=args.dataset,
                     data_dir=args.data_dir, split=args.split, image_column=args.image_column,
                     label_column=args.label_column or None)
-    default = getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS)  # the registry's default set, if any
-    settings = Settings(methods=checked_methods(args.methods or ",".join(default)),
-                        threshold=args.threshold, fill=args.fill, steps=args.steps, target=args.target,
-                        layer=args.layer)
     plan = Plan(models=[m.strip() for m in args.models.split(",") if m.strip()], source=source,
-                settings=settings, out=str(args.out), engine=args.engine, resume=args.resume, limit=args.limit,
+                view=view, target=args.target, out=str(args.out), engine=args.engine, resume=args.resume,
+                limit=args.limit,
                 batch_size=max(1, args.batch_size), device=args.device, ray_address=args.ray_address,
                 ray_workers=args.ray_workers, progress=not args.no_progress)
     evaluate(plan)
