@@ -9,7 +9,9 @@ from .maps import render_map
 from .methods import Explanation, class_index, explain
 from .mi import mutual_information
 from .models import BUNDLED_SPEC, DEFAULT_SPEC, LoadedModel, ModelCache, from_module, load_model
+from .randomise import randomised_copy
 from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, Method, register
+from .sanity import Randomisation, RandomLogit, Sanity, random_logit_check, randomisation_check, sanity_checks
 from .settings import DEFAULTS, FILLS, SETTINGS, Setting, SettingError, validate, validate_all
 
 __version__ = "0.1.0"
@@ -22,4 +24,6 @@ __all__ = [
     "ImageError", "LayerError", "MicamError", "ModelLoadError", "NotACNNError", "TargetError",
     "analyse", "class_index", "deletion_insertion", "explain", "from_module", "load_image",
     "load_model", "mutual_information", "render_map", "__version__",
+    "Randomisation", "RandomLogit", "Sanity", "random_logit_check", "randomisation_check", "randomised_copy",
+    "sanity_checks",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,7 +26,18 @@ from .errors import shorten
 from .fields import Param, Setting, SettingError
 from .mi import mutual_information_torch
 
+if TYPE_CHECKING:
+    from .models import LoadedModel
+
 NEEDS = frozenset({"grad_logit", "grad_prob", "mi"})  # what a method may ask of the shared capture
+# The kinds the method selector groups methods by, in the order it shows them (id -> heading).
+FAMILIES: dict[str, str] = {
+    "gradient": "Gradient-weighted",
+    "free": "Gradient-free",
+    "perturbation": "Perturbation (extra passes)",
+    "multilayer": "Multi-layer",
+    "transformer": "Transformer-only",
+}
 
 
 @dataclass
@@ -41,6 +52,9 @@ class MapInputs:
     batch: torch.Tensor | None = None  # normalised model input, for methods with extra passes
     model: torch.nn.Module | None = None
     extra_passes: int = field(default=0)
+    logits: torch.Tensor | None = None  # B x classes of the shared pass
+    layer: str = ""  # the target layer's module name
+    loaded: LoadedModel | None = None  # the model's record (its layer list, data config)
 
     @cached_property
     def mi(self) -> torch.Tensor:
@@ -70,6 +84,10 @@ class Method:
     on ``inputs.batch``), their upper bound per image as ``passes(channels, **params)``; ``None``: none.
     ``params``: the method's own parameters (:class:`Param`), settings named ``<id>_<name>``.
     ``reference`` and ``formula``: shown in the report, the page and the API's description.
+    ``family``: its group in the selector, a key of :data:`FAMILIES` (default: ``"perturbation"`` with
+    extra passes, else ``"gradient"`` when it reads a gradient, else ``"free"``).
+    ``unavailable``: ``unavailable(loaded, layer) -> sentence or None``: why it cannot run on that model
+    and layer (e.g. a transformer-only method on a CNN); ``None`` means it always can.
     """
 
     id: str
@@ -83,6 +101,23 @@ class Method:
     upsampling: str = "bilinear"
     passes: Callable[..., int] | None = None
     params: tuple[Param, ...] = ()
+    family: str = ""
+    unavailable: Callable[[LoadedModel, str], str | None] | None = None
+
+    @property
+    def group(self) -> str:
+        """The selector group (a key of :data:`FAMILIES`)."""
+        if self.family:
+            return self.family
+        if self.passes is not None:
+            return "perturbation"
+        return "gradient" if self.needs & {"grad_logit", "grad_prob"} else "free"
+
+    def why_not(self, loaded: LoadedModel, layer: str | None = None) -> str | None:
+        """Why this method cannot run on ``loaded`` at ``layer`` (default layer when ``None``), or ``None``."""
+        if self.unavailable is None:
+            return None
+        return self.unavailable(loaded, layer or loaded.default_layer)
 
     def display_mode(self, setting: str) -> str:
         """How this method's map is brought to the input size under the display setting ``setting``."""
@@ -122,6 +157,8 @@ def register(method: Method) -> Method:
         raise ValueError(f"A method with id {method.id!r} is already registered ({REGISTRY[method.id].label}).")
     if not method.id.isidentifier() or method.id != method.id.lower():
         raise ValueError(f"Method id {method.id!r} must be a lowercase identifier.")
+    if method.family and method.family not in FAMILIES:
+        raise ValueError(f"{method.id}: unknown family {method.family!r}; known: {sorted(FAMILIES)}.")
     unknown = method.needs - NEEDS
     if unknown:
         raise ValueError(f"{method.id}: unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}.")
@@ -138,7 +175,8 @@ def register(method: Method) -> Method:
 
 # Modules of records call register() when imported. They import this module, which is complete by
 # here, and must be imported before METHODS is read: one line each, in the order the app lists them.
-from . import cams  # noqa: E402, F401
+from . import cams  # noqa: E402, F401, I001
+from . import passcams  # noqa: E402, F401
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in REGISTRY.values()}
