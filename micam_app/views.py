@@ -10,6 +10,7 @@ from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedMod
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import Faithfulness
 from micam_core.permalink import build_query, example_index
+from micam_core.view import View
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = example_index(ROOT / "examples")  # stem -> path: the only images a link can name
@@ -140,13 +141,9 @@ def example_stem(path: str | None) -> str | None:
     return _EXAMPLE_BY_HASH.get(digest)
 
 
-def view_query(session: dict, default_layer: str, cmap: str, opacity: float) -> str:
-    """The query string of the session's current view (counterfactual settings from its last analysis)."""
-    exp, faith = session["exp"], session.get("faith")
-    state: dict[str, Any] = {
-        "model": session["spec"], "example": session.get("example"),
-        "layer": None if exp.layer == default_layer else exp.layer, "target": exp.target,
-        "methods": list(exp.methods), "upsampling": exp.upsampling, "cmap": cmap, "opacity": opacity}
-    if faith is not None:
-        state.update(threshold=faith.threshold, fill=faith.fill, steps=faith.steps)
-    return build_query(state)
+def view_query(session: dict, default_layer: str, view: View) -> str:
+    """The query string of ``view`` with the session's explanation's layer, target, methods and upsampling."""
+    exp = session["exp"]
+    view = view.replace(layer=None if exp.layer == default_layer else exp.layer, target=exp.target,
+                                   methods=exp.methods, upsampling=exp.upsampling)
+    return build_query(view)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .fields import SettingError
 from .settings import SETTINGS
-from .view import View, parse
+from .view import View, checked
 
 
 def add_setting(p: argparse.ArgumentParser, name: str, *aliases: str) -> None:
@@ -30,10 +29,6 @@ ALIASES = {"opacity": ("--alpha",)}  # --alpha: the old name, kept for existing 
 def view_of(args: argparse.Namespace, *parts: str) -> View:
     """The view of the parsed options (``parts``: which of model, layer, target the command has).
 
-    A refused value raises :class:`SettingError` with the same sentence as every other entrance.
+    A refused value raises :class:`~micam_core.fields.SettingError` with the same sentence as every other entrance.
     """
-    values = {name: getattr(args, name) for name in (*parts, *SETTINGS) if hasattr(args, name)}
-    view, messages = parse(values)
-    if messages:
-        raise SettingError(messages[0])
-    return view
+    return checked({name: getattr(args, name) for name in (*parts, *SETTINGS) if hasattr(args, name)})

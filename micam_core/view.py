@@ -148,12 +148,13 @@ class View:
 
 
 def parse(mapping: Mapping[str, Any], *, examples: Mapping[str, Path] | None = None, link: bool = False,
-          base: View | None = None) -> tuple[View, list[str]]:
+          required: bool = False, base: View | None = None) -> tuple[View, list[str]]:
     """A view from ``mapping`` (strings or values, by part or setting name) and the sentences of what was refused.
 
     Missing, ``None`` or empty values keep ``base``'s (default: the defaults); a refused value keeps it
     too and adds one sentence. ``examples``: the only images an ``example`` may name (by stem).
     ``link``: the values come from a link (overlong values, local model folders and markup refused).
+    ``required``: an empty setting is refused rather than defaulted (the API: a client sent it empty).
     Strict entrances (command line, API) refuse the request when there is any message.
     """
     ctx = Context(examples=examples or {}, link=link)
@@ -167,6 +168,8 @@ def parse(mapping: Mapping[str, Any], *, examples: Mapping[str, Path] | None = N
             messages.append(f"'{shorten(key, 40)}' is not a part or setting of a view.")
             continue
         if value is None or (isinstance(value, str) and not value.strip()):
+            if required and key in SETTINGS:
+                messages.append(str(SETTINGS[key].refuse(value)))
             continue
         try:
             if link and isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
@@ -179,3 +182,11 @@ def parse(mapping: Mapping[str, Any], *, examples: Mapping[str, Path] | None = N
         except SettingError as error:
             messages.append(str(error))
     return view.replace(**parts, **changes), messages
+
+
+def checked(mapping: Mapping[str, Any], **options: Any) -> View:
+    """:func:`parse` for strict entrances (command line, API, widgets): the first refusal raises its sentence."""
+    view, messages = parse(mapping, **options)
+    if messages:
+        raise SettingError(messages[0])
+    return view
