@@ -41,11 +41,10 @@ class Context:
 
 
 def _model(value: str, ctx: Context) -> str:
-    accepts = "a model name or Hugging Face model id"
     try:
         spec = normalize_spec(value)
-    except ModelLoadError:
-        raise refusal("model", "Model", accepts, value) from None
+    except ModelLoadError as error:  # its own sentence says what a spec looks like
+        raise SettingError(str(error)) from None
     if ctx.link and spec.startswith("local-dir:"):
         raise refusal("model", "Model", "a model on the Hub or a bundled one (links cannot name local folders)", value)
     if ctx.link and spec.startswith("bundled:") and not re.fullmatch(r"bundled:[a-z0-9_]+", spec):
