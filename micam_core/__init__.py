@@ -13,8 +13,7 @@ from .randomise import randomised_copy
 from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, Method, register
 from .sanity import Randomisation, RandomLogit, Sanity, random_logit_check, randomisation_check, sanity_checks
 from .settings import DEFAULTS, FILLS, SETTINGS, Setting, SettingError, validate, validate_all
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "BUNDLED_SPEC", "DEFAULTS", "DEFAULT_METHODS", "DEFAULT_SPEC", "FILLS", "METHODS", "METHOD_LABELS",

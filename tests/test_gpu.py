@@ -18,7 +18,7 @@ from micam_core.gpu import (
     analyse_seconds,
     cpu_result,
     device_tensors,
-    estimate_seconds,
+    request_seconds,
     explain_seconds,
     forward_images,
     to_cpu,
@@ -31,8 +31,8 @@ def test_durations_grow_with_the_work_and_stay_in_bounds():
     assert explain_seconds(3) < explain_seconds(3, extra_passes=1281)  # Score-CAM on 1280 channels
     assert analyse_seconds(1, 32) < analyse_seconds(3, 32)
     assert analyse_seconds(3, 32, model_bytes=100 * 2**20) < analyse_seconds(3, 32, model_bytes=2**30)
-    assert estimate_seconds(10**9) == MAX_SECONDS and MIN_SECONDS <= estimate_seconds(0) <= 15
-    assert estimate_seconds(-5, -1) == estimate_seconds(0)
+    assert request_seconds(10**9) == MAX_SECONDS and MIN_SECONDS <= request_seconds(0) <= 15
+    assert request_seconds(-5, -1) == request_seconds(0)
     for value in (explain_seconds(3), analyse_seconds(3, 32)):
         assert isinstance(value, int) and value % 5 == 0
 
