@@ -18,9 +18,9 @@ from micam_core.gpu import (
     analyse_seconds,
     cpu_result,
     device_tensors,
-    request_seconds,
     explain_seconds,
     forward_images,
+    request_seconds,
     to_cpu,
 )
 
