@@ -68,18 +68,17 @@ def test_fake_spaces_refuses_tensors_off_the_cpu():
 
 def test_app_gpu_functions_through_a_process_boundary():
     from micam_app import work
+    from micam_core.view import View
 
-    explain_fn = fake_spaces.GPU(duration=lambda spec, image, layer, target, up, methods: explain_seconds(
-        len(methods)))(work.gpu_explain)
-    analyse_fn = fake_spaces.GPU(duration=lambda spec, exp, threshold, fill, steps: analyse_seconds(
-        len(exp.maps), steps))(work.gpu_analyse)
-    methods = ("micam", "gradcam", "migradcam")
+    explain_fn = fake_spaces.GPU(duration=lambda view, image: explain_seconds(len(view.methods)))(work.gpu_explain)
+    analyse_fn = fake_spaces.GPU(duration=lambda view, exp: analyse_seconds(len(exp.maps), view.steps))(
+        work.gpu_analyse)
+    view = View().replace(methods=("micam", "gradcam", "migradcam"), steps=4)  # the arguments cross as the view
     try:
-        exp = explain_fn("bundled:efficientnet_lite0", str(EXAMPLES / "chelsea_cat.jpg"), None, None, "paper",
-                         methods)
+        exp = explain_fn(view, str(EXAMPLES / "chelsea_cat.jpg"))
         assert isinstance(exp, Explanation) and set(exp.maps) == {"micam", "gradcam", "migradcam"}
         assert exp.maps["micam"].shape == (224, 224)
-        faith = analyse_fn("bundled:efficientnet_lite0", exp, 0.5, "black", 4)
+        faith = analyse_fn(view, exp)
         assert isinstance(faith, Faithfulness) and faith.target == exp.target
         assert {"micam", "gradcam", "migradcam", "random", "centre"} <= set(faith.results)
     finally:
