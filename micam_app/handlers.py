@@ -20,7 +20,7 @@ from micam_core.errors import shorten
 from micam_core.outputs import new_download_dir, write_results
 from micam_core.render import colorbar, curves_figure, overlay
 from micam_core.report import build_report
-from micam_core.view import View, checked
+from micam_core.view import View, checked, part
 
 from . import text, views, work
 
@@ -65,6 +65,14 @@ def colorbar_html(cmap: str) -> str:
             "<span>high</span></div>")
 
 
+def picked_layer(value: str | None) -> str | None:
+    """The layer picker's value as a layer name (``None``: the default layer, also for a name a link mangled)."""
+    try:
+        return part("layer", value)
+    except MicamError:
+        return None
+
+
 def session_view(session: dict | None, **values: Any) -> View:
     """The session's view with the widgets' ``values`` (checked; a refusal raises its sentence)."""
     return checked(values, base=(session or {}).get("view"))
@@ -88,7 +96,7 @@ class Handlers:
         c = self.ui.c
         return {c["layer"]: gr.update(choices=layers, value=layer),
                 c["target"]: gr.update(choices=targets, value=target),
-                c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
+                c["methods"]: gr.update(choices=views.method_choices(loaded, picked_layer(layer)),
                                         value=list(methods or []))}
 
     def on_model(self, choice: str, custom: str, layer: str, target: str, methods: list[str],
@@ -117,8 +125,8 @@ class Handlers:
         """Explain button: check the settings, load the model, compute the chosen maps (counterfactuals follow)."""
         c = self.ui.c
         try:
-            view = checked({"model": views.resolve_spec(choice, custom), "layer": views.parse_layer(layer),
-                            "target": views.parse_target(target), "methods": methods, "upsampling": upsampling,
+            view = checked({"model": views.resolve_spec(choice, custom), "layer": layer,
+                            "target": target, "methods": methods, "upsampling": upsampling,
                             "cmap": cmap, "opacity": opacity})
             if not image:
                 raise MicamError("Add an image first: upload one, use the webcam or click an example.")
@@ -225,5 +233,5 @@ class Handlers:
             loaded = work.load(shown_spec)
         except MicamError:
             return {self.ui.c["methods"]: gr.skip()}
-        return {self.ui.c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
+        return {self.ui.c["methods"]: gr.update(choices=views.method_choices(loaded, picked_layer(layer)),
                                                 value=list(methods or []))}

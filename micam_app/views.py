@@ -10,7 +10,7 @@ from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedMod
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import Faithfulness
 from micam_core.permalink import build_query, example_index
-from micam_core.view import View
+from micam_core.view import AUTO_LAYER, TOP1, View
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = example_index(ROOT / "examples")  # stem -> path: the only images a link can name
@@ -32,8 +32,6 @@ POPULAR_MODELS: list[tuple[str, str]] = [
     ("EVA02-Tiny (timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k)", "timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k"),
     ("MaxViT-T (timm/maxvit_tiny_tf_224.in1k)", "timm/maxvit_tiny_tf_224.in1k"),
 ]
-AUTO_LAYER = "auto"
-TOP1 = "top-1"
 TOP1_LABEL = "predicted class (top-1)"
 METRIC_HEADERS = [
     "Method", "Average Drop % (lower better)", "Increase in Confidence", "Paper's Drop % (lower better)",
@@ -48,24 +46,6 @@ def resolve_spec(choice: str | None, custom: str | None) -> str:
     if custom:
         return custom
     return (str(choice or "")).strip() or BUNDLED_SPEC
-
-
-def parse_layer(value: str | None) -> str | None:
-    """``None`` (the model's default layer) for empty or ``auto``, else the layer name."""
-    value = (str(value or "")).strip()
-    return None if value.lower() in ("", AUTO_LAYER) else value
-
-
-def parse_target(value: str | int | float | None) -> int | str | None:
-    """``None`` (top-1) for empty, ``top-1`` or the picker's top-1 label; else an index or class name."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value) if float(value).is_integer() else str(value)
-    text = str(value).strip()
-    if text.lower() in ("", TOP1, TOP1_LABEL, "top1", "none", "auto", "predicted"):
-        return None
-    return text
 
 
 def layer_choices(loaded: LoadedModel) -> list[tuple[str, str]]:

@@ -26,7 +26,9 @@ from .settings import DEFAULTS, SETTINGS
 
 MAX_VALUE_CHARS = 300  # longer values in a link are refused before any parsing
 MAX_NAME_CHARS = 120  # layer and class names
-TOP1_WORDS = ("top-1", "top1", "auto", "predicted", "none", "predicted class (top-1)")
+AUTO_LAYER = "auto"
+TOP1 = "top-1"
+TOP1_WORDS = (TOP1, "top1", "auto", "predicted", "none")
 _LAYER = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # Class names in links: letters (any script), digits, spaces and the punctuation real label sets use; no markup.
 _CLASS_NAME = re.compile(r"^[\w .,'()\-/+:]+$")
@@ -60,25 +62,23 @@ def _example(value: str, ctx: Context) -> str:
 
 
 def _layer(value: str, ctx: Context) -> str | None:
-    if value.lower() == "auto":
+    if value.lower() == AUTO_LAYER:
         return None
-    if len(value) > MAX_NAME_CHARS or not _LAYER.match(value):
+    if ctx.link and (len(value) > MAX_NAME_CHARS or not _LAYER.match(value)):
         raise refusal("layer", "Layer", "a layer name (letters, digits, '.', '_' and '-' only) or auto", value)
-    return value
+    return value  # elsewhere the model says whether it has such a layer, naming near ones
 
 
 def _target(value: str, ctx: Context) -> int | str | None:
     if value.lower() in TOP1_WORDS:
         return None
-    accepts = "a class index, a class name or top-1"
-    if value.isascii() and value.isdigit():
-        index = int(value) if len(value) <= 7 else -1
-        if not 0 <= index < 1_000_000:
-            raise refusal("target", "Target class", accepts, value)
-        return index
-    if len(value) > MAX_NAME_CHARS or (ctx.link and not _CLASS_NAME.match(value)):
-        raise refusal("target", "Target class", accepts, value)
-    return value
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        if ctx.link and int(value) >= 1_000_000:
+            raise refusal("target", "Target class", "a class index, a class name or top-1", value)
+        return int(value)
+    if ctx.link and (len(value) > MAX_NAME_CHARS or not _CLASS_NAME.match(value)):
+        raise refusal("target", "Target class", "a class index, a class name or top-1", value)
+    return value  # elsewhere the model's class names decide (with a sentence naming close ones)
 
 
 # The parts of a view besides the settings: name -> (label, parser of a non-empty string).
@@ -189,3 +189,10 @@ def checked(mapping: Mapping[str, Any], **options: Any) -> View:
     if messages:
         raise SettingError(messages[0])
     return view
+
+
+def part(name: str, value: Any) -> Any:
+    """One part's checked value (``"layer"``: ``None`` for auto; ``"target"``: ``None`` for top-1)."""
+    if value is None or not str(value).strip():
+        return None
+    return PARTS[name][1](str(value).strip(), Context())
