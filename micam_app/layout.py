@@ -8,7 +8,7 @@ import gradio as gr
 
 from micam_core import BUNDLED_SPEC, DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, SETTINGS, policy
 
-from . import api, page, text, views
+from . import api, page, sanity_panel, text, views
 from .handlers import UI, Handlers, colorbar_html
 from .paper import PaperHandlers
 
@@ -203,6 +203,7 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
                 maps_column(ui)
         with gr.Column(elem_id="counterfactuals"):
             counterfactual_panel(ui)
+        sanity_panel.panel(ui)
         with gr.Accordion("How it works, links and citation", open=False, elem_id="how-it-works"):
             gr.Markdown(page.HOW_IT_WORKS, latex_delimiters=[{"left": "$", "right": "$", "display": False}])
         with gr.Column(visible=False):  # API-only inputs and outputs: POST /explain, e.g. with gradio_client
@@ -211,6 +212,7 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
         c["demo_load"] = demo.load
         handlers = Handlers(ui)
         wire(ui, handlers)
+        sanity_panel.wire(ui)
         api_button.click(api.api_explain, api_in, api_out, api_name="explain",
                          api_description="Explain one image: overlays of the chosen methods (default MI CAM, "
                                          "Grad-CAM, MI-Grad-CAM), top-5 predictions and a JSON report with "

@@ -7,12 +7,15 @@ for the fields). :func:`weighted` and :func:`elementwise` build ``compute`` for 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
-
-from .maps import combine
+from .lazy import LazyModule
 from .registry import MapInputs, MapResult, Method, register
-from .scorecam import scorecam_weights
+
+if TYPE_CHECKING:
+    import torch
+else:  # importing the records stays cheap (`--help`); torch loads when a map is first computed
+    torch = LazyModule("torch")
 
 # Small constants exactly as pytorch-grad-cam 1.5.7 uses them (its maps are our oracle).
 GRADCAMPP_EPS = 1e-6
@@ -22,6 +25,8 @@ XGRADCAM_EPS = 1e-7
 def weighted(weights: Callable[..., torch.Tensor]) -> Callable[..., MapResult]:
     """A method defined by ``B x K`` channel weights ``weights(x, **params)``: ``ReLU(sum_k w_k A_k)``."""
     def compute(x: MapInputs, **params) -> MapResult:
+        from .maps import combine
+
         w = weights(x, **params)
         return combine(w, x.activations), w
     return compute
@@ -41,7 +46,11 @@ def _migradcam_weights(x: MapInputs) -> torch.Tensor:
 
 
 def _gradcampp_weights(x: MapInputs) -> torch.Tensor:
-    g, a = x.grad_logit, x.activations
+    return gradcampp_weights(x.activations, x.grad_logit)
+
+
+def gradcampp_weights(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ ``B x K`` weights of activations ``a`` and logit gradients ``g`` (pytorch-grad-cam's closed form)."""
     g2 = g * g
     alpha = g2 / (2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + GRADCAMPP_EPS)
     alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
@@ -75,6 +84,9 @@ def _eigencam(x: MapInputs) -> MapResult:
 
 
 def _scorecam(x: MapInputs) -> MapResult:
+    from .maps import combine
+    from .scorecam import scorecam_weights
+
     w, passes = scorecam_weights(x.model, x.batch, x.activations, x.targets)
     x.extra_passes += passes
     return combine(w, x.activations), w

@@ -7,19 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from .counterfactual import analyse
 from .errors import MicamError
-from .evaluation.cli import add_parsers, run_command
-from .figure import export_figure
 from .flags import add_settings, view_of
-from .methods import explain
-from .models import DEFAULT_SPEC, load_model
-from .outputs import write_results
 from .registry import METHODS
-from .render import curves_figure
-from .report import build_report
+from .settings import DEFAULT_SPEC
 from .view import View
 
 log = logging.getLogger("micam_core.cli")
@@ -44,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", action="store_true",
                    help="add counterfactuals and faithfulness metrics to the manifest, plot the curves")
     p.add_argument("-v", "--verbose", action="store_true")
+    from .evaluation.cli import add_parsers
+
     add_parsers(sub)  # evaluate, summarize
     return parser
 
@@ -53,7 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command in ("evaluate", "summarize"):
+        from .evaluation.cli import run_command
+
         return run_command(args)
+    try:
+        return _explain_command(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the images finished so far are written", file=sys.stderr)
+        return 130
+
+
+def _explain_command(args) -> int:
+    from tqdm import tqdm
+
+    from .models import load_model
+
     try:
         view = view_of(args, "model", "layer", "target")
         loaded = load_model(view.model, device=args.device)
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in tqdm(args.images, desc="explaining", unit="image", disable=len(args.images) < 2):
         stem = _unique_stem(path.stem, stems)
         try:
-            _explain_one(loaded, path, stem, args, view)
+            tqdm.write(_explain_one(loaded, path, stem, args, view))
         except MicamError as err:
             failures += 1
             tqdm.write(f"error: {path}: {err}", file=sys.stderr)
@@ -82,23 +89,49 @@ def _unique_stem(stem: str, used: set[str]) -> str:
     return candidate
 
 
-def _explain_one(loaded, path: Path, stem: str, args, view: View) -> None:
+def _explain_one(loaded, path: Path, stem: str, args, view: View) -> str:
+    """Explain one image, write its files; returns what to tell the person (target, files, metrics)."""
+    from .methods import explain
+    from .outputs import write_results
+    from .report import build_report
+
     exp = explain(loaded, path, target=view.target, layer=view.layer, methods=view.methods,
                   upsampling=view.upsampling, params=view.params())
     counterfactuals, curves, faith = None, None, None
     if args.metrics:
+        from .counterfactual import analyse
+        from .render import curves_figure
+
         faith = analyse(loaded, exp, threshold=view.threshold, fill=view.fill, steps=view.steps)
         counterfactuals = faith.to_report()
         curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}", labels=faith.labels())
     report = build_report(loaded, exp, counterfactuals=counterfactuals, settings=view.chosen_settings())
     report["image"] = str(path)
-    if args.figure:
-        report["figure"] = _figure(loaded, exp, faith, stem, args.out, view)
-    write_results(args.out, stem, exp, report, cmap=view.cmap, opacity=view.opacity, curves=curves)
+    figure = _figure(loaded, exp, faith, stem, args.out, view) if args.figure else []
+    if figure:
+        report["figure"] = figure
+    written = write_results(args.out, stem, exp, report, cmap=view.cmap, opacity=view.opacity, curves=curves)
+    return _summary(path, exp, [p.name for p in written] + figure, args.out, faith)
+
+
+def _summary(path: Path, exp, files: list[str], out: Path, faith) -> str:
+    prob = float(exp.probs[exp.target])
+    top1 = exp.top(1)[0]
+    why = "top-1" if top1[0] == exp.target else f"asked for; top-1 is {top1[0]} {top1[1]} ({top1[2]:.1%})"
+    lines = [f"{path}: target class {exp.target} {exp.target_label} ({prob:.1%}, {why}), layer {exp.layer}",
+             f"  {len(files)} files in {out}: {', '.join(files)}"]
+    if faith is not None:
+        from .metrics_table import text
+
+        lines.append(f"  counterfactuals: threshold {faith.threshold}, fill {faith.fill}, {faith.steps} steps")
+        lines += ["    " + line for line in text(faith).splitlines()]
+    return "\n".join(lines)
 
 
 def _figure(loaded, exp, faith, stem: str, out: Path, view: View) -> list[str]:
     """``STEM_figure.pdf/.svg/.png`` with caption and BibTeX; returns the file names."""
+    from .figure import export_figure
+
     paths = export_figure(exp, out, f"{stem}_figure", model=loaded.spec, revision=loaded.revision,
                           methods=view.methods, cmap=view.cmap, opacity=view.opacity, faith=faith)
     return [Path(p).name for p in paths]

@@ -14,6 +14,8 @@ from typing import Any
 
 from .errors import MicamError, shorten
 
+UPSAMPLING = ("paper", "bilinear")  # the display modes of MI maps
+
 
 class SettingError(MicamError):
     """A setting's value is outside what the setting accepts."""

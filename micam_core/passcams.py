@@ -6,36 +6,45 @@ capped (``MICAM_MAX_EXTRA_PASSES``) from it before anything runs. The stochastic
 
 from __future__ import annotations
 
-from .ablation import ablation_weights
 from .fields import Param
-from .maps import combine
 from .registry import MapInputs, MapResult, Method, register
-from .smoothgrad import smoothgradcampp
-from .smoothscore import iscam_weights, sscam_weights
+
+# The computing modules (torch) are imported inside each compute: reading the records stays cheap (`--help`).
 
 SEED = Param(name="seed", default=0, minimum=0, maximum=2**31 - 1, step=1,
              help="seed of the noise generator (the same seed gives the same map)")
 
 
 def _ablationcam(x: MapInputs) -> MapResult:
+    from .ablation import ablation_weights
+    from .maps import combine
+
     w, passes = ablation_weights(x.model, x.layer, x.batch, x.logits, x.targets)
     x.extra_passes += passes
     return combine(w, x.activations), w
 
 
 def _iscam(x: MapInputs, samples: int) -> MapResult:
+    from .maps import combine
+    from .smoothscore import iscam_weights
+
     w, passes = iscam_weights(x.model, x.batch, x.activations, x.targets, samples)
     x.extra_passes += passes
     return combine(w, x.activations), w
 
 
 def _sscam(x: MapInputs, samples: int, std: float, seed: int) -> MapResult:
+    from .maps import combine
+    from .smoothscore import sscam_weights
+
     w, passes = sscam_weights(x.model, x.batch, x.activations, x.targets, samples, std, seed)
     x.extra_passes += passes
     return combine(w, x.activations), w
 
 
 def _smoothgradcampp(x: MapInputs, samples: int, std: float, seed: int) -> MapResult:
+    from .smoothgrad import smoothgradcampp
+
     x.extra_passes += samples * len(x.targets)
     return smoothgradcampp(x.model, x.layer, x.batch, x.activations, x.targets, samples, std, seed)
 

@@ -12,14 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import shorten
-from .fields import Setting, SettingError
-from .maps import UPSAMPLING
+from .fields import UPSAMPLING, Setting, SettingError
 from .registry import DEFAULT_METHODS, METHODS, REGISTRY
 
 __all__ = ["COLORMAPS", "DEFAULTS", "FILLS", "SETTINGS", "UPSAMPLING", "Setting", "SettingError", "validate",
            "validate_all"]
 
 FILLS = ("black", "blur", "mean")
+BUNDLED_SPEC = "bundled:efficientnet_lite0"  # the offline model that ships with the package
+DEFAULT_SPEC = BUNDLED_SPEC
 COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "gray")
 
 

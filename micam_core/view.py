@@ -20,9 +20,8 @@ from typing import Any
 
 from .errors import ModelLoadError, shorten
 from .fields import SettingError, refusal
-from .models import BUNDLED_SPEC, normalize_spec
 from .registry import REGISTRY
-from .settings import DEFAULTS, SETTINGS
+from .settings import BUNDLED_SPEC, DEFAULTS, SETTINGS
 
 MAX_VALUE_CHARS = 300  # longer values in a link are refused before any parsing
 MAX_NAME_CHARS = 120  # layer and class names
@@ -43,6 +42,8 @@ class Context:
 
 
 def _model(value: str, ctx: Context) -> str:
+    from .models import normalize_spec  # models loads torch; a view is parsed without it (fast refusals, --help)
+
     try:
         spec = normalize_spec(value)
     except ModelLoadError as error:  # its own sentence says what a spec looks like

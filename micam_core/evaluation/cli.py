@@ -8,12 +8,13 @@ from pathlib import Path
 
 from ..errors import MicamError
 from ..flags import add_settings, view_of
-from ..models import DEFAULT_SPEC
+from ..settings import DEFAULT_SPEC
 from . import ENGINES, TARGETS
 
 EXAMPLES = """examples:
   micam evaluate --images photos/ --labels folders --models bundled:efficientnet_lite0 --out runs/a
   micam evaluate --images photos/ --labels labels.csv --methods micam,gradcam --steps 16 --out runs/a --resume
+  micam evaluate --images photos/ --sanity --out runs/s
   micam evaluate --dataset imagefolder --data-dir photos/ --split train --out runs/b
   micam evaluate --dataset ILSVRC/imagenet-1k --split validation --limit 1000 --engine ray --out runs/c
   micam summarize runs/a
@@ -39,6 +40,9 @@ def add_parsers(sub) -> None:
     add_settings(p, numbers_only=True)
     p.add_argument("--target", choices=TARGETS, default="label",
                    help="label: the image's label when it names a class of the model, else top-1; top1: always top-1")
+    p.add_argument("--sanity", action="store_true",
+                   help="also run the sanity checks per image: cascading model-parameter randomisation down to the "
+                        "target layer and the random-logit test (Spearman, SSIM; seed 0), for methods and baselines")
     p.add_argument("--limit", type=int, default=None, help="at most N images")
     p.add_argument("--out", type=Path, required=True, help="results folder (rows/*.parquet, run.json, summary)")
     p.add_argument("--resume", action="store_true", help="keep the rows in --out and do only the missing images")
@@ -80,10 +84,9 @@ def _evaluate(args) -> int:
                     data_dir=args.data_dir, split=args.split, image_column=args.image_column,
                     label_column=args.label_column or None)
     plan = Plan(models=[m.strip() for m in args.models.split(",") if m.strip()], source=source,
-                view=view, target=args.target, out=str(args.out), engine=args.engine, resume=args.resume,
-                limit=args.limit,
-                batch_size=max(1, args.batch_size), device=args.device, ray_address=args.ray_address,
-                ray_workers=args.ray_workers, progress=not args.no_progress)
+                view=view, target=args.target, sanity=args.sanity, out=str(args.out), engine=args.engine,
+                resume=args.resume, limit=args.limit, batch_size=max(1, args.batch_size), device=args.device,
+                ray_address=args.ray_address, ray_workers=args.ray_workers, progress=not args.no_progress)
     evaluate(plan)
     for key, seconds in plan.timings.items():
         print(f"{key}: {seconds:.1f} s", file=sys.stderr)

@@ -20,14 +20,15 @@ GPU_CHUNK = 64  # masked images per forward pass on CUDA (the CPU default of ana
 
 
 def run_local(loaded: LoadedModel, records: Iterable[dict], view: View, store: ResultStore,
-              batch_size: int = 8, on_image: Callable[[int], None] | None = None, target: str = "label") -> int:
+              batch_size: int = 8, on_image: Callable[[int], None] | None = None, target: str = "label",
+              sanity: bool = False) -> int:
     """Evaluate ``records`` with ``loaded``; write a part file every ``batch_size`` images. Returns images done."""
     chunk = GPU_CHUNK if loaded.device.type == "cuda" else None
     pending: list[dict] = []
     done = 0
     try:
         for record in records:
-            pending.extend(image_rows(loaded, record, view, target, chunk=chunk))
+            pending.extend(image_rows(loaded, record, view, target, chunk=chunk, sanity=sanity))
             done += 1
             if on_image:
                 on_image(1)

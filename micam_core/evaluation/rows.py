@@ -18,6 +18,7 @@ from ..errors import MicamError
 from ..images import load_image
 from ..methods import class_index, explain
 from ..models import LoadedModel
+from ..settings import DEFAULTS
 from ..view import View
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,28 @@ SCHEMA = pa.schema([
     ("insertion_auc", pa.float64()), ("flipped", pa.bool_()), ("region_fraction", pa.float64()),
     ("deletion_curve", pa.list_(pa.float64())), ("insertion_curve", pa.list_(pa.float64())),
     ("seconds", pa.float64()),
+    # --sanity (null without it): cascading randomisation, similarity to the original per step 1..depth
+    ("rand_units", pa.list_(pa.string())), ("rand_target_step", pa.int64()),
+    ("rand_spearman", pa.list_(pa.float64())), ("rand_ssim", pa.list_(pa.float64())), ("rand_passed", pa.bool_()),
+    # --sanity: the map for a seeded random other class against the target's
+    ("logit_class", pa.int64()), ("logit_spearman", pa.float64()), ("logit_ssim", pa.float64()),
+    ("logit_identical", pa.bool_()), ("sanity_seconds", pa.float64()),
 ])
 KEY = ("model", "method", "image_id")
 
 
-def run_settings(view: View, target: str) -> dict[str, Any]:
-    """What decides the numbers (written to run.json, checked on --resume): the view's and the target mode.
+def run_settings(view: View, target: str, sanity: bool = False) -> dict[str, Any]:
+    """What decides the numbers (written to run.json, checked on --resume): the view's, the target mode, sanity.
 
     ``target``: ``"label"``, the image's label when it names a class of the model (else top-1), or ``"top1"``.
+    ``sanity``: also run the sanity checks (cascading randomisation, random logit), seed 0.
     """
-    return {**view.computed(), "methods": list(view.methods), "target": target, "layer": view.layer}
+    out = {**view.computed(), "methods": list(view.methods), "target": target, "layer": view.layer, "sanity": sanity}
+    # Runs recorded before --sanity and --upsampling existed resume unchanged.
+    for name, default in (("sanity", False), ("upsampling", DEFAULTS["upsampling"])):
+        if out[name] == default:
+            out.pop(name)
+    return out
 
 
 def row_names(view: View) -> tuple[str, ...]:
@@ -63,7 +76,7 @@ def label_index(loaded: LoadedModel, label: str | None) -> int | None:
 
 
 def image_rows(loaded: LoadedModel, record: dict, view: View, target: str = "label",
-               chunk: int | None = None) -> list[dict]:
+               chunk: int | None = None, sanity: bool = False) -> list[dict]:
     """Explain + analyse one record; one row per method and baseline (failed rows on any error)."""
     start = time.perf_counter()
     base = {"model": loaded.spec, "image_id": record["image_id"], "label": record.get("label")}
@@ -75,6 +88,7 @@ def image_rows(loaded: LoadedModel, record: dict, view: View, target: str = "lab
                       upsampling=view.upsampling, params=view.params())
         extra = {"chunk": chunk} if chunk else {}
         faith = analyse(loaded, exp, threshold=view.threshold, fill=view.fill, steps=view.steps, **extra)
+        checks = _sanity_columns(loaded, exp) if sanity else {}
     except Exception as err:  # any failure of one image becomes its failed rows; the run goes on
         log.warning("%s: %s failed: %s", loaded.spec, record.get("image_id"), err)
         reason = f"{type(err).__name__}: {err}"
@@ -93,8 +107,26 @@ def image_rows(loaded: LoadedModel, record: dict, view: View, target: str = "lab
                      "increase": bool(r.increase), "paper_drop": r.paper_drop, "paper_increase": r.paper_increase,
                      "deletion_auc": r.curves.deletion_auc, "insertion_auc": r.curves.insertion_auc,
                      "flipped": bool(r.flipped), "region_fraction": r.region_fraction,
-                     "deletion_curve": r.curves.deletion.tolist(), "insertion_curve": r.curves.insertion.tolist()})
+                     "deletion_curve": r.curves.deletion.tolist(), "insertion_curve": r.curves.insertion.tolist(),
+                     **checks.get(name, {})})
     return rows
+
+
+def _sanity_columns(loaded: LoadedModel, exp) -> dict[str, dict]:
+    """The sanity columns of every method and baseline row (see :mod:`micam_core.sanity`)."""
+    from ..sanity import sanity_checks
+
+    start = time.perf_counter()
+    checks = sanity_checks(loaded, exp, seed=0)
+    rand, logit = checks.randomisation, checks.random_logit
+    seconds = time.perf_counter() - start
+    return {name: {"rand_units": rand.units[:rand.depth], "rand_target_step": rand.target_step,
+                   "rand_spearman": [s.spearman for s in rand.similarity[name]],
+                   "rand_ssim": [s.ssim for s in rand.similarity[name]], "rand_passed": rand.passed(name),
+                   "logit_class": logit.other, "logit_spearman": logit.similarity[name].spearman,
+                   "logit_ssim": logit.similarity[name].ssim, "logit_identical": logit.identical(name),
+                   "sanity_seconds": seconds}
+            for name in rand.similarity}
 
 
 def to_table(rows: list[dict]) -> pa.Table:

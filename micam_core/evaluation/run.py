@@ -30,6 +30,7 @@ class Plan:
     view: View
     out: str
     target: str = "label"  # see rows.run_settings
+    sanity: bool = False
     engine: str = "local"
     resume: bool = False
     limit: int | None = None
@@ -81,8 +82,8 @@ def evaluate(plan: Plan) -> ResultStore:
 def _evaluate_locked(plan: Plan, specs: list[str]) -> ResultStore:
     store = ResultStore(plan.out)
     config = {"command": "evaluate", "models": specs, "engine": plan.engine, "source": plan.source.describe(),
-              "settings": run_settings(plan.view, plan.target), "limit": plan.limit, "batch_size": plan.batch_size,
-              "device": run_device(plan), "started": time.time(), "versions": versions()}
+              "settings": run_settings(plan.view, plan.target, plan.sanity), "limit": plan.limit,
+              "batch_size": plan.batch_size, "device": run_device(plan), "started": time.time(), "versions": versions()}
     store.start(config, plan.resume)
     if plan.engine == "ray":
         from .ray_engine import start_ray
@@ -109,12 +110,14 @@ def _evaluate_model(spec: str, plan: Plan, store: ResultStore) -> None:
         if plan.engine == "ray":
             from .ray_engine import run_ray
 
-            run_ray(spec, todo, plan.view, store, plan.batch_size, plan.ray_workers, bar.update, target=plan.target)
+            run_ray(spec, todo, plan.view, store, plan.batch_size, plan.ray_workers, bar.update, target=plan.target,
+                    sanity=plan.sanity)
         else:
             from ..models import load_model
             from .local import run_local
 
             loaded = load_model(spec, device=plan.device)
-            run_local(loaded, todo, plan.view, store, plan.batch_size, bar.update, target=plan.target)
+            run_local(loaded, todo, plan.view, store, plan.batch_size, bar.update, target=plan.target,
+                      sanity=plan.sanity)
     finally:
         bar.close()
