@@ -129,6 +129,10 @@ def _methods(setting: Setting, value: Any) -> tuple[str, ...]:
         raise setting.refuse(value) from None
     ids = list(dict.fromkeys(i for i in ids if i))
     unknown = [i for i in ids if i not in setting.choices]
-    if unknown or not ids:
+    if unknown:  # the unknown ids first: the list of choices is long
+        raise SettingError(f"{setting.label} ({setting.name}): {shorten(', '.join(unknown))} "
+                           f"{'is not a method id' if len(unknown) == 1 else 'are not method ids'}; "
+                           f"choose {setting.describe()}.")
+    if not ids:
         raise setting.refuse(value)
     return tuple(ids)

@@ -74,10 +74,10 @@ def run_command(args) -> int:
 
 
 def _evaluate(args) -> int:
+    view = view_of(args, "layer")  # every value checked before torch loads, any image is read or anything written
     from .records import Source
     from .run import Plan, evaluate
 
-    view = view_of(args, "layer")  # every value checked before any image is read or anything written
     if args.images is None and args.dataset is None:
         raise MicamError("Give a source: --images DIR or --dataset NAME (see --help).")
     source = Source(images=str(args.images) if args.images else None, labels=args.labels, dataset=args.dataset,
