@@ -11,7 +11,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from micam_core import Explanation, Faithfulness, LoadedModel, MicamError, ModelCache, analyse, explain, policy
+from micam_core import (
+    REGISTRY,
+    Explanation,
+    Faithfulness,
+    LoadedModel,
+    MicamError,
+    ModelCache,
+    analyse,
+    explain,
+    policy,
+)
 from micam_core.cost import extra_passes
 from micam_core.errors import ModelLoadError
 from micam_core.gpu import analyse_seconds, cpu_result, explain_seconds
@@ -91,8 +101,9 @@ def check_cost(loaded: LoadedModel, layer: str | None, methods: tuple[str, ...])
     passes = extra_passes(loaded, layer, methods)
     limit = policy.max_extra_passes()
     if passes > limit:
-        raise MicamError(f"Score-CAM would need {passes} forward passes on this layer; this server allows "
-                         f"{limit} per request. Choose a layer with fewer channels or leave Score-CAM out.")
+        costly = ", ".join(REGISTRY[m].label for m in methods if not REGISTRY[m].single_pass)
+        raise MicamError(f"{costly} would need {passes} extra forward passes on this layer; this server allows "
+                         f"{limit} per request. Choose a layer with fewer channels or leave {costly} out.")
 
 
 def explain_duration(spec: str, image: Any, layer: str | None, target: int | str | None, upsampling: str,

@@ -46,7 +46,11 @@ def _migradcam_weights(x: MapInputs) -> torch.Tensor:
 
 
 def _gradcampp_weights(x: MapInputs) -> torch.Tensor:
-    g, a = x.grad_logit, x.activations
+    return gradcampp_weights(x.activations, x.grad_logit)
+
+
+def gradcampp_weights(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ ``B x K`` weights of activations ``a`` and logit gradients ``g`` (pytorch-grad-cam's closed form)."""
     g2 = g * g
     alpha = g2 / (2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + GRADCAMPP_EPS)
     alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))

@@ -184,6 +184,7 @@ def register(method: Method) -> Method:
 # --help` reads the records, and tests/test_cli_talks.py checks it loads no torch.
 from . import cams  # noqa: E402, F401, I001
 from . import passcams  # noqa: E402, F401
+from . import layercams  # noqa: E402, F401
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in REGISTRY.values()}
