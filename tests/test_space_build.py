@@ -37,10 +37,15 @@ print("REPORT=" + json.dumps(report))
 PROBE = """
 import json, sys, spaces
 from micam_app import work
+def task(x):
+    return x
 decorated = {name: getattr(work, name) for name in ("gpu_explain", "gpu_analyse")}
 print("PROBE=" + json.dumps({
     "gpu_is_spaces_GPU": work.gpu is spaces.GPU,
-    "unwrapped": {n: f.__module__ == "micam_app.work" and not hasattr(f, "__wrapped__") for n, f in decorated.items()},
+    "GPU_returns_its_argument": spaces.GPU(task) is task and spaces.GPU(duration=lambda x: 5)(task) is task,
+    # only our own cpu_result wraps the GPU functions: spaces.GPU added nothing around it
+    "only_ours": {n: f.__code__ is work.cpu_result(task).__code__ and f.__wrapped__.__code__.co_name == n
+                  and not hasattr(f.__wrapped__, "__wrapped__") for n, f in decorated.items()},
     "dev_tools": [m for m in sys.argv[1].split(",") if __import__("importlib.util").util.find_spec(m)],
 }))
 """
@@ -95,7 +100,8 @@ def test_space_builds_from_requirements_txt_and_explains_an_example(tmp_path):
         facts = json.loads(probe.stdout.split("PROBE=", 1)[1])
         assert facts["dev_tools"] == [], f"dev tools leaked into the Space's venv: {facts['dev_tools']}"
         assert facts["gpu_is_spaces_GPU"], "the app did not use the real spaces.GPU"
-        assert all(facts["unwrapped"].values()), f"spaces.GPU changed a function off ZeroGPU: {facts}"
+        assert facts["GPU_returns_its_argument"], "spaces.GPU wrapped a function off ZeroGPU"
+        assert all(facts["only_ours"].values()), f"spaces.GPU changed the app's GPU functions: {facts}"
 
         log = tmp_path / "app.log"
         with log.open("w") as sink:
