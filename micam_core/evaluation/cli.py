@@ -14,6 +14,7 @@ from .interrupt import exit_code, stop_on_signals
 EXAMPLES = """examples:
   micam evaluate --images photos/ --labels folders --models bundled:efficientnet_lite0 --out runs/a
   micam evaluate --images photos/ --labels labels.csv --methods micam,gradcam --steps 16 --out runs/a --resume
+  micam evaluate --images photos/ --sanity --out runs/s
   micam evaluate --dataset imagefolder --data-dir photos/ --split train --out runs/b
   micam evaluate --dataset ILSVRC/imagenet-1k --split validation --limit 1000 --engine ray --out runs/c
   micam summarize runs/a"""
@@ -49,6 +50,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--steps", type=int, default=32, help="deletion/insertion steps")
     p.add_argument("--target", choices=TARGETS, default="label",
                    help="label: the image's label when it names a class of the model, else top-1; top1: always top-1")
+    p.add_argument("--sanity", action="store_true",
+                   help="also run the sanity checks per image: cascading model-parameter randomisation down to the "
+                        "target layer and the random-logit test (Spearman, SSIM; seed 0), for methods and baselines")
     p.add_argument("--limit", type=int, default=None, help="at most N images")
     p.add_argument("--out", type=Path, required=True, help="results folder (rows/*.parquet, run.json, summary)")
     p.add_argument("--resume", action="store_true", help="keep the rows in --out and do only the missing images")
@@ -124,7 +128,7 @@ def _evaluate(args) -> int:
     default = getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS)  # the registry's default set, if any
     settings = Settings(methods=checked_methods(args.methods or ",".join(default)),
                         threshold=args.threshold, fill=args.fill, steps=args.steps, target=args.target,
-                        layer=args.layer)
+                        layer=args.layer, sanity=args.sanity)
     plan = Plan(models=[m.strip() for m in args.models.split(",") if m.strip()], source=source,
                 settings=settings, out=str(args.out), engine=args.engine, resume=args.resume, limit=args.limit,
                 batch_size=max(1, args.batch_size), device=args.device, ray_address=args.ray_address,

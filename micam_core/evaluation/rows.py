@@ -33,6 +33,12 @@ SCHEMA = pa.schema([
     ("insertion_auc", pa.float64()), ("flipped", pa.bool_()), ("region_fraction", pa.float64()),
     ("deletion_curve", pa.list_(pa.float64())), ("insertion_curve", pa.list_(pa.float64())),
     ("seconds", pa.float64()),
+    # --sanity (null without it): cascading randomisation, similarity to the original per step 1..depth
+    ("rand_units", pa.list_(pa.string())), ("rand_target_step", pa.int64()),
+    ("rand_spearman", pa.list_(pa.float64())), ("rand_ssim", pa.list_(pa.float64())), ("rand_passed", pa.bool_()),
+    # --sanity: the map for a seeded random other class against the target's
+    ("logit_class", pa.int64()), ("logit_spearman", pa.float64()), ("logit_ssim", pa.float64()),
+    ("logit_identical", pa.bool_()), ("sanity_seconds", pa.float64()),
 ])
 KEY = ("model", "method", "image_id")
 
@@ -47,9 +53,13 @@ class Settings:
     steps: int = 32
     target: str = "label"  # "label": the label when it names a class of the model, else top-1
     layer: str | None = None
+    sanity: bool = False  # also run the sanity checks (cascading randomisation, random logit), seed 0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "methods": list(self.methods)}
+        out = {**asdict(self), "methods": list(self.methods)}
+        if not self.sanity:  # runs recorded before --sanity existed resume unchanged
+            out.pop("sanity")
+        return out
 
 
 def row_names(settings: Settings) -> tuple[str, ...]:
@@ -83,6 +93,7 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
                       methods=list(settings.methods))
         extra = {"chunk": chunk} if chunk and "chunk" in inspect.signature(analyse).parameters else {}
         faith = analyse(loaded, exp, threshold=settings.threshold, fill=settings.fill, steps=settings.steps, **extra)
+        sanity = _sanity_columns(loaded, exp) if settings.sanity else {}
     except Exception as err:  # any failure of one image becomes its failed rows; the run goes on
         log.warning("%s: %s failed: %s", loaded.spec, record.get("image_id"), err)
         reason = f"{type(err).__name__}: {err}"
@@ -101,8 +112,26 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
                      "increase": bool(r.increase), "paper_drop": r.paper_drop, "paper_increase": r.paper_increase,
                      "deletion_auc": r.curves.deletion_auc, "insertion_auc": r.curves.insertion_auc,
                      "flipped": bool(r.flipped), "region_fraction": r.region_fraction,
-                     "deletion_curve": r.curves.deletion.tolist(), "insertion_curve": r.curves.insertion.tolist()})
+                     "deletion_curve": r.curves.deletion.tolist(), "insertion_curve": r.curves.insertion.tolist(),
+                     **sanity.get(name, {})})
     return rows
+
+
+def _sanity_columns(loaded: LoadedModel, exp) -> dict[str, dict]:
+    """The sanity columns of every method and baseline row (see :mod:`micam_core.sanity`)."""
+    from ..sanity import sanity_checks
+
+    start = time.perf_counter()
+    checks = sanity_checks(loaded, exp, seed=0)
+    rand, logit = checks.randomisation, checks.random_logit
+    seconds = time.perf_counter() - start
+    return {name: {"rand_units": rand.units[:rand.depth], "rand_target_step": rand.target_step,
+                   "rand_spearman": [s.spearman for s in rand.similarity[name]],
+                   "rand_ssim": [s.ssim for s in rand.similarity[name]], "rand_passed": rand.passed(name),
+                   "logit_class": logit.other, "logit_spearman": logit.similarity[name].spearman,
+                   "logit_ssim": logit.similarity[name].ssim, "logit_identical": logit.identical(name),
+                   "sanity_seconds": seconds}
+            for name in rand.similarity}
 
 
 def to_table(rows: list[dict]) -> pa.Table:
