@@ -6,6 +6,8 @@ restart); an uploaded image cannot travel in a link, an example can (found by it
 
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
 
 from micam_core.figure import export_figure
@@ -14,7 +16,9 @@ from micam_core.permalink import parse_query
 from micam_core.settings import SETTINGS
 
 from . import text, views, work
-from .handlers import Handlers, fail, session_view
+from .handlers import Handlers, fail, session_view, user_message
+
+log = logging.getLogger("micam_app")
 
 MIN_SEARCH_CHARS = 2
 
@@ -54,10 +58,15 @@ class PaperHandlers:
         """After the controls are restored: explain the link's view when it names an example."""
         if not link_state or not link_state.get("example") or not image:
             return self.nothing()
+        try:
+            shown = work.load(views.resolve_spec(choice, custom)).spec
+        except Exception as err:  # the model box already says why in a sentence (on_model): nothing to explain
+            log.info("link view not explained: %s", user_message(err))
+            return self.nothing()
         # The link's checked values go straight in; its model counts as shown, so its layer and target hold.
         return self.main.on_explain(image, choice, custom, link_state["layer"], link_state["target"],
-                                    link_state["methods"], link_state["upsampling"], cmap, opacity,
-                                    link_state["model"], None, progress=progress)
+                                    link_state["methods"], link_state["upsampling"], cmap, opacity, shown, None,
+                                    progress=progress)
 
     # --- figure -----------------------------------------------------------------------------------
     def on_figure(self, session: dict | None, cmap: str, opacity: float, with_counterfactuals: bool) -> dict:

@@ -9,13 +9,12 @@ by joining a path), and every value echoed in a message is shortened and escaped
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from .escape import markdown
 from .settings import SETTINGS
 from .view import PARTS, View, parse
 
@@ -24,7 +23,6 @@ DEFAULTS: dict[str, Any] = View().as_dict()
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 ECHO_CHARS = 80
 MAX_MESSAGES = 20
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~$])")
 
 
 def example_index(folder: str | Path) -> dict[str, Path]:
@@ -36,11 +34,9 @@ def example_index(folder: str | Path) -> dict[str, Path]:
 
 
 def echo(value: Any, limit: int = ECHO_CHARS) -> str:
-    """``value`` made safe to show in a message: control characters dropped, shortened, HTML and Markdown escaped."""
-    text = "".join(ch for ch in str(value) if ch.isprintable())
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return html.escape(_MARKDOWN.sub(r"\\\1", text), quote=True)
+    """``value`` made safe to show in a message: control characters dropped, shortened, HTML and Markdown
+    escaped, nothing auto-linked (see :func:`micam_core.escape.markdown`)."""
+    return markdown(value, limit)
 
 
 def build_query(state: Mapping[str, Any]) -> str:
