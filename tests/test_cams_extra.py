@@ -283,3 +283,14 @@ def test_new_records_are_complete(cat_path, bundled):
     exp = explain(bundled, cat_path, methods=NEW)  # one shared pass for all ten
     for method in NEW:
         assert exp.maps[method].shape == bundled.input_size and np.isfinite(exp.maps[method]).all(), method
+
+
+def test_notes_reach_the_page_and_the_report(bundled, cat_path):
+    from micam_app.text import display_note
+    from micam_core.report import build_report
+
+    exp = explain(bundled, cat_path, methods=("gradcam", "fullgrad"))
+    assert REGISTRY["fullgrad"].note in display_note(exp)
+    report = build_report(bundled, exp)
+    assert report["methods"]["fullgrad"]["note"] == REGISTRY["fullgrad"].note
+    assert "note" not in report["methods"]["gradcam"]
