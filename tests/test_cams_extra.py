@@ -294,3 +294,11 @@ def test_notes_reach_the_page_and_the_report(bundled, cat_path):
     report = build_report(bundled, exp)
     assert report["methods"]["fullgrad"]["note"] == REGISTRY["fullgrad"].note
     assert "note" not in report["methods"]["gradcam"]
+
+
+def test_figure_caption_says_what_a_method_ignores(bundled, cat_path):
+    from micam_core.figure import caption_text
+
+    exp = explain(bundled, cat_path, methods=("fullgrad", "cam"))
+    text = caption_text(exp, list(exp.maps), {m: REGISTRY[m].label for m in exp.maps})
+    assert REGISTRY["fullgrad"].note in text and REGISTRY["cam"].note in text
