@@ -94,6 +94,7 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
     agnostic = [labels.get(m, m) for m in methods if m in REGISTRY and not REGISTRY[m].class_specific]
     if agnostic:
         parts.append(f"{', '.join(agnostic)}: class-agnostic (the map does not depend on the target class).")
+    parts += [REGISTRY[m].note for m in methods if m in REGISTRY and REGISTRY[m].note]
     if faith is not None:
         parts.append(f"Counterfactuals: region = map >= {faith.threshold:g}, masked pixels filled with "
                      f"{faith.fill}; deletion/insertion curves with {faith.steps} steps "
