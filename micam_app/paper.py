@@ -6,6 +6,7 @@ restart); an uploaded image cannot travel in a link, an example can (found by it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import gradio as gr
@@ -14,9 +15,12 @@ from micam_core.figure import export_figure, figure_stem
 from micam_core.hub import search_models
 from micam_core.models import normalize_spec
 from micam_core.permalink import missing_parts, parse_query
+from micam_core.settings import SETTINGS
 
 from . import text, views, work
-from .handlers import Handlers, fail
+from .handlers import Handlers, fail, session_view, user_message
+
+log = logging.getLogger("micam_app")
 
 MIN_SEARCH_CHARS = 2
 
@@ -33,7 +37,7 @@ class PaperHandlers:
     def on_link(self, choice: str | None, request: gr.Request) -> dict:
         """Page opened: restore the controls from the link's query (explained next when it names an example).
 
-        A link with parts missing still opens its view, with a sentence saying what is missing."""
+        A link with parts refused or missing still opens its view, with a sentence saying what is missing."""
         query = dict(request.query_params) if request is not None else {}
         if not query:
             return {self.c["link_state"]: None}
@@ -43,9 +47,8 @@ class PaperHandlers:
         curated = spec in {v for _, v in views.POPULAR_MODELS}
         out = {c["model_choice"]: spec if curated and spec != choice else gr.update(),
                c["custom_spec"]: "" if curated else spec,
-               c["methods"]: list(state["methods"]), c["upsampling"]: state["upsampling"],
-               c["threshold"]: state["threshold"], c["fill"]: state["fill"], c["steps"]: state["steps"],
-               c["cmap"]: state["cmap"], c["opacity"]: state["opacity"],
+               **{c[name]: list(value) if isinstance(value, tuple) else value  # every setting that has a widget
+                  for name, value in state.items() if name in SETTINGS and name in c},
                c["link_state"]: {k: v for k, v in state.items() if k != "example_path"}}
         if state["example_path"] is not None:
             out[c["image"]] = str(state["example_path"])
@@ -57,7 +60,11 @@ class PaperHandlers:
     def on_link_model(self, link_state: dict | None, choice: str, custom: str, layer: str, target: str,
                       methods: list[str], shown_spec: str | None) -> Iterator[dict]:
         """After the controls are restored: load the link's model when it is not the one in the pickers."""
-        if not link_state or normalize_spec(views.resolve_spec(choice, custom)) == shown_spec:
+        try:
+            same = not link_state or normalize_spec(views.resolve_spec(choice, custom)) == shown_spec
+        except Exception:  # the model box says why when it is loaded
+            same = False
+        if same:
             yield self.nothing("shown_spec")
             return
         yield from self.main.on_model(choice, custom, layer, target, methods)
@@ -68,25 +75,31 @@ class PaperHandlers:
         if not link_state or not link_state.get("example") or not image:
             yield self.nothing()
             return
-        spec = views.resolve_spec(choice, custom)
-        target = link_state.get("target")
-        yield from self.main.on_explain(image, choice, custom, link_state.get("layer") or views.AUTO_LAYER,
-                                        views.TOP1 if target is None else str(target), link_state["methods"],
-                                        link_state["upsampling"], cmap, opacity, work.load(spec).spec, None)
+        try:
+            shown = work.load(views.resolve_spec(choice, custom)).spec
+        except Exception as err:  # the model box already says why in a sentence (on_model): nothing to explain
+            log.info("link view not explained: %s", user_message(err))
+            yield self.nothing()
+            return
+        # The link's checked values go straight in; its model counts as shown, so its layer and target hold.
+        yield from self.main.on_explain(image, choice, custom, link_state["layer"], link_state["target"],
+                                        link_state["methods"], link_state["upsampling"], cmap, opacity, shown, None)
 
     # --- figure -----------------------------------------------------------------------------------
     def on_figure(self, session: dict | None, cmap: str, opacity: float, with_counterfactuals: bool,
                   caption_inside: bool = False) -> dict:
-        """Export the current view as a figure for a paper: PDF, SVG, 300-dpi PNG, caption and BibTeX."""
+        """Export the current view as a figure for a paper: PDF, SVG, 300-dpi PNG, caption (.txt, .tex) and
+        BibTeX, named by model, image and methods."""
         try:
             if not session or session.get("exp") is None:
                 raise ValueError("Explain an image first; the figure shows the current view.")
-            loaded = work.load(session["spec"])
+            view = session_view(session, cmap=cmap, opacity=opacity)
+            loaded = work.load(view.model)
             faith = session.get("faith") if with_counterfactuals else None
             exp = session["exp"]
             stem = figure_stem(loaded.spec, session.get("example") or "upload", exp.methods)
             paths = export_figure(exp, session["folder"], stem, model=loaded.spec,
-                                  revision=loaded.revision, cmap=cmap, opacity=opacity, faith=faith,
+                                  revision=loaded.revision, cmap=view.cmap, opacity=view.opacity, faith=faith,
                                   counterfactuals=faith is not None, curves=faith is not None,
                                   caption=bool(caption_inside))
         except Exception as err:

@@ -7,10 +7,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError
+from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError, policy
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import BASELINES, MethodResult
 from micam_core.permalink import build_query, example_index
+from micam_core.registry import FAMILIES
+from micam_core.view import AUTO_LAYER, TOP1, View
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = example_index(ROOT / "examples")  # stem -> path: the only images a link can name
@@ -32,8 +34,6 @@ POPULAR_MODELS: list[tuple[str, str]] = [
     ("EVA02-Tiny (timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k)", "timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k"),
     ("MaxViT-T (timm/maxvit_tiny_tf_224.in1k)", "timm/maxvit_tiny_tf_224.in1k"),
 ]
-AUTO_LAYER = "auto"
-TOP1 = "top-1"
 TOP1_LABEL = "predicted class (top-1)"
 METRIC_HEADERS = [
     "Method", "Average Drop % (lower better)", "Increase in Confidence", "Paper's Drop % (lower better)",
@@ -50,24 +50,6 @@ def resolve_spec(choice: str | None, custom: str | None) -> str:
     return (str(choice or "")).strip() or BUNDLED_SPEC
 
 
-def parse_layer(value: str | None) -> str | None:
-    """``None`` (the model's default layer) for empty or ``auto``, else the layer name."""
-    value = (str(value or "")).strip()
-    return None if value.lower() in ("", AUTO_LAYER) else value
-
-
-def parse_target(value: str | int | float | None) -> int | str | None:
-    """``None`` (top-1) for empty, ``top-1`` or the picker's top-1 label; else an index or class name."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value) if float(value).is_integer() else str(value)
-    text = str(value).strip()
-    if text.lower() in ("", TOP1, TOP1_LABEL, "top1", "none", "auto", "predicted"):
-        return None
-    return text
-
-
 def layer_choices(loaded: LoadedModel) -> list[tuple[str, str]]:
     """``(shown, value)`` pairs for a layer picker: ``auto`` first, then every candidate, deepest first."""
     auto = f"auto: {loaded.default_layer}"
@@ -79,29 +61,66 @@ def target_choices(loaded: LoadedModel) -> list[tuple[str, str]]:
     return [(TOP1_LABEL, TOP1)] + [(f"{i}: {name}", str(i)) for i, name in enumerate(loaded.class_names)]
 
 
+FEW_PASSES = 8  # up to this many extra passes a method is cheap enough to name without seconds
+UNAVAILABLE = " — unavailable: "  # marks a choice the page greys out (see layout.DISABLE_JS)
+
+
+def ordered_methods() -> list[str]:
+    """The registry's methods grouped by family (the selector's order), registry order within a family."""
+    return [m for family in FAMILIES for m in METHODS if REGISTRY[m].group == family]
+
+
 def method_choices(loaded: LoadedModel | None = None, layer: str | None = None) -> list[tuple[str, str]]:
-    """``(shown, id)`` for the method selector; methods with extra passes show their cost on this device."""
+    """``(shown, id)`` for the method selector, grouped by family, each with its cost on this model and layer.
+
+    A method that cannot run here (wrong kind of model or layer, or over the server's pass limit) stays listed
+    with the reason, and the page greys it out.
+    """
     out = []
-    for method in METHODS:
-        label = METHOD_LABELS[method]
-        if not REGISTRY[method].single_pass:
-            label += f" ({cost_phrase(loaded, layer, method)})"
-        out.append((label, method))
+    for method in ordered_methods():
+        record = REGISTRY[method]
+        shown = f"{FAMILIES[record.group]} › {METHOD_LABELS[method]} ({cost_phrase(loaded, layer, method)})"
+        reason = unavailable_reason(loaded, layer, method)
+        out.append((shown + (UNAVAILABLE + reason if reason else ""), method))
     return out
 
 
+def unavailable_reason(loaded: LoadedModel | None, layer: str | None, method: str) -> str | None:
+    """Why ``method`` cannot run on ``loaded`` at ``layer`` here (``None``: it can, or no model yet)."""
+    if loaded is None:
+        return None
+    try:
+        reason = REGISTRY[method].why_not(loaded, layer)
+        passes = extra_passes(loaded, layer, [method])
+    except MicamError:  # a layer without a map: refused, with its own sentence, when explained
+        return None
+    limit = policy.max_extra_passes()
+    if reason is None and passes > limit:
+        reason = f"{passes} forward passes on this layer, over this server's limit of {limit}"
+    return reason
+
+
+def runnable(loaded: LoadedModel, layer: str | None, methods: Any) -> list[str]:
+    """The chosen ``methods`` that can run on ``loaded`` at ``layer`` (the others are unticked)."""
+    return [m for m in methods or [] if m in REGISTRY and unavailable_reason(loaded, layer, m) is None]
+
+
 def cost_phrase(loaded: LoadedModel | None, layer: str | None, method: str) -> str:
-    """E.g. ``"slow: up to 1281 forward passes, about 40 s on CPU"``.
+    """E.g. ``"shared pass"``, ``"1 extra pass"`` or ``"slow: up to 1281 forward passes, about 40 s on CPU"``.
 
     Seconds are measured only for models on the CPU: on a ZeroGPU Space the main process, where this
     runs, must not run CUDA work (only ``spaces.GPU`` functions may).
     """
+    if REGISTRY[method].single_pass:
+        return "shared pass"
     try:
         passes = extra_passes(loaded, layer, [method]) if loaded is not None else None
     except MicamError:  # a layer without a map: refused when explained
         passes = None
     if passes is None:
-        return "slow: one forward pass per channel"
+        return "extra forward passes"
+    if passes <= FEW_PASSES:
+        return f"{passes} extra pass{'es' * (passes != 1)}"
     if loaded.device.type != "cpu":
         return f"slow: up to {passes} forward passes"
     seconds = estimate_seconds(loaded, layer, [method]) or 0.0
@@ -146,13 +165,9 @@ def example_stem(path: str | None) -> str | None:
     return _EXAMPLE_BY_HASH.get(digest)
 
 
-def view_query(session: dict, default_layer: str, cmap: str, opacity: float) -> str:
-    """The query string of the session's current view (counterfactual settings from its last analysis)."""
-    exp, faith = session["exp"], session.get("faith")
-    state: dict[str, Any] = {
-        "model": session["spec"], "example": session.get("example"),
-        "layer": None if exp.layer == default_layer else exp.layer, "target": exp.target,
-        "methods": list(exp.methods), "upsampling": exp.upsampling, "cmap": cmap, "opacity": opacity}
-    if faith is not None:
-        state.update(threshold=faith.threshold, fill=faith.fill, steps=faith.steps)
-    return build_query(state)
+def view_query(session: dict, default_layer: str, view: View) -> str:
+    """The query string of ``view`` with the session's explanation's layer, target, methods and upsampling."""
+    exp = session["exp"]
+    view = view.replace(layer=AUTO_LAYER if exp.layer == default_layer else exp.layer, target=exp.target,
+                        methods=exp.methods, upsampling=exp.upsampling)  # every part written: a complete link
+    return build_query(view)

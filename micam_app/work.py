@@ -30,6 +30,7 @@ from micam_core.errors import ModelLoadError
 from micam_core.gpu import analyse_seconds, cpu_result, estimate_seconds, explain_seconds, forward_images
 from micam_core.hub import HUB_UNREACHABLE, hub_offline, precheck
 from micam_core.models import normalize_spec
+from micam_core.view import View
 
 log = logging.getLogger("micam_app")
 
@@ -121,84 +122,89 @@ def check_cost(loaded: LoadedModel, layer: str | None, methods: tuple[str, ...])
                          f"{limit} per request. Choose a layer with fewer channels or leave {costly} out.")
 
 
-def explain_duration(spec: str, image: Any, layer: str | None, target: int | str | None, upsampling: str,
-                     methods: tuple[str, ...]) -> int:
+def explain_duration(view: View, image: Any) -> int:
     """ZeroGPU duration for :func:`gpu_explain` (same parameters, as the ZeroGPU docs ask)."""
-    loaded = load(spec)
+    loaded = load(view.model)
     try:
-        passes = extra_passes(loaded, layer, methods)
+        passes = extra_passes(loaded, view.layer, view.methods)
     except MicamError:  # refused inside gpu_explain at once: the shortest duration
         passes = 0
-    return explain_seconds(len(methods), loaded.num_bytes, min(passes, policy.max_extra_passes()))
+    return explain_seconds(len(view.methods), loaded.num_bytes, min(passes, policy.max_extra_passes()))
 
 
-def analyse_duration(spec: str, exp: Explanation, threshold: float, fill: str, steps: int) -> int:
+def analyse_duration(view: View, exp: Explanation) -> int:
     """ZeroGPU duration for :func:`gpu_analyse`."""
-    return analyse_seconds(len(exp.maps), int(steps), load(spec).num_bytes)
+    return analyse_seconds(len(exp.maps), view.steps, load(view.model).num_bytes)
 
 
+# The GPU functions take the view (picklable, as ZeroGPU needs) and find the model in this process's cache.
 @gpu(duration=explain_duration)
 @cpu_result
-def gpu_explain(spec: str, image: Any, layer: str | None, target: int | str | None, upsampling: str,
-                methods: tuple[str, ...]) -> Explanation:
+def gpu_explain(view: View, image: Any) -> Explanation:
     """Forward + partial backward pass (+ Score-CAM's passes): the chosen maps (the cost bound checked first)."""
-    loaded = load(spec)
-    check_cost(loaded, layer, methods)
-    return explain(loaded, image, target=target, layer=layer, methods=methods, upsampling=upsampling)
+    loaded = load(view.model)
+    check_cost(loaded, view.layer, view.methods)
+    return explain(loaded, image, target=view.target, layer=view.layer, methods=view.methods,
+                   upsampling=view.upsampling, params=view.params())
 
 
 @gpu(duration=analyse_duration)
 @cpu_result
-def gpu_analyse(spec: str, exp: Explanation, threshold: float, fill: str, steps: int) -> Faithfulness:
+def gpu_analyse(view: View, exp: Explanation) -> Faithfulness:
     """Counterfactual keep/remove predictions and deletion/insertion curves for every map."""
-    return analyse(load(spec), exp, threshold=threshold, fill=fill, steps=int(steps))
+    return analyse(load(view.model), exp, threshold=view.threshold, fill=view.fill, steps=view.steps)
 
 
-def explain_view(loaded: LoadedModel, image: Any, layer: str | None, target: int | str | None, upsampling: str,
-                 methods: tuple[str, ...], example: str | None) -> Explanation:
-    """:func:`gpu_explain`, served from :data:`EXAMPLE_CACHE` when ``image`` is a bundled example."""
-    key = None if example is None else ("explain", example, loaded.spec, loaded.revision, layer, str(target),
-                                        upsampling, methods)
-    return EXAMPLE_CACHE.get_or_compute(
-        key, lambda: gpu_explain(loaded.spec, image, layer, target, upsampling, methods))
+def cache_key(kind: str, loaded: LoadedModel, view: View) -> Hashable | None:
+    """The :data:`EXAMPLE_CACHE` key of ``view`` (``None``: not an example): everything the numbers depend on."""
+    if view.example is None:
+        return None
+    return (kind, view.example, loaded.spec, loaded.revision, view.layer, str(view.target),
+            tuple(view.computed().items()))
 
 
-def analyse_view(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
-                 example: str | None) -> Faithfulness:
-    """:func:`gpu_analyse`, served from :data:`EXAMPLE_CACHE` when the explanation is of a bundled example."""
-    key = _analyse_key(load(spec), exp, threshold, fill, steps, example)
-    return EXAMPLE_CACHE.get_or_compute(key, lambda: gpu_analyse(spec, exp, threshold, fill, steps))
+def explain_view(loaded: LoadedModel, image: Any, view: View) -> Explanation:
+    """:func:`gpu_explain` for ``loaded`` (``view.model``), from :data:`EXAMPLE_CACHE` for a bundled example."""
+    check_cost(loaded, view.layer, view.methods)
+    view = view.replace(model=loaded.spec)
+    return EXAMPLE_CACHE.get_or_compute(cache_key("explain", loaded, view), lambda: gpu_explain(view, image))
 
 
-def _analyse_key(loaded: LoadedModel, exp: Explanation, threshold: float, fill: str, steps: int,
-                 example: str | None) -> Hashable | None:
-    return None if example is None else ("analyse", example, loaded.spec, loaded.revision, exp.layer, exp.target,
-                                         exp.upsampling, exp.methods, threshold, fill, steps)
+def analyse_view(loaded: LoadedModel, exp: Explanation, view: View) -> Faithfulness:
+    """:func:`gpu_analyse` of ``exp``, from :data:`EXAMPLE_CACHE` when the explanation is of a bundled example."""
+    view = analysed_view(loaded, exp, view)
+    return EXAMPLE_CACHE.get_or_compute(cache_key("analyse", loaded, view), lambda: gpu_analyse(view, exp))
+
+
+def analysed_view(loaded: LoadedModel, exp: Explanation, view: View) -> View:
+    """``view`` with the explanation's own layer, target, methods and upsampling (``view`` may say "auto"),
+    as the cache key holds them."""
+    return view.replace(model=loaded.spec, layer=exp.layer, target=exp.target, methods=exp.methods,
+                        upsampling=exp.upsampling)
 
 
 # --- the counterfactual panel in stages: keep/remove of every method first, then one map at a time ---------
-def keep_remove_duration(spec: str, exp: Explanation, threshold: float, fill: str) -> int:
-    return estimate_seconds(2 * len(exp.maps), load(spec).num_bytes)
+def keep_remove_duration(view: View, exp: Explanation) -> int:
+    return estimate_seconds(2 * len(exp.maps), load(view.model).num_bytes)
 
 
-def score_duration(spec: str, exp: Explanation, name: str, kept: KeepRemove | None, threshold: float, fill: str,
-                   steps: int, ends: CurveEnds | None) -> int:
-    return estimate_seconds(forward_images(1, int(steps)), load(spec).num_bytes)
+def score_duration(view: View, exp: Explanation, name: str, kept: KeepRemove | None, ends: CurveEnds | None) -> int:
+    return estimate_seconds(forward_images(1, view.steps), load(view.model).num_bytes)
 
 
 @gpu(duration=keep_remove_duration)
 @cpu_result
-def gpu_keep_remove(spec: str, exp: Explanation, threshold: float, fill: str) -> Stage:
+def gpu_keep_remove(view: View, exp: Explanation) -> Stage:
     """Keep and remove images of every method's map, classified in one batch."""
-    return keep_remove(load(spec), exp, threshold=threshold, fill=fill)
+    return keep_remove(load(view.model), exp, threshold=view.threshold, fill=view.fill)
 
 
 @gpu(duration=score_duration)
 @cpu_result
-def gpu_score(spec: str, exp: Explanation, name: str, kept: KeepRemove | None, threshold: float, fill: str,
-              steps: int, ends: CurveEnds | None) -> Stage:
+def gpu_score(view: View, exp: Explanation, name: str, kept: KeepRemove | None, ends: CurveEnds | None) -> Stage:
     """One map's metrics and curves (and its keep/remove pair when not given)."""
-    return score_map(load(spec), exp, name, kept, threshold=threshold, fill=fill, steps=int(steps), ends=ends)
+    return score_map(load(view.model), exp, name, kept, threshold=view.threshold, fill=view.fill, steps=view.steps,
+                     ends=ends)
 
 
 @dataclass
@@ -212,30 +218,30 @@ class Partial:
     forward_seconds: float = 0.0  # time inside the model's forward calls so far
 
 
-def analyse_stages(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
-                   example: str | None) -> Iterator[Partial]:
+def analyse_stages(loaded: LoadedModel, exp: Explanation, view: View) -> Iterator[Partial]:
     """:func:`analyse_view` as it fills in: after the keep/remove pairs, after each map, and at the end.
 
     A bundled example's finished analysis comes from :data:`EXAMPLE_CACHE` in one step, and is stored there.
     """
+    view = analysed_view(loaded, exp, view)
     names = [*exp.maps, *BASELINES]
-    key = _analyse_key(load(spec), exp, threshold, fill, steps, example)
+    key = cache_key("analyse", loaded, view)
     cached = EXAMPLE_CACHE.peek(key)
     if cached is not None:
         kept = {m: cached.results[m] for m in exp.maps}  # a MethodResult holds its keep/remove pair too
         yield Partial(kept=kept, scored=dict(cached.results), total=len(names), faith=cached)
         return
-    first = gpu_keep_remove(spec, exp, threshold, fill)
+    first = gpu_keep_remove(view, exp)
     part = Partial(kept=dict(first.kept), total=len(names), forward_seconds=first.forward_seconds)
     yield part
     stages, ends = [first], None
     for name in names:
-        stage = gpu_score(spec, exp, name, first.kept.get(name), threshold, fill, steps, ends)
+        stage = gpu_score(view, exp, name, first.kept.get(name), ends)
         stages.append(stage)
         ends = stage.ends
         part.scored.update(stage.results)
         part.forward_seconds += stage.forward_seconds
         yield part
-    part.faith = assemble(exp, stages, threshold, fill, steps)
+    part.faith = assemble(exp, stages, view.threshold, view.fill, view.steps)
     EXAMPLE_CACHE.put(key, part.faith)
     yield part

@@ -39,6 +39,7 @@ from .errors import MicamError
 from .methods import Explanation, top_k
 from .models import LoadedModel
 from .registry import METHOD_LABELS
+from .settings import DEFAULTS, validate
 
 
 @dataclass
@@ -213,10 +214,14 @@ def assemble(exp: Explanation, stages: Iterable[Stage], threshold: float, fill: 
                         forward_calls=sum(s.forward_calls for s in stages), top_original=exp.top(top))
 
 
-def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, fill: str = "black",
-            steps: int = 32, baselines: bool = True, top: int = 5, chunk: int = DEFAULT_CHUNK,
-            seed: int = 0) -> Faithfulness:
-    """Counterfactuals and metrics for every map of ``exp`` (and the baselines), in one batch stream."""
+def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = DEFAULTS["threshold"],
+            fill: str = DEFAULTS["fill"], steps: int = DEFAULTS["steps"], baselines: bool = True, top: int = 5,
+            chunk: int = DEFAULT_CHUNK, seed: int = 0) -> Faithfulness:
+    """Counterfactuals and metrics for every map of ``exp`` (and the baselines), in one batch stream.
+
+    ``threshold``, ``fill`` and ``steps`` are checked by their setting records (a view's are already).
+    """
+    threshold, fill, steps = validate("threshold", threshold), validate("fill", fill), validate("steps", steps)
     inp = _Inputs.of(exp, fill)
     ev = _Evaluator(loaded, chunk)
     end_indices = _queue_ends(ev, inp)

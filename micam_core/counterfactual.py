@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import MicamError, shorten
+from .errors import MicamError
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax
 from .methods import class_index
 from .models import LoadedModel
-from .settings import FILLS
+from .settings import SETTINGS
 
 BASELINES = {"random": "Random map (baseline)", "centre": "Centred Gaussian (baseline)"}
 # Petsiuk et al.'s insertion start: Gaussian blur, kernel 11, sigma 5 at 224 px.
@@ -91,13 +91,11 @@ def fill_pixels(pixels: torch.Tensor, fill: str) -> torch.Tensor:
         return blurred(pixels)
     if fill == "mean":
         return pixels.mean(dim=(0, 1), keepdim=True).expand_as(pixels).clone()
-    raise MicamError(f"Unknown fill '{shorten(fill)}'; choose from {', '.join(FILLS)}.")
+    raise SETTINGS["fill"].refuse(fill)
 
 
 def region(saliency: np.ndarray, threshold: float) -> torch.Tensor:
-    """Boolean ``H x W`` mask of the salient region: normalised map >= threshold."""
-    if not 0.0 <= threshold <= 1.0:
-        raise MicamError(f"The threshold must lie in [0, 1], got {threshold}.")
+    """Boolean ``H x W`` mask of the salient region: normalised map >= threshold (checked by the caller)."""
     return torch.from_numpy(np.asarray(saliency, dtype=np.float32)) >= threshold
 
 

@@ -30,10 +30,12 @@ from matplotlib.figure import Figure
 
 from .citation import BIBTEX
 from .counterfactual import BASELINES, Faithfulness
+from .escape import PLAIN_TEXT_RC
 from .methods import Explanation
 from .registry import METHOD_LABELS, REGISTRY, display_mode
 from .render import overlay
 from .settings import COLORMAPS
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ CBAR_IN = 0.42  # the colour bar, its ticks and its label, under the maps
 CURVE_IN, CURVE_LEFT_IN, CURVE_BOTTOM_IN = 1.0, 0.45, 0.32
 RC = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "micam_core",
       "font.size": FONT_PT, "axes.titlesize": FONT_PT, "axes.labelsize": FONT_PT, "legend.fontsize": FONT_PT,
-      "xtick.labelsize": FONT_PT, "ytick.labelsize": FONT_PT, "font.family": "DejaVu Sans"}
+      "xtick.labelsize": FONT_PT, "ytick.labelsize": FONT_PT, "font.family": "DejaVu Sans",
+      **PLAIN_TEXT_RC}  # "$" in a label is a dollar sign
 _METADATA = {"pdf": {"Creator": "micam_core", "Producer": "micam_core", "CreationDate": None},
              "svg": {"Creator": "micam_core", "Date": None}, "png": {"Software": "micam_core"}}
 
@@ -103,8 +106,6 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
                  revision: str | None = None, cmap: str = "jet", opacity: float = 0.5,
                  faith: Faithfulness | None = None, notes: Sequence[str] = ()) -> str:
     """One paragraph: model, layer, target, methods and every setting that shaped the figure."""
-    from . import __version__
-
     short = revision[:12] if revision and len(revision) == 40 else revision  # a commit hash, shortened
     rev = f" (revision {short})" if short else ""
     prob = float(exp.probs[exp.target]) if exp.target < len(exp.probs) else float("nan")
@@ -116,6 +117,7 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
     agnostic = [labels.get(m, m) for m in methods if m in REGISTRY and not REGISTRY[m].class_specific]
     if agnostic:
         parts.append(f"{', '.join(agnostic)}: class-agnostic (the map does not depend on the target class).")
+    parts += [REGISTRY[m].note for m in methods if m in REGISTRY and REGISTRY[m].note]
     if faith is not None:
         parts.append(f"Counterfactuals: region = map >= {faith.threshold:g}, masked pixels filled with "
                      f"{faith.fill}; deletion/insertion curves with {faith.steps} steps "

@@ -75,11 +75,83 @@ REPOS: dict[str, dict] = {
         "config": json.dumps({"architecture": "resnet18", "num_classes": 10}),
         "files": {"config.json": 100, "README.md": 10},
     },
+    **{f"evil/{name}": {"config": json.dumps({"architecture": "resnet18", "num_classes": 10,
+                                                "pretrained_cfg": pretrained}),
+                         "files": {"config.json": 100, "model.safetensors": MB}}
+       for name, pretrained in {
+           "crop-tiny": {"crop_pct": 0.01}, "crop-1e-9": {"crop_pct": 1e-9},
+           "input-2048": {"input_size": [3, 2048, 2048]}, "mean-nan": {"mean": [float("nan"), 0.5, 0.5]},
+           "std-zero": {"std": [0.0, 0.2, 0.2]}, "labels-long": {"label_names": ["x" * 5000] * 10}}.items()},
+    "evil/classes-many": {"config": json.dumps({"architecture": "resnet18", "num_classes": 10**7}),
+                          "files": {"config.json": 100, "model.safetensors": MB}},
+    "ok/at-the-bounds": {
+        "config": json.dumps({"architecture": "resnet18", "num_classes": 10, "pretrained_cfg": {
+            "input_size": [3, 1024, 32], "crop_pct": 0.5, "mean": [0, 0, 1], "std": [0.01, 10, 1]}}),
+        "files": {"config.json": 100, "model.safetensors": MB},
+    },
     "evil/bert": {
         "config": json.dumps({"architectures": ["BertModel"], "model_type": "bert"}),
         "files": {"config.json": 100, "model.safetensors": MB},
     },
 }
+
+
+HANG_S = 60.0  # longer than any deadline
+
+
+def _hang(handler) -> None:
+    """Accept the connection, then say nothing."""
+    time.sleep(HANG_S)
+
+
+def _drip(handler) -> None:
+    """Headers at once, then one byte a second."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    for _ in range(int(HANG_S)):
+        try:
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(1.0)
+
+
+def _error(status: int):
+    def answer(handler) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
+    return answer
+
+
+def _huge(declared: bool):
+    """300 MB of JSON-looking bytes, with or without a Content-Length saying so."""
+    def answer(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        if declared:
+            handler.send_header("Content-Length", str(300 * MB))
+        else:
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        try:
+            handler.wfile.write(b"[")
+            for _ in range(300):
+                handler.wfile.write(b" " * MB)
+        except OSError:
+            return
+    return answer
+
+
+HOSTILE_SEARCHES = {"hang": _hang, "drip": _drip, "error500": _error(500), "huge": _huge(True),
+                    "huge-undeclared": _huge(False)}
+HOSTILE_REPOS = {"evil/hang-config": _hang, "evil/drip-config": _drip, "evil/http-500": _error(500),
+                 "evil/huge-config": _huge(False)}
 
 
 class StubHub:
@@ -128,6 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
             search = query.get("search", [""])[0]
             if search == "slow":
                 time.sleep(SLOW_S)
+            if search in HOSTILE_SEARCHES:
+                HOSTILE_SEARCHES[search](self)
+                return
             self._send(200, SEARCHES.get(search, "[]").encode(), "application/json", head)
             return
         if path.startswith("/api/models/"):
@@ -142,6 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, b"{}", "application/json", head)
 
     def _model_info(self, repo_id: str, head: bool) -> None:
+        if repo_id in HOSTILE_REPOS:
+            HOSTILE_REPOS[repo_id](self)
+            return
         repo = REPOS.get(repo_id)
         if repo is None:
             self._not_found(head)
@@ -152,6 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, "application/json", head)
 
     def _file(self, repo_id: str, filename: str, head: bool) -> None:
+        if repo_id in HOSTILE_REPOS:
+            HOSTILE_REPOS[repo_id](self)
+            return
         repo = REPOS.get(repo_id)
         if repo is None:
             self._not_found(head)
