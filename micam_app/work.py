@@ -27,7 +27,7 @@ from micam_core.analysis import KeepRemove, Stage, assemble, keep_remove, score_
 from micam_core.cost import extra_passes
 from micam_core.counterfactual import BASELINES, CurveEnds
 from micam_core.errors import ModelLoadError
-from micam_core.gpu import analyse_seconds, cpu_result, estimate_seconds, explain_seconds, forward_images
+from micam_core.gpu import analyse_seconds, cpu_result, explain_seconds, forward_images, request_seconds
 from micam_core.hub import HUB_UNREACHABLE, hub_offline, precheck
 from micam_core.models import normalize_spec
 from micam_core.view import View
@@ -185,11 +185,11 @@ def analysed_view(loaded: LoadedModel, exp: Explanation, view: View) -> View:
 
 # --- the counterfactual panel in stages: keep/remove of every method first, then one map at a time ---------
 def keep_remove_duration(view: View, exp: Explanation) -> int:
-    return estimate_seconds(2 * len(exp.maps), load(view.model).num_bytes)
+    return request_seconds(2 * len(exp.maps), load(view.model).num_bytes)
 
 
 def score_duration(view: View, exp: Explanation, name: str, kept: KeepRemove | None, ends: CurveEnds | None) -> int:
-    return estimate_seconds(forward_images(1, view.steps), load(view.model).num_bytes)
+    return request_seconds(forward_images(1, view.steps), load(view.model).num_bytes)
 
 
 @gpu(duration=keep_remove_duration)
