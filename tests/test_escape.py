@@ -76,10 +76,11 @@ def test_cli_metrics_and_figure_with_mathtext_class_names(dollar_model, tmp_path
     assert code == 0, capsys.readouterr().err
     manifest = json.loads((tmp_path / "chelsea_cat.json").read_text())
     assert manifest["target"]["label"] in MATH
-    svg = (tmp_path / "chelsea_cat_figure.svg").read_text()
-    assert "$" in svg  # drawn as text, not as mathtext
+    [svg] = [name for name in manifest["figure"] if name.endswith(".svg")]  # named by model, image and methods
+    assert svg.endswith("_chelsea_cat_gradcam.svg")
+    assert "$" in (tmp_path / svg).read_text()  # drawn as text, not as mathtext
     for suffix in ("pdf", "png", "txt"):
-        assert (tmp_path / f"chelsea_cat_figure.{suffix}").stat().st_size > 1000 or suffix == "txt"
+        assert (tmp_path / svg.replace(".svg", f".{suffix}")).stat().st_size > 1000 or suffix == "txt"
 
 
 def test_app_counterfactuals_and_figure_with_a_mathtext_class_name(monkeypatch):
