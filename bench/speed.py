@@ -87,9 +87,10 @@ def pytorch_grad_cam_fn(loaded, x, method: str = "gradcam", layer: str | None = 
         return lambda: cam(x, targets=None, target_idx=0)
     if method == "shapleycam":
         def run():  # its kept gradients are views its release() cannot detach: drop them (else hooks stay)
-            out = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])
-            cam.activations_and_grads.gradients, cam.activations_and_grads.activations = [], []
-            return out
+            try:
+                return cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])
+            finally:
+                cam.activations_and_grads.gradients, cam.activations_and_grads.activations = [], []
         return run
     return lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])
 
