@@ -1,4 +1,4 @@
-"""The ``explain`` API endpoint (also the MCP tool): every value checked once, before any model work."""
+"""The ``explain`` API endpoint (gradio_client): every value checked once, before any model work."""
 
 from __future__ import annotations
 
@@ -46,16 +46,8 @@ def api_explain(image: str | None, model: str = BUNDLED_SPEC, layer: str = views
         of gradcampp, xgradcam, layercam, hirescam, eigencam and scorecam (empty when not chosen).
     """
     try:
-        values = checked_settings(threshold=threshold, fill=fill, steps=steps, cmap=colormap, opacity=opacity,
-                                  upsampling=upsampling, methods=methods)
-        if not image:
-            raise MicamError("No image given.")
-        loaded = work.load(views.resolve_spec(model, None))
-        layer_name = views.parse_layer(layer)
-        work.check_cost(loaded, layer_name, values["methods"])
-        exp = work.gpu_explain(loaded.spec, image, layer_name, views.parse_target(target), values["upsampling"],
-                               values["methods"])
-        faith = work.gpu_analyse(loaded.spec, exp, values["threshold"], values["fill"], values["steps"])
+        loaded, exp, faith, values = run(image, model, layer, target, upsampling, threshold, fill, steps, colormap,
+                                         opacity, methods)
     except Exception as err:
         raise fail(err, for_page=False) from None
     images: dict[str, Image.Image | None] = {
@@ -66,7 +58,25 @@ def api_explain(image: str | None, model: str = BUNDLED_SPEC, layer: str = views
             *(images[m] for m in API_OVERLAYS_LAST))
 
 
-api_explain.__name__ = "explain"  # Gradio's MCP server names each tool after its function: the tool is `explain`
+def run(image: Any, model: str, layer: str, target: str, upsampling: str, threshold: Any, fill: str, steps: Any,
+        colormap: str, opacity: Any, methods: str) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Settings checked, then the explanation and its counterfactual analysis: (loaded, exp, faith, settings)."""
+    values = checked_settings(threshold=threshold, fill=fill, steps=steps, cmap=colormap, opacity=opacity,
+                              upsampling=upsampling, methods=methods)
+    if image is None or (isinstance(image, str) and not image):
+        raise MicamError("No image given.")
+    loaded = work.load(views.resolve_spec(model, None))
+    layer_name = views.parse_layer(layer)
+    work.check_cost(loaded, layer_name, values["methods"])
+    exp = work.gpu_explain(loaded.spec, image, layer_name, views.parse_target(target), values["upsampling"],
+                           values["methods"])
+    faith = work.gpu_analyse(loaded.spec, exp, values["threshold"], values["fill"], values["steps"])
+    return loaded, exp, faith, values
+
+
+# Gradio's MCP server lists every API endpoint as a tool named after its function; this one answers with images
+# and a dict, which MCP clients receive as a Python repr. Agents get micam_app.agent.explain (JSON) instead.
+api_explain._mcp_type = "api-only"  # not "tool": gradio.mcp's list_tools skips it (tests/test_mcp.py checks)
 
 
 def checked_settings(**values: Any) -> dict[str, Any]:
