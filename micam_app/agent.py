@@ -19,13 +19,13 @@ from typing import Any
 
 import gradio as gr
 
-from micam_core import BUNDLED_SPEC, DEFAULT_METHODS, DEFAULTS, MicamError, policy
+from micam_core import BUNDLED_SPEC, DEFAULTS, MicamError, policy
 from micam_core.errors import shorten
 from micam_core.images import MAX_FILE_BYTES
 from micam_core.report import build_report
 
 from . import views
-from .api import run
+from .api import args_doc, run
 from .handlers import fail
 
 FETCH_TIMEOUT_S = 15.0
@@ -33,35 +33,31 @@ EXAMPLE_URI = "data:image/jpeg;base64,/9j/4AAQSkZJRg..."
 
 
 def explain(image: str, model: str = BUNDLED_SPEC, layer: str = views.AUTO_LAYER, target: str = views.TOP1,
-            upsampling: str = "paper", threshold: float = 0.5, fill: str = "black", steps: float = DEFAULTS["steps"],
-            methods: str = ",".join(DEFAULT_METHODS)) -> str:
-    """Explain one image with MI CAM and other CAM methods; answers with a JSON report of maps' faithfulness.
+            upsampling: str = DEFAULTS["upsampling"], threshold: float = DEFAULTS["threshold"],
+            fill: str = DEFAULTS["fill"], steps: float = DEFAULTS["steps"],
+            methods: str = ",".join(DEFAULTS["methods"])) -> str:
+    settings = {"upsampling": upsampling, "threshold": threshold, "fill": fill, "steps": steps,
+                "cmap": DEFAULTS["cmap"], "opacity": DEFAULTS["opacity"], "methods": methods}
+    try:
+        loaded, exp, faith, view = run(image_bytes(image), model, layer, target, settings)
+    except Exception as err:
+        raise fail(err, for_page=False) from None
+    report = build_report(loaded, exp, counterfactuals=faith.to_report(), settings=view.chosen_settings())
+    return json.dumps(report, default=_plain)
+
+
+IMAGE_TEXT = (f'the image as a data: URI (e.g. "{EXAMPLE_URI}") or an http(s) URL of a JPEG, PNG, WebP, ... file '
+              "(at most 20 MB and 40 megapixels); a file path cannot reach the server.")
+explain.__doc__ = f"""Explain one image with MI CAM and other CAM methods; answers with a JSON faithfulness report.
 
     Args:
-        image: the image as a data: URI (e.g. "data:image/jpeg;base64,/9j/4AAQ...") or an http(s) URL of a
-            JPEG, PNG, WebP, ... file (at most 20 MB and 40 megapixels). A file path cannot reach the server.
-        model: a timm model on the Hugging Face Hub (e.g. timm/resnet50.a1_in1k) or bundled:efficientnet_lite0.
-        layer: the layer to explain, or "auto" for the model's default layer.
-        target: the class to explain: an index, a class name, or "top-1" for the predicted class.
-        upsampling: how MI maps are brought to the image size: "paper" (nearest + Gaussian blur) or "bilinear".
-        threshold: the counterfactual region is where a map is at least this value (0 to 1).
-        fill: what replaces masked pixels: "black", "blur" or "mean".
-        steps: deletion/insertion steps (2 to 64).
-        methods: comma-separated method ids (default micam,gradcam,migradcam).
+{args_doc(IMAGE_TEXT, display=False)}
 
     Returns:
         JSON text: model, revision, layer, target, top-5 predictions, settings, and per method and baseline its
         formula, Average Drop, deletion and insertion AUCs and curves, and the predictions with the region kept
         and removed.
     """
-    try:
-        data = image_bytes(image)
-        loaded, exp, faith, values = run(data, model, layer, target, upsampling, threshold, fill, steps,
-                                         "jet", 0.5, methods)
-    except Exception as err:
-        raise fail(err, for_page=False) from None
-    report = build_report(loaded, exp, counterfactuals=faith.to_report(), settings=values)
-    return json.dumps(report, default=_plain)
 
 
 def image_bytes(image: str | None) -> bytes:
@@ -134,6 +130,10 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+def _text(value: Any) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
 def _plain(value: Any) -> Any:
     """NumPy scalars and arrays in the report as plain JSON values."""
     return value.tolist() if hasattr(value, "tolist") else str(value)
@@ -142,6 +142,5 @@ def _plain(value: Any) -> Any:
 def components() -> tuple[list[gr.components.Component], gr.components.Component]:
     """Hidden text inputs (the image too: we read it) and the one JSON text output."""
     names = ("image", "model", "layer", "target", "upsampling", "threshold", "fill", "steps", "methods")
-    defaults = ("", BUNDLED_SPEC, views.AUTO_LAYER, views.TOP1, "paper", "0.5", "black", str(DEFAULTS["steps"]),
-                ",".join(DEFAULT_METHODS))
+    defaults = ("", BUNDLED_SPEC, views.AUTO_LAYER, views.TOP1, *(_text(DEFAULTS[n]) for n in names[4:]))
     return [gr.Textbox(value=d, label=n) for n, d in zip(names, defaults)], gr.Textbox(label="report (JSON)")

@@ -30,6 +30,7 @@ from .methods import Explanation
 from .registry import METHOD_LABELS, REGISTRY, display_mode
 from .render import overlay
 from .settings import COLORMAPS
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,6 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
                  revision: str | None = None, cmap: str = "jet", opacity: float = 0.5,
                  faith: Faithfulness | None = None, notes: Sequence[str] = ()) -> str:
     """One paragraph: model, layer, target, methods and every setting that shaped the figure."""
-    from . import __version__
-
     short = revision[:12] if revision and len(revision) == 40 else revision  # a commit hash, shortened
     rev = f" (revision {short})" if short else ""
     prob = float(exp.probs[exp.target]) if exp.target < len(exp.probs) else float("nan")
@@ -95,6 +94,7 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
     agnostic = [labels.get(m, m) for m in methods if m in REGISTRY and not REGISTRY[m].class_specific]
     if agnostic:
         parts.append(f"{', '.join(agnostic)}: class-agnostic (the map does not depend on the target class).")
+    parts += [REGISTRY[m].note for m in methods if m in REGISTRY and REGISTRY[m].note]
     if faith is not None:
         parts.append(f"Counterfactuals: region = map >= {faith.threshold:g}, masked pixels filled with "
                      f"{faith.fill}; deletion/insertion curves with {faith.steps} steps "
