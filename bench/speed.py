@@ -124,7 +124,8 @@ def token_reshape(loaded, layer: str):
 
 
 def torchcam_fn(loaded, x, method: str):
-    """torchcam 0.5's implementation of ``method`` (tensor in, same layer and target); hooks stay on."""
+    """torchcam 0.5's implementation of ``method`` (tensor in, same layer and target); ``run.cleanup()`` removes
+    its hooks (left on, they would slow every later pass on the model)."""
     import torchcam.methods
 
     cls = getattr(torchcam.methods, TORCHCAM_CLASSES[method])
@@ -142,6 +143,7 @@ def torchcam_fn(loaded, x, method: str):
             with torch.no_grad():
                 return extractor(0, loaded.model(x))
         return extractor(0, loaded.model(x))
+    run.cleanup = extractor.remove_hooks
     return run
 
 
@@ -161,7 +163,10 @@ def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_rep
                                      ("torchcam 0.5", torchcam_fn, TORCHCAM_CLASSES)):
             if method in names and not (peer.startswith("torchcam") and token_reshape(loaded, loaded.default_layer)):
                 try:
-                    t = median_time(builder(loaded, x, method), n, warm)
+                    fn = builder(loaded, x, method)
+                    t = median_time(fn, n, warm)
+                    getattr(fn, "cleanup", lambda: None)()
+                    del fn  # pytorch-grad-cam releases its hooks when its object goes
                 except (RuntimeError, ValueError) as error:  # e.g. pytorch-grad-cam's ShapleyCAM on tokens
                     yield (f"{METHOD_LABELS[method]}: {peer} (tensor in)", float("nan"),
                            f"fails: {str(error).splitlines()[0][:60]}")
