@@ -199,8 +199,11 @@ def test_one_method_of_each_family_in_browser(page_url, hub_models):
             methods.get_by_label("RefineCAM").check()  # multi-layer
             page.locator("#explain-btn").click()
             for method in ("micam", "gradcam", "smoothgradcampp", "refinecam"):  # free, gradient, and the two
-                expect(page.locator(f"#overlay-{method} img").first).to_be_visible(timeout=120_000)
-                expect(page.locator(f"#keep-{method} img").first).to_be_visible(timeout=180_000)
+                for part in ("overlay", "keep"):
+                    image = page.locator(f"#{part}-{method} img").first
+                    expect(image).to_be_attached(timeout=180_000)
+                    image.scroll_into_view_if_needed()  # lazy images below the fold have no size yet
+                    expect(image).to_be_visible(timeout=30_000)
             expect(page.locator("#metrics")).to_contain_text("RefineCAM", timeout=30_000)
             box = page.locator("#custom-spec textarea, #custom-spec input").first
             box.fill(f"hf-hub:{hub_models['vit']}")
@@ -209,8 +212,11 @@ def test_one_method_of_each_family_in_browser(page_url, hub_models):
             expect(legrad).to_be_enabled(timeout=30_000)
             legrad.check()  # transformer-only
             page.locator("#explain-btn").click()
-            expect(page.locator("#overlay-legrad img").first).to_be_visible(timeout=120_000)
-            expect(page.locator("#keep-legrad img").first).to_be_visible(timeout=180_000)
+            for part in ("overlay", "keep"):
+                image = page.locator(f"#{part}-legrad img").first
+                expect(image).to_be_attached(timeout=180_000)
+                image.scroll_into_view_if_needed()
+                expect(image).to_be_visible(timeout=30_000)
             page.wait_for_timeout(500)
             page.screenshot(path=str(SCREENSHOT.with_name("families.png")), full_page=True)
         finally:
