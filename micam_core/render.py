@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
+from .escape import PLAIN_TEXT_RC, printable
 from .settings import COLORMAPS
 
 
@@ -45,13 +46,19 @@ def curves_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], title: st
     ``labels`` names the lines (default: the keys); the baselines ``random`` and ``centre`` are dashed.
     """
     labels = labels or {}
+    with plt.rc_context(PLAIN_TEXT_RC):  # a "$" in a class or method name is a dollar sign
+        return _curves_png(curves, title, labels)
+
+
+def _curves_png(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str, labels: Mapping[str, str]
+                ) -> Image.Image:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
     for ax, kind in zip(axes, ("deletion", "insertion")):
         for name, curve in curves.items():
             ys = np.asarray(curve[kind], dtype=float)
             xs = np.linspace(0.0, 1.0, len(ys))
             style = "--" if name in ("random", "centre") else "-"
-            ax.plot(xs, ys, style, label=f"{labels.get(name, name)} (AUC {np.trapezoid(ys, xs):.3f})")
+            ax.plot(xs, ys, style, label=f"{printable(labels.get(name, name))} (AUC {np.trapezoid(ys, xs):.3f})")
         ax.set_title(f"{kind} ({'lower' if kind == 'deletion' else 'higher'} is better)")
         ax.set_xlabel("fraction of pixels " + ("deleted" if kind == "deletion" else "inserted"))
         ax.set_ylabel("target probability")
@@ -60,7 +67,7 @@ def curves_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], title: st
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(printable(title), fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

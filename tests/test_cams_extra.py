@@ -283,3 +283,22 @@ def test_new_records_are_complete(cat_path, bundled):
     exp = explain(bundled, cat_path, methods=NEW)  # one shared pass for all ten
     for method in NEW:
         assert exp.maps[method].shape == bundled.input_size and np.isfinite(exp.maps[method]).all(), method
+
+
+def test_notes_reach_the_page_and_the_report(bundled, cat_path):
+    from micam_app.text import display_note
+    from micam_core.report import build_report
+
+    exp = explain(bundled, cat_path, methods=("gradcam", "fullgrad"))
+    assert REGISTRY["fullgrad"].note in display_note(exp)
+    report = build_report(bundled, exp)
+    assert report["methods"]["fullgrad"]["note"] == REGISTRY["fullgrad"].note
+    assert "note" not in report["methods"]["gradcam"]
+
+
+def test_figure_caption_says_what_a_method_ignores(bundled, cat_path):
+    from micam_core.figure import caption_text
+
+    exp = explain(bundled, cat_path, methods=("fullgrad", "cam"))
+    text = caption_text(exp, list(exp.maps), {m: REGISTRY[m].label for m in exp.maps})
+    assert REGISTRY["fullgrad"].note in text and REGISTRY["cam"].note in text

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..escape import PLAIN_TEXT_RC, write_csv
 from .metrics import Metric, bootstrap_ci, derive, holm, label_of, present, values, wilcoxon_p, wilson
 from .store import ResultStore
 from .verdicts import ALPHA, verdict_lines
@@ -64,12 +65,15 @@ def summarize(results: str | Path, reference: str = "micam", resamples: int = 20
     md = _markdown(results, config, per_method, paired, accuracy, ok, failed, reference, metrics, verdicts)
     files = [results / "summary.md", results / "summary.csv", results / "paired.csv"]
     files[0].write_text(md)
-    per_method.to_csv(files[1], index=False)
-    paired.to_csv(files[2], index=False)
+    write_csv(per_method, files[1])  # text cells starting with = + - @ prefixed: inert in spreadsheets
+    write_csv(paired, files[2])
     if plots and not ok.empty:
+        import matplotlib.pyplot as plt
+
         from .summary_plots import plots as draw
 
-        files += draw(ok, metrics, results, _protocol_text(config))
+        with plt.rc_context(PLAIN_TEXT_RC):  # "$" in a model or method name is a dollar sign
+            files += draw(ok, metrics, results, _protocol_text(config))
     return Summary(md, per_method, paired, accuracy, files, verdicts)
 
 
