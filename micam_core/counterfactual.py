@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import MicamError, shorten
+from .errors import MicamError
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax
 from .methods import Explanation, class_index, top_k
 from .models import LoadedModel
 from .registry import METHOD_LABELS
-from .settings import FILLS
+from .settings import DEFAULTS, SETTINGS, validate
 
 BASELINES = {"random": "Random map (baseline)", "centre": "Centred Gaussian (baseline)"}
 # Petsiuk et al.'s insertion start: Gaussian blur, kernel 11, sigma 5 at 224 px.
@@ -88,13 +88,11 @@ def fill_pixels(pixels: torch.Tensor, fill: str) -> torch.Tensor:
         return blurred(pixels)
     if fill == "mean":
         return pixels.mean(dim=(0, 1), keepdim=True).expand_as(pixels).clone()
-    raise MicamError(f"Unknown fill '{shorten(fill)}'; choose from {', '.join(FILLS)}.")
+    raise SETTINGS["fill"].refuse(fill)
 
 
 def region(saliency: np.ndarray, threshold: float) -> torch.Tensor:
-    """Boolean ``H x W`` mask of the salient region: normalised map >= threshold."""
-    if not 0.0 <= threshold <= 1.0:
-        raise MicamError(f"The threshold must lie in [0, 1], got {threshold}.")
+    """Boolean ``H x W`` mask of the salient region: normalised map >= threshold (checked by the caller)."""
     return torch.from_numpy(np.asarray(saliency, dtype=np.float32)) >= threshold
 
 
@@ -299,10 +297,14 @@ def baseline_maps(size: tuple[int, int], lowres_shape: tuple[int, int], seed: in
     return {"random": random_map.numpy(), "centre": centre.numpy()}
 
 
-def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, fill: str = "black",
-            steps: int = 32, baselines: bool = True, top: int = 5, chunk: int = DEFAULT_CHUNK,
-            seed: int = 0) -> Faithfulness:
-    """Counterfactuals and metrics for every map of ``exp`` (and the baselines), in one batch stream."""
+def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = DEFAULTS["threshold"],
+            fill: str = DEFAULTS["fill"], steps: int = DEFAULTS["steps"], baselines: bool = True, top: int = 5,
+            chunk: int = DEFAULT_CHUNK, seed: int = 0) -> Faithfulness:
+    """Counterfactuals and metrics for every map of ``exp`` (and the baselines), in one batch stream.
+
+    ``threshold``, ``fill`` and ``steps`` are checked by their setting records (a view's are already).
+    """
+    threshold, fill, steps = validate("threshold", threshold), validate("fill", fill), validate("steps", steps)
     pixels = pixels_of(exp.crop)
     filled, start = fill_pixels(pixels, fill), blurred(pixels)
     maps = dict(exp.maps)

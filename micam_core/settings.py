@@ -35,8 +35,8 @@ def _build() -> dict[str, Setting]:
         Setting("fill", "Fill of masked pixels", "choice", "black", choices=FILLS),
         Setting("steps", "Deletion/insertion steps", "int", 32, 2, 64, 2,
                 help="each step costs two forward passes per map"),
-        Setting("cmap", "Colour map", "choice", "jet", choices=COLORMAPS),
-        Setting("opacity", "Map opacity", "float", 0.5, 0.0, 1.0, 0.05),
+        Setting("cmap", "Colour map", "choice", "jet", choices=COLORMAPS, display=True),
+        Setting("opacity", "Map opacity", "float", 0.5, 0.0, 1.0, 0.05, display=True),
     ]
     records += [s for method in REGISTRY.values() for s in method.settings()]
     return {s.name: s for s in records}

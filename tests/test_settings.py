@@ -48,6 +48,15 @@ def test_defaults_are_valid_and_complete():
 
 
 def test_command_line_reads_the_same_record():
-    args = build_parser().parse_args(["explain", "x.png"])
-    assert int(args.steps) == DEFAULTS["steps"] and args.fill == DEFAULTS["fill"]
-    assert args.methods == ",".join(DEFAULTS["methods"])
+    from micam_core.flags import view_of
+
+    parser = build_parser()
+    assert view_of(parser.parse_args(["explain", "x.png"])).settings == DEFAULTS
+    every = [f"--{name.replace('_', '-')}" for name in SETTINGS]
+    assert all(flag in parser.format_help() or flag in _explain_help(parser) for flag in every)
+    args = parser.parse_args(["explain", "x.png", "--steps", "8", "--alpha", "0.3"])
+    assert (view_of(args).steps, view_of(args).opacity) == (8, 0.3)
+
+
+def _explain_help(parser) -> str:
+    return next(a for a in parser._subparsers._group_actions if a.dest == "command").choices["explain"].format_help()
