@@ -88,11 +88,12 @@ def legrad_rows(image: Path, repeats: int):
     loaded = from_module(vit, spec="vit_b_16", device="cpu")
     x = loaded.to_input([loaded.crop(load_image(image))]).contiguous()
     layer = "encoder.layers.encoder_layer_8"
-    extractor = tc.LeGrad(vit, legrad_blocks(vit, layer), score_projection=lambda t: vit.heads(vit.encoder.ln(t)[:, 0]))
 
-    def theirs():
-        vit(x)
-        return extractor(0)
+    def theirs():  # its hooks only while it runs (they refuse the no-grad passes of ours)
+        with tc.LeGrad(vit, legrad_blocks(vit, layer),
+                       score_projection=lambda t: vit.heads(vit.encoder.ln(t)[:, 0])) as extractor:
+            vit(x)
+            return extractor(0)
 
     ours = median_time(lambda: explain(loaded, image, target=0, layer=layer, methods=("legrad",)), repeats, warmup=1)
     t = median_time(theirs, repeats, warmup=1)
