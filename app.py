@@ -14,7 +14,11 @@ os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")  # both before huggingface_hu
 import logging
 from typing import Any
 
-import gradio as gr
+try:
+    import gradio as gr
+except ModuleNotFoundError as missing:  # the library alone was installed (pip install .)
+    raise SystemExit(f"python app.py needs {missing.name}, which is not installed here: "
+                     "pip install -r requirements.txt (or pip install '.[app]').") from None
 
 from micam_app.layout import build_demo
 from micam_app.page import CSS

@@ -1,4 +1,4 @@
-"""The ``explain`` API endpoint (also the MCP tool): every value checked once, before any model work."""
+"""The ``explain`` API endpoint (gradio_client): every value checked once, before any model work."""
 
 from __future__ import annotations
 
@@ -29,15 +29,10 @@ def api_explain(image: str | None, model: str = BUNDLED_SPEC, layer: str = views
                 threshold: float = DEFAULTS["threshold"], fill: str = DEFAULTS["fill"],
                 steps: float = DEFAULTS["steps"], colormap: str = DEFAULTS["cmap"],
                 opacity: float = DEFAULTS["opacity"], methods: str = ",".join(DEFAULTS["methods"])) -> tuple[Any, ...]:
+    settings = {"upsampling": upsampling, "threshold": threshold, "fill": fill, "steps": steps, "cmap": colormap,
+                "opacity": opacity, "methods": methods}
     try:
-        view = checked({"model": views.resolve_spec(model, None), "layer": layer, "target": target,
-                        "upsampling": upsampling, "threshold": threshold, "fill": fill, "steps": steps,
-                        "cmap": colormap, "opacity": opacity, "methods": methods}, required=True)
-        if not image:
-            raise MicamError("No image given.")
-        loaded = work.load(view.model)
-        exp = work.explain_view(loaded, image, view)
-        faith = work.analyse_view(loaded, exp, view)
+        loaded, exp, faith, view = run(image, model, layer, target, settings)
     except Exception as err:
         raise fail(err, for_page=False) from None
     images: dict[str, Image.Image | None] = {
@@ -47,24 +42,46 @@ def api_explain(image: str | None, model: str = BUNDLED_SPEC, layer: str = views
             *(images[m] for m in API_OVERLAYS_LAST))
 
 
+def run(image: Any, model: str, layer: str, target: str, settings: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """Every value checked, then the explanation and its counterfactual analysis: (loaded, exp, faith, view)."""
+    view = checked({"model": views.resolve_spec(model, None), "layer": layer, "target": target, **settings},
+                   required=True)
+    if image is None or (isinstance(image, str | bytes) and not image):
+        raise MicamError("No image given.")
+    loaded = work.load(view.model)
+    exp = work.explain_view(loaded, image, view)
+    faith = work.analyse_view(loaded, exp, view)
+    return loaded, exp, faith, view
+
+
+IMAGE_FILE = "the image file (JPEG, PNG, WebP, ...; at most 20 MB and 40 megapixels)."
+
+
+def args_doc(image: str = IMAGE_FILE, display: bool = True) -> str:
+    """The ``Args:`` lines of an endpoint's docstring (Gradio's API page, the MCP schema), from the records."""
+    s = SETTINGS
+    lines = [
+        f"image: {image}",
+        f"model: a timm model on the Hugging Face Hub (e.g. timm/resnet50.a1_in1k) or {BUNDLED_SPEC}.",
+        f'layer: the layer to explain, or "{views.AUTO_LAYER}" for the model\'s default layer.',
+        f'target: the class to explain: an index, a class name, or "{views.TOP1}" for the predicted class.',
+        f'upsampling: {s["upsampling"].label}: {s["upsampling"].describe()} ({s["upsampling"].help}).',
+        f'threshold: {s["threshold"].label}: {s["threshold"].describe()}.',
+        f'fill: {s["fill"].label}: {s["fill"].describe()}.',
+        f'steps: {s["steps"].label}: {s["steps"].describe()}.',
+        *([f'colormap: the overlays\' colour map: {s["cmap"].describe()}.',
+           f'opacity: the overlays\' map opacity: {s["opacity"].describe()}.'] if display else []),
+        f"methods: comma-separated method ids, any of: {', '.join(METHODS)}.",
+    ]
+    return "\n".join("        " + line for line in lines)
+
+
 def _doc() -> str:
     """The endpoint's docstring (Gradio's API page and the MCP tool description), from the records."""
-    s = SETTINGS
-    ids = ", ".join(METHODS)
     return f"""Explain one image with MI CAM and the chosen CAM methods, with counterfactual faithfulness metrics.
 
     Args:
-        image: the image file (JPEG, PNG, WebP, ...; at most 20 MB and 40 megapixels).
-        model: a timm model on the Hugging Face Hub (e.g. timm/resnet50.a1_in1k) or {BUNDLED_SPEC}.
-        layer: the layer to explain, or "{views.AUTO_LAYER}" for the model's default layer.
-        target: the class to explain: an index, a class name, or "{views.TOP1}" for the predicted class.
-        upsampling: {s["upsampling"].label}: {s["upsampling"].describe()} ({s["upsampling"].help}).
-        threshold: {s["threshold"].label}: {s["threshold"].describe()}.
-        fill: {s["fill"].label}: {s["fill"].describe()}.
-        steps: {s["steps"].label}: {s["steps"].describe()}.
-        colormap: the overlays' colour map: {s["cmap"].describe()}.
-        opacity: the overlays' map opacity: {s["opacity"].describe()}.
-        methods: comma-separated method ids, any of: {ids}.
+{args_doc()}
 
     Returns:
         The overlays of {", ".join(API_OVERLAYS_FIRST)} (empty when not chosen), the top-5 predictions, the JSON
@@ -74,7 +91,9 @@ def _doc() -> str:
 
 
 api_explain.__doc__ = _doc()
-api_explain.__name__ = "explain"  # Gradio's MCP server names each tool after its function: the tool is `explain`
+# Gradio's MCP server lists every API endpoint as a tool named after its function; this one answers with images
+# and a dict, which MCP clients receive as a Python repr. Agents get micam_app.agent.explain (JSON) instead.
+api_explain._mcp_type = "api-only"  # not "tool": gradio.mcp's list_tools skips it (tests/test_mcp.py checks)
 
 
 def api_components() -> tuple[list[gr.components.Component], list[gr.components.Component]]:

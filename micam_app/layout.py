@@ -19,7 +19,7 @@ from micam_core import (
     policy,
 )
 
-from . import api, page, sanity_panel, text, views, work
+from . import agent, api, page, sanity_panel, text, views, work
 from .handlers import UI, Handlers, colorbar_html
 from .paper import PaperHandlers
 
@@ -60,9 +60,9 @@ def inputs_column(ui: UI, loaded: LoadedModel | None) -> None:
                               info="Type to filter the class names", elem_id="target")
     c["methods"] = gr.CheckboxGroup(choices=views.method_choices(loaded), value=list(DEFAULT_METHODS),
                                     label="Methods",
-                                    info="Any subset, grouped by kind, each with its cost on this layer; all run on "
-                                         "the same layer, target and image. Greyed-out methods cannot run on this "
-                                         "model and layer: the reason follows their name.",
+                                    info="Any subset, grouped by kind, each with its cost (extra forward passes on "
+                                         "this layer); all run on the same layer, target and image. Greyed out: "
+                                         "cannot run on this model and layer, the reason follows the name.",
                                     elem_id="methods")
     with gr.Accordion("Other models and limits", open=False, elem_id="more-models"):
         c["custom_spec"] = gr.Textbox(label="Any timm model on the Hugging Face Hub",
@@ -300,6 +300,8 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
         with gr.Column(visible=False):  # API-only inputs and outputs: POST /explain, e.g. with gradio_client
             api_in, api_out = api.api_components()
             api_button = gr.Button("explain (API)")
+            agent_in, agent_out = agent.components()
+            agent_button = gr.Button("explain (MCP tool, JSON)")
         c["demo_load"] = demo.load
         handlers = Handlers(ui)
         wire(ui, handlers)
@@ -308,6 +310,11 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
                          api_description="Explain one image: overlays of the chosen methods (default MI CAM, "
                                          "Grad-CAM, MI-Grad-CAM), top-5 predictions and a JSON report with "
                                          "counterfactual metrics.")
+        agent_button.click(agent.explain, agent_in, agent_out, api_name="explain_json",
+                           api_description="Explain one image with MI CAM and other CAM methods, and test each "
+                                           "map by keeping or removing its region. The image is a data: URI "
+                                           "(data:image/jpeg;base64,...) or an http(s) URL; the answer is the "
+                                           "JSON report as text (the MCP tool `explain`).")
     return demo, ui, handlers
 
 

@@ -73,6 +73,8 @@ footer {display: none !important;}
   /* the long method list scrolls in its own box, with a shadow that says there is more */
   #methods .wrap {max-height: 230px; overflow-y: auto; box-shadow: inset 0 -14px 10px -10px rgba(0, 0, 0, 0.25);}
 }
+#methods label {font-size: 0.85rem; padding: 2px 6px;}
+#methods .wrap {max-height: 15rem; overflow-y: auto;}
 #methods label.method-off {opacity: 0.45; cursor: not-allowed;}
 """
 

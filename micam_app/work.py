@@ -152,7 +152,7 @@ def gpu_explain(view: View, image: Any) -> Explanation:
 @cpu_result
 def gpu_analyse(view: View, exp: Explanation) -> Faithfulness:
     """Counterfactual keep/remove predictions and deletion/insertion curves for every map."""
-    return analyse(load(view.model), exp, threshold=view.threshold, fill=view.fill, steps=view.steps)
+    return analyse(load(view.model), exp, **view.stage("counterfactual"))
 
 
 def cache_key(kind: str, loaded: LoadedModel, view: View) -> Hashable | None:

@@ -102,7 +102,7 @@ def _explain_one(loaded, path: Path, stem: str, args, view: View) -> str:
         from .analysis import analyse
         from .render import curves_figure
 
-        faith = analyse(loaded, exp, threshold=view.threshold, fill=view.fill, steps=view.steps)
+        faith = analyse(loaded, exp, **view.stage("counterfactual"))
         counterfactuals = faith.to_report()
         curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}", labels=faith.labels())
     report = build_report(loaded, exp, counterfactuals=counterfactuals, settings=view.chosen_settings())

@@ -34,7 +34,12 @@ class Setting:
     step: float | None = None  # slider step in the UI
     choices: tuple[str, ...] = ()
     help: str = ""
-    display: bool = False  # only changes how results are drawn (colour map, opacity): nothing is recomputed
+    stage: str = "explain"  # who reads it: "explain" (the maps), "counterfactual" (analyse's keyword) or "display"
+
+    @property
+    def display(self) -> bool:
+        """Only changes how results are drawn (colour map, opacity): nothing is recomputed."""
+        return self.stage == "display"
 
     def describe(self) -> str:
         """What the setting accepts, as a phrase."""

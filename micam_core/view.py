@@ -133,6 +133,10 @@ class View:
         """:meth:`chosen_settings` the numbers depend on (no display-only ones: colour map, opacity)."""
         return {k: v for k, v in self.chosen_settings().items() if not SETTINGS[k].display}
 
+    def stage(self, stage: str) -> dict[str, Any]:
+        """The settings one stage reads, by name: ``analyse(loaded, exp, **view.stage("counterfactual"))``."""
+        return {k: v for k, v in self.settings.items() if SETTINGS[k].stage == stage}
+
     def as_dict(self) -> dict[str, Any]:
         """Parts and :meth:`chosen_settings` by name, as a link writes them."""
         return {**{k: getattr(self, k) for k in PARTS}, **self.chosen_settings()}

@@ -87,7 +87,7 @@ def image_rows(loaded: LoadedModel, record: dict, view: View, target: str = "lab
         exp = explain(loaded, image, target=wanted if use_label else None, layer=view.layer, methods=view.methods,
                       upsampling=view.upsampling, params=view.params())
         extra = {"chunk": chunk} if chunk else {}
-        faith = analyse(loaded, exp, threshold=view.threshold, fill=view.fill, steps=view.steps, **extra)
+        faith = analyse(loaded, exp, **view.stage("counterfactual"), **extra)
         checks = _sanity_columns(loaded, exp) if sanity else {}
     except Exception as err:  # any failure of one image becomes its failed rows; the run goes on
         log.warning("%s: %s failed: %s", loaded.spec, record.get("image_id"), err)

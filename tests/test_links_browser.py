@@ -1,4 +1,4 @@
-"""Permalinks in a real browser: a link restores its view and explains it; hostile links stay harmless."""
+"""Permalinks in a real browser (Chromium): a link restores and explains its view; hostile links are refused."""
 
 from __future__ import annotations
 
