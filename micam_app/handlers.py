@@ -172,7 +172,7 @@ class Handlers:
             out.update({self.ui.keep[m]: result.keep_image, self.ui.remove[m]: result.remove_image,
                         self.ui.keep_top[m]: views.label_dict(result.top_keep),
                         self.ui.remove_top[m]: views.label_dict(result.top_remove),
-                        self.ui.flip[m]: text.flip_markdown(result, faith.top_original)})
+                        self.ui.flip[m]: text.flip_markdown(faith, m)})
         return out
 
     def downloads(self, session: dict, cmap: str, opacity: float, curves: Any = None) -> list[str]:

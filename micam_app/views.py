@@ -10,6 +10,7 @@ from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedMod
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import Faithfulness
 from micam_core.permalink import build_query, example_index
+from micam_core.verdict import percent
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = example_index(ROOT / "examples")  # stem -> path: the only images a link can name
@@ -37,7 +38,7 @@ TOP1_LABEL = "predicted class (top-1)"
 METRIC_HEADERS = [
     "Method", "Average Drop % (lower better)", "Increase in Confidence", "Paper's Drop % (lower better)",
     "Paper's Increase % (higher better)", "Deletion AUC (lower better)", "Insertion AUC (higher better)",
-    "Prediction flips when removed",
+    "Target loses top-1 when removed", "Target when removed (rank)",
 ]
 
 
@@ -121,9 +122,14 @@ def metrics_rows(faith: Faithfulness) -> list[list[Any]]:
             result.label, round(result.average_drop, 2), "yes" if result.increase else "no",
             round(result.paper_drop, 2), round(result.paper_increase, 2),
             round(result.curves.deletion_auc, 4), round(result.curves.insertion_auc, 4),
-            "yes" if result.flipped else "no",
+            flip_cell(result.flipped), f"{percent(result.p_remove)} (rank {result.rank_remove})",
         ])
     return rows
+
+
+def flip_cell(flipped: bool | None) -> str:
+    """yes / no, or why a flip is undefined (the target was not top-1)."""
+    return "n/a: target not top-1" if flipped is None else ("yes" if flipped else "no")
 
 
 def example_stem(path: str | None) -> str | None:

@@ -22,6 +22,7 @@ from .methods import Explanation, class_index, top_k
 from .models import LoadedModel
 from .registry import METHOD_LABELS
 from .settings import FILLS
+from .verdict import removal_sentence
 
 BASELINES = {"random": "Random map (baseline)", "centre": "Centred Gaussian (baseline)"}
 # Petsiuk et al.'s insertion start: Gaussian blur, kernel 11, sigma 5 at 224 px.
@@ -216,9 +217,20 @@ class MethodResult:
     p_remove: float
     p_explanation: float  # target probability on saliency x image
     p_paper_baseline: float  # target probability with every pixel of map > 0 filled
-    flipped: bool
     curves: CurveResult
     region_fraction: float
+    rank_original: int = 1  # the target's rank (1 = top-1) on the original image
+    rank_keep: int = 1  # ... on the keep image
+    rank_remove: int = 1  # ... on the remove image
+
+    @property
+    def target_was_top1(self) -> bool:
+        return self.rank_original == 1
+
+    @property
+    def flipped(self) -> bool | None:
+        """The target lost top-1 when the region was removed; ``None`` (undefined) when it was not top-1."""
+        return self.rank_remove != 1 if self.target_was_top1 else None
 
     @property
     def average_drop(self) -> float:
@@ -249,6 +261,7 @@ class MethodResult:
             "target_probability": {"original": self.p_original, "keep": self.p_keep,
                                    "remove": self.p_remove, "saliency_x_image": self.p_explanation},
             "keep_predictions": preds(self.top_keep), "remove_predictions": preds(self.top_remove),
+            "target_rank": {"original": self.rank_original, "keep": self.rank_keep, "remove": self.rank_remove},
             "flipped_when_removed": self.flipped,
             "average_drop_pct": self.average_drop, "increase_in_confidence": self.increase,
             "paper_drop_pct": self.paper_drop, "paper_increase_pct": self.paper_increase,
@@ -283,7 +296,12 @@ class Faithfulness:
         """Per-map facts for the JSON report, with the settings next to every number."""
         settings = {"threshold": self.threshold, "fill": self.fill, "steps": self.steps,
                     "images_evaluated": self.images_evaluated, "forward_calls": self.forward_calls}
-        return {name: {**r.to_report(), "settings": settings} for name, r in self.results.items()}
+        return {name: {**r.to_report(), "removal_sentence": self.sentence(name), "settings": settings}
+                for name, r in self.results.items()}
+
+    def sentence(self, name: str, **style: Any) -> str:
+        """What removing map ``name``'s region did to the target, in words (see :func:`removal_sentence`)."""
+        return removal_sentence(self.results[name], self.target_label, self.threshold, **style)
 
 
 def baseline_maps(size: tuple[int, int], lowres_shape: tuple[int, int], seed: int = 0) -> dict[str, np.ndarray]:
@@ -329,7 +347,6 @@ def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, fill:
     t = exp.target
     names = loaded.class_names
     p0 = float(probs[shared[0], t])
-    top1 = int(probs[shared[0]].argmax())
     results = {}
     for name, (idx, keep_mask, (keep_px, remove_px), plan) in plans.items():
         deletion, insertion = plan.read(probs[:, t])
@@ -341,13 +358,18 @@ def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, fill:
             p_original=p0, p_keep=float(probs[idx["keep"], t]), p_remove=float(probs[idx["remove"], t]),
             p_explanation=float(probs[idx["explanation"], t]),
             p_paper_baseline=float(probs[idx["paper_base"], t]),
-            flipped=int(np.argmax(remove_probs)) != top1,
             curves=CurveResult(deletion, insertion, steps, fill),
-            region_fraction=float(keep_mask.float().mean()),
+            region_fraction=float(keep_mask.float().mean()), rank_original=rank_of(probs[shared[0]], t),
+            rank_keep=rank_of(probs[idx["keep"]], t), rank_remove=rank_of(probs[idx["remove"]], t),
         )
     return Faithfulness(target=t, target_label=exp.target_label, threshold=threshold, fill=fill,
                         steps=steps, results=results, images_evaluated=ev.images,
                         forward_calls=ev.forward_calls, top_original=top_k(probs[shared[0]].numpy(), names, top))
+
+
+def rank_of(probs: torch.Tensor, index: int) -> int:
+    """1-based rank of class ``index`` in ``probs`` (1 = top-1; classes with equal probability share a rank)."""
+    return int((probs > probs[index]).sum()) + 1
 
 
 def _to_image(pixels: torch.Tensor) -> Image.Image:

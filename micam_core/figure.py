@@ -29,6 +29,7 @@ from .methods import Explanation
 from .registry import METHOD_LABELS, REGISTRY, display_mode
 from .render import overlay
 from .settings import COLORMAPS
+from .verdict import percent
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,9 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
     if faith is not None:
         parts.append(f"Counterfactuals: region = map >= {faith.threshold:g}, masked pixels filled with "
                      f"{faith.fill}; deletion/insertion curves with {faith.steps} steps "
-                     "(lower deletion AUC and higher insertion AUC are better).")
+                     "(lower deletion AUC and higher insertion AUC are better). 'Flips': the target, top-1 on the "
+                     "input, is no longer top-1 once the region is removed; where it was not top-1 the target's "
+                     "probability before and after removal is shown instead.")
     parts += list(notes)
     parts.append(f"Made with micam_core {__version__}.")
     return " ".join(parts)
@@ -217,10 +220,17 @@ def _counterfactual_row(fig: Figure, geo: FigureLayout, top: float, faith: Faith
     for column, method in enumerate(methods, start=1):
         result = faith.results[method]
         left = _column_left(geo, column)
-        remove_title = "remove (flips)" if result.flipped else "remove"
+        remove_title = _remove_title(result)
         _picture(_axes(fig, geo, left, top - TITLE_IN, half, height), result.keep_image, "keep", len("remove (flips)"))
         _picture(_axes(fig, geo, left + half + GAP_IN, top - TITLE_IN, half, height), result.remove_image,
                  remove_title, len("remove (flips)"))
+
+
+def _remove_title(result) -> str:
+    """``remove (flips)`` only when the target was top-1 and loses it; else the target's probability change."""
+    if result.flipped is None:
+        return f"remove: {percent(result.p_original)}→{percent(result.p_remove)}"
+    return "remove (flips)" if result.flipped else "remove"
 
 
 def _curves_row(fig: Figure, geo: FigureLayout, top: float, faith: Faithfulness, methods: Sequence[str],

@@ -31,6 +31,7 @@ SCHEMA = pa.schema([
     ("p_explanation", pa.float64()), ("average_drop", pa.float64()), ("increase", pa.bool_()),
     ("paper_drop", pa.float64()), ("paper_increase", pa.float64()), ("deletion_auc", pa.float64()),
     ("insertion_auc", pa.float64()), ("flipped", pa.bool_()), ("region_fraction", pa.float64()),
+    ("target_rank_original", pa.int64()), ("target_rank_keep", pa.int64()), ("target_rank_remove", pa.int64()),
     ("deletion_curve", pa.list_(pa.float64())), ("insertion_curve", pa.list_(pa.float64())),
     ("seconds", pa.float64()),
 ])
@@ -100,7 +101,9 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
                      "p_remove": r.p_remove, "p_explanation": r.p_explanation, "average_drop": r.average_drop,
                      "increase": bool(r.increase), "paper_drop": r.paper_drop, "paper_increase": r.paper_increase,
                      "deletion_auc": r.curves.deletion_auc, "insertion_auc": r.curves.insertion_auc,
-                     "flipped": bool(r.flipped), "region_fraction": r.region_fraction,
+                     "flipped": r.flipped, "region_fraction": r.region_fraction,
+                     "target_rank_original": r.rank_original, "target_rank_keep": r.rank_keep,
+                     "target_rank_remove": r.rank_remove,
                      "deletion_curve": r.curves.deletion.tolist(), "insertion_curve": r.curves.insertion.tolist()})
     return rows
 
