@@ -1,4 +1,4 @@
-"""The open photo set of the README's results: scikit-image's CC0 / public-domain photos + variants.
+"""The open photo set of the results in docs/evaluate.md: scikit-image's CC0 / public-domain photos + variants.
 
     python bench/photos.py OUT_DIR [--variants 3]
 

@@ -40,7 +40,7 @@ def upsampling_note(exp: Explanation) -> str:
     """A sentence saying how the maps on screen were upsampled, and for which layer and target."""
     h, w = next(iter(exp.lowres.values())).shape
     size = f"{exp.crop.size[0]}x{exp.crop.size[1]}"
-    follows = [METHOD_LABELS[m] for m in exp.maps if REGISTRY[m].upsampling == "setting"]
+    follows = [METHOD_LABELS[m] for m in exp.maps if REGISTRY[m].follows_display]
     bilinear = [METHOD_LABELS[m] for m in exp.maps if display_mode(m, exp.upsampling) == "bilinear"]
     parts = []
     if follows and exp.upsampling == "paper":
@@ -83,7 +83,7 @@ def methods_table() -> str:
     """The registry as a Markdown table: label, class-specific, formula, paper, display upsampling."""
     rows = ["| Method | Class-specific | Map | Upsampling | Paper |", "|---|---|---|---|---|"]
     for m in REGISTRY.values():
-        ups = "the display setting" if m.upsampling == "setting" else m.upsampling
+        ups = "the display setting" if m.follows_display else m.upsampling
         rows.append(f"| {m.label} (`{m.id}`) | {'yes' if m.class_specific else 'no'} | `{m.formula}` | {ups} | "
                     f"{m.reference} |")
     return "\n".join(rows)

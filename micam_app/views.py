@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel
+from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import Faithfulness
 from micam_core.permalink import build_query, example_index
@@ -84,7 +84,7 @@ def method_choices(loaded: LoadedModel | None = None, layer: str | None = None) 
     out = []
     for method in METHODS:
         label = METHOD_LABELS[method]
-        if "forward_passes" in REGISTRY[method].needs:
+        if not REGISTRY[method].single_pass:
             label += f" ({cost_phrase(loaded, layer, method)})"
         out.append((label, method))
     return out
@@ -96,7 +96,10 @@ def cost_phrase(loaded: LoadedModel | None, layer: str | None, method: str) -> s
     Seconds are measured only for models on the CPU: on a ZeroGPU Space the main process, where this
     runs, must not run CUDA work (only ``spaces.GPU`` functions may).
     """
-    passes = extra_passes(loaded, layer, [method]) if loaded is not None else None
+    try:
+        passes = extra_passes(loaded, layer, [method]) if loaded is not None else None
+    except MicamError:  # a layer without a map: refused when explained
+        passes = None
     if passes is None:
         return "slow: one forward pass per channel"
     if loaded.device.type != "cpu":

@@ -11,7 +11,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from micam_core import Explanation, Faithfulness, LoadedModel, MicamError, ModelCache, analyse, explain, policy
+from micam_core import (
+    REGISTRY,
+    Explanation,
+    Faithfulness,
+    LoadedModel,
+    MicamError,
+    ModelCache,
+    analyse,
+    explain,
+    policy,
+)
 from micam_core.cost import extra_passes
 from micam_core.errors import ModelLoadError
 from micam_core.gpu import analyse_seconds, cpu_result, explain_seconds
@@ -84,19 +94,27 @@ def load(spec: str) -> LoadedModel:
 
 
 def check_cost(loaded: LoadedModel, layer: str | None, methods: tuple[str, ...]) -> None:
-    """Refuse, before any pass, a request whose extra forward passes exceed the server's bound."""
+    """Refuse, before any pass, a request whose extra forward passes exceed the server's bound.
+
+    Every layer has a computed cost or is refused (:func:`micam_core.cost.extra_passes` never says "unknown").
+    """
     passes = extra_passes(loaded, layer, methods)
     limit = policy.max_extra_passes()
-    if passes is not None and passes > limit:
-        raise MicamError(f"Score-CAM would need {passes} forward passes on this layer; this server allows "
-                         f"{limit} per request. Choose a layer with fewer channels or leave Score-CAM out.")
+    if passes > limit:
+        costly = ", ".join(REGISTRY[m].label for m in methods if not REGISTRY[m].single_pass)
+        raise MicamError(f"{costly} would need {passes} extra forward passes on this layer; this server allows "
+                         f"{limit} per request. Choose a layer with fewer channels or leave {costly} out.")
 
 
 def explain_duration(spec: str, image: Any, layer: str | None, target: int | str | None, upsampling: str,
                      methods: tuple[str, ...]) -> int:
     """ZeroGPU duration for :func:`gpu_explain` (same parameters, as the ZeroGPU docs ask)."""
     loaded = load(spec)
-    return explain_seconds(len(methods), loaded.num_bytes, extra_passes(loaded, layer, methods) or 0)
+    try:
+        passes = extra_passes(loaded, layer, methods)
+    except MicamError:  # refused inside gpu_explain at once: the shortest duration
+        passes = 0
+    return explain_seconds(len(methods), loaded.num_bytes, min(passes, policy.max_extra_passes()))
 
 
 def analyse_duration(spec: str, exp: Explanation, threshold: float, fill: str, steps: int) -> int:
@@ -108,8 +126,10 @@ def analyse_duration(spec: str, exp: Explanation, threshold: float, fill: str, s
 @cpu_result
 def gpu_explain(spec: str, image: Any, layer: str | None, target: int | str | None, upsampling: str,
                 methods: tuple[str, ...]) -> Explanation:
-    """Forward + partial backward pass (+ Score-CAM's passes): the chosen maps."""
-    return explain(load(spec), image, target=target, layer=layer, methods=methods, upsampling=upsampling)
+    """Forward + partial backward pass (+ Score-CAM's passes): the chosen maps (the cost bound checked first)."""
+    loaded = load(spec)
+    check_cost(loaded, layer, methods)
+    return explain(loaded, image, target=target, layer=layer, methods=methods, upsampling=upsampling)
 
 
 @gpu(duration=analyse_duration)

@@ -1,23 +1,47 @@
-"""micam_core: MI CAM and the CAM methods it is compared with, with counterfactual checks, for timm models."""
+"""micam_core: MI CAM and the CAM methods it is compared with, with counterfactual checks, for timm models.
 
-from . import policy
-from .counterfactual import CurveResult, Faithfulness, analyse, deletion_insertion
-from .errors import ImageError, LayerError, MicamError, ModelLoadError, NotACNNError, TargetError
-from .images import load_image
-from .maps import render_map
-from .methods import Explanation, class_index, explain
-from .mi import mutual_information
-from .models import BUNDLED_SPEC, DEFAULT_SPEC, LoadedModel, ModelCache, from_module, load_model
-from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, Method
-from .settings import DEFAULTS, FILLS, SETTINGS, Setting, SettingError, validate, validate_all
+Names are imported on first use (PEP 562), so ``python -m micam_core --help`` answers without loading torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BUNDLED_SPEC", "DEFAULTS", "DEFAULT_METHODS", "DEFAULT_SPEC", "FILLS", "METHODS", "METHOD_LABELS",
-    "REGISTRY", "SETTINGS", "policy", "Method", "Setting", "SettingError", "validate", "validate_all",
-    "CurveResult", "Explanation", "Faithfulness", "LoadedModel", "ModelCache",
-    "ImageError", "LayerError", "MicamError", "ModelLoadError", "NotACNNError", "TargetError",
-    "analyse", "class_index", "deletion_insertion", "explain", "from_module", "load_image",
-    "load_model", "mutual_information", "render_map", "__version__",
-]
+# public name -> the submodule that defines it (a new public name is one line here)
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["CurveResult", "Faithfulness", "analyse", "deletion_insertion"], "counterfactual"),
+    **dict.fromkeys(["ImageError", "LayerError", "MicamError", "ModelLoadError", "NotACNNError", "TargetError"],
+                    "errors"),
+    "load_image": "images",
+    "render_map": "maps",
+    **dict.fromkeys(["Explanation", "class_index", "explain"], "methods"),
+    "mutual_information": "mi",
+    "randomised_copy": "randomise",
+    **dict.fromkeys(["Randomisation", "RandomLogit", "Sanity", "random_logit_check", "randomisation_check",
+                     "sanity_checks"], "sanity"),
+    **dict.fromkeys(["LoadedModel", "ModelCache", "from_module", "load_model"], "models"),
+    "Param": "fields",
+    **dict.fromkeys(["DEFAULT_METHODS", "METHOD_LABELS", "METHODS", "REGISTRY", "Method", "register"], "registry"),
+    **dict.fromkeys(["BUNDLED_SPEC", "DEFAULT_SPEC", "DEFAULTS", "FILLS", "SETTINGS", "Setting", "SettingError",
+                     "validate", "validate_all"], "settings"),
+}
+
+__all__ = ["policy", "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "policy":
+        return importlib.import_module(".policy", __name__)
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+

@@ -7,15 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .errors import MicamError
-from .methods import explain
-from .models import DEFAULT_SPEC, load_model
-from .outputs import write_results
 from .registry import METHODS
-from .report import build_report
-from .settings import SETTINGS, validate
+from .settings import DEFAULT_SPEC, SETTINGS, validate
 
 log = logging.getLogger("micam_core.cli")
 
@@ -71,6 +65,18 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_command(args)
     try:
+        return _explain_command(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the images finished so far are written", file=sys.stderr)
+        return 130
+
+
+def _explain_command(args) -> int:
+    from tqdm import tqdm
+
+    from .models import load_model
+
+    try:
         settings = {name: validate(name, getattr(args, arg)) for arg, name in SETTING_ARGS.items()}
         loaded = load_model(args.model, device=args.device)
     except MicamError as err:
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in tqdm(args.images, desc="explaining", unit="image", disable=len(args.images) < 2):
         stem = _unique_stem(path.stem, stems)
         try:
-            _explain_one(loaded, path, stem, args, settings)
+            tqdm.write(_explain_one(loaded, path, stem, args, settings))
         except MicamError as err:
             failures += 1
             tqdm.write(f"error: {path}: {err}", file=sys.stderr)
@@ -98,7 +104,12 @@ def _unique_stem(stem: str, used: set[str]) -> str:
     return candidate
 
 
-def _explain_one(loaded, path: Path, stem: str, args, settings: dict) -> None:
+def _explain_one(loaded, path: Path, stem: str, args, settings: dict) -> str:
+    """Explain one image, write its files; returns what to tell the person (target, files, metrics)."""
+    from .methods import explain
+    from .outputs import write_results
+    from .report import build_report
+
     exp = explain(loaded, path, target=args.target, layer=args.layer, methods=settings["methods"],
                   upsampling=settings["upsampling"])
     counterfactuals, curves, faith = None, None, None
@@ -111,9 +122,26 @@ def _explain_one(loaded, path: Path, stem: str, args, settings: dict) -> None:
         curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}", labels=faith.labels())
     report = build_report(loaded, exp, counterfactuals=counterfactuals, settings=settings)
     report["image"] = str(path)
-    if args.figure:
-        report["figure"] = _figure(loaded, exp, faith, stem, args.out, settings)
-    write_results(args.out, stem, exp, report, cmap=settings["cmap"], opacity=settings["opacity"], curves=curves)
+    figure = _figure(loaded, exp, faith, stem, args.out, settings) if args.figure else []
+    if figure:
+        report["figure"] = figure
+    written = write_results(args.out, stem, exp, report, cmap=settings["cmap"], opacity=settings["opacity"],
+                            curves=curves)
+    return _summary(path, exp, [p.name for p in written] + figure, args.out, faith)
+
+
+def _summary(path: Path, exp, files: list[str], out: Path, faith) -> str:
+    prob = float(exp.probs[exp.target])
+    top1 = exp.top(1)[0]
+    why = "top-1" if top1[0] == exp.target else f"asked for; top-1 is {top1[0]} {top1[1]} ({top1[2]:.1%})"
+    lines = [f"{path}: target class {exp.target} {exp.target_label} ({prob:.1%}, {why}), layer {exp.layer}",
+             f"  {len(files)} files in {out}: {', '.join(files)}"]
+    if faith is not None:
+        from .metrics_table import text
+
+        lines.append(f"  counterfactuals: threshold {faith.threshold}, fill {faith.fill}, {faith.steps} steps")
+        lines += ["    " + line for line in text(faith).splitlines()]
+    return "\n".join(lines)
 
 
 def _figure(loaded, exp, faith, stem: str, out: Path, settings: dict) -> list[str]:

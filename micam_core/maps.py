@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MicamError
+from .fields import UPSAMPLING
 
 # The authors' smoothing: an 11 x 11 Gaussian kernel with sigma 7 at 224 px (scaled with size).
 PAPER_KERNEL, PAPER_SIGMA, PAPER_SIZE = 11, 7.0, 224
-UPSAMPLING = ("paper", "bilinear")  # the display modes of MI maps
 
 
 def combine(weights: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .capture import Capture, capture
+from .capture import Capture, TargetChooser, capture
 from .errors import MicamError, TargetError, shorten
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax, paper_kernel, render_map
 from .models import LoadedModel
-from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, MapInputs, compute_maps, display_mode, needs_of
+from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, MapInputs, compute_maps, display_mode, needs_of
 from .settings import UPSAMPLING, validate
 
 __all__ = ["DEFAULT_METHODS", "METHODS", "METHOD_LABELS", "UPSAMPLING", "Explanation", "class_index", "explain",
@@ -37,6 +37,7 @@ class Explanation:
     upsampling: str = "paper"
     class_names: list[str] = field(default_factory=list, repr=False)
     extra_forward_passes: int = 0  # Score-CAM's masked passes for this image
+    mi: np.ndarray | None = field(default=None, repr=False)  # K mutual informations, when a method used them
 
     def top(self, k: int = 5) -> list[tuple[int, str, float]]:
         """The ``k`` most probable classes as ``(index, label, probability)``."""
@@ -94,15 +95,31 @@ def explain(
         top1 = logits.argmax(1).tolist()
         return [t if t is not None else p for t, p in zip(wanted, top1)]
 
+    refuse_unavailable(loaded, layer, methods)
+    cap, inputs = capture_inputs(loaded, crops, choose, layer, methods)
+    explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs)
+    return explanations[0] if single else explanations
+
+
+def capture_inputs(loaded: LoadedModel, crops: list[Image.Image], choose: TargetChooser, layer: str,
+                   methods: Sequence[str]) -> tuple[Capture, MapInputs]:
+    """The shared pass on model-input ``crops`` and what it gives the chosen ``methods``."""
     needs = needs_of(methods)
     batch = loaded.to_input(crops)
     cap = capture(loaded.model, layer, batch, choose,
                   want_logit_grad="grad_logit" in needs, want_prob_grad="grad_prob" in needs)
     inputs = MapInputs(activations=cap.activations, grays=[np.array(c.convert("L")) for c in crops],
                        targets=cap.targets, grad_logit=cap.grad_logit, grad_prob=cap.grad_prob,
-                       batch=batch, model=loaded.model)
-    explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs)
-    return explanations[0] if single else explanations
+                       batch=batch, model=loaded.model, logits=cap.logits, layer=layer, loaded=loaded)
+    return cap, inputs
+
+
+def refuse_unavailable(loaded: LoadedModel, layer: str | None, methods: Sequence[str]) -> None:
+    """A :class:`MicamError` with the method's own sentence when a chosen method cannot run here."""
+    for method in methods:
+        reason = REGISTRY[method].why_not(loaded, layer)
+        if reason:
+            raise MicamError(f"{REGISTRY[method].label} cannot run here: {reason}")
 
 
 def _per_image(target, count: int) -> list:
@@ -138,6 +155,7 @@ def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: s
     probs = torch.softmax(cap.logits.float(), dim=1).cpu().numpy()
     results = compute_maps(methods, inputs)
     per_image_passes = inputs.extra_passes // max(1, len(crops))
+    mi = inputs.__dict__.get("mi")  # the cached property, only when some method computed it
     out = []
     for i, crop in enumerate(crops):
         lowres = {m: results[m][0][i].cpu().numpy() for m in methods}
@@ -147,5 +165,6 @@ def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: s
             layer=layer, maps={m: render_map(lowres[m], size, display_mode(m, upsampling)) for m in methods},
             weights={m: w[i].cpu().numpy() for m, (_, w) in results.items() if w is not None}, lowres=lowres,
             upsampling=upsampling, class_names=loaded.class_names, extra_forward_passes=per_image_passes,
+            mi=None if mi is None else mi[i].cpu().numpy(),
         ))
     return out

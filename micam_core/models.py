@@ -23,11 +23,10 @@ from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, res
 
 from .errors import MicamError, ModelLoadError, fresh_error, shorten
 from .layers import LayerInfo, find_layers
+from .settings import BUNDLED_SPEC, DEFAULT_SPEC  # noqa: F401 (BUNDLED_SPEC re-exported)
 
 log = logging.getLogger(__name__)
 
-BUNDLED_SPEC = "bundled:efficientnet_lite0"
-DEFAULT_SPEC = BUNDLED_SPEC
 MAX_MODEL_BYTES = 1024 * 1024 * 1024  # parameters + buffers; larger models are refused
 MAX_ASPECT = 4.0  # images more elongated than 4x the crop's aspect ratio are trimmed before resizing
 MAX_SPEC_CHARS = 300  # longer specs are refused before any parsing

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .methods import Explanation
+from .registry import METHOD_LABELS
 from .render import overlay
 
 DOWNLOAD_MAX_AGE_S = 3600.0
+LABEL_BAND = 24  # pixels above each overlay in STEM_overlays.png for the method's name
 
 
 def write_results(folder: str | Path, stem: str, exp: Explanation, report: dict[str, Any], *,
@@ -32,7 +34,8 @@ def write_results(folder: str | Path, stem: str, exp: Explanation, report: dict[
     folder.mkdir(parents=True, exist_ok=True)
     images = {m: overlay(exp.crop, exp.maps[m], cmap, opacity) for m in exp.maps}
     files: dict[str, Any] = {"input": f"{stem}_input.png"}
-    written = [_write(folder / f"{stem}_overlays.png", _png(side_by_side(list(images.values()))))]
+    strip = side_by_side(list(images.values()), [METHOD_LABELS[m] for m in images])
+    written = [_write(folder / f"{stem}_overlays.png", _png(strip))]
     for method, image in images.items():
         files[method] = {"overlay": f"{stem}_{method}.png", "map": f"{stem}_{method}.npy"}
         written.append(_write(folder / files[method]["overlay"], _png(image)))
@@ -48,14 +51,25 @@ def write_results(folder: str | Path, stem: str, exp: Explanation, report: dict[
     return written
 
 
-def side_by_side(images: list[Image.Image]) -> Image.Image:
-    """The images in one row."""
-    strip = Image.new("RGB", (sum(im.width for im in images), max(im.height for im in images)))
+def side_by_side(images: list[Image.Image], labels: list[str] | None = None) -> Image.Image:
+    """The images in one row, each under its label (when given) in a white band."""
+    band = LABEL_BAND if labels else 0
+    strip = Image.new("RGB", (sum(im.width for im in images), band + max(im.height for im in images)), "white")
+    draw, font = ImageDraw.Draw(strip), _font(band * 2 // 3)
     x = 0
-    for image in images:
-        strip.paste(image, (x, 0))
+    for i, image in enumerate(images):
+        strip.paste(image, (x, band))
+        if labels:
+            draw.text((x + image.width / 2, band / 2), labels[i], fill="black", font=font, anchor="mm")
         x += image.width
     return strip
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=max(size, 8))
+    except TypeError:  # Pillow < 10.1: the fixed-size bitmap font
+        return ImageFont.load_default()
 
 
 def new_download_dir(base: str | Path | None = None) -> Path:

@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .errors import ModelLoadError
-from .models import BUNDLED_SPEC, normalize_spec
+from .models import normalize_spec
 from .registry import METHODS
+from .settings import BUNDLED_SPEC, SETTINGS, SettingError, validate
 from .settings import DEFAULTS as SETTING_DEFAULTS
-from .settings import SETTINGS, SettingError, validate
 
 PARAMS = ("model", "example", "layer", "target", "methods", "upsampling", "threshold", "fill", "steps",
           "cmap", "opacity")

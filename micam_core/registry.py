@@ -1,31 +1,46 @@
-"""The method registry: every explanation method is one :class:`Method` record.
+"""The method registry: every explanation method is one :class:`Method` record, added with :func:`register`.
 
-A record says what the method needs from the shared capture (``needs``), how it turns the
-captured tensors into a map at feature resolution (``compute``), and how the map is upsampled
-for display. Adding a method is adding one record here (plus its tests); the library, the
-command line, the report, the renderer, the metrics and the app iterate over :data:`REGISTRY`.
+A record says what the method needs from the shared capture, how it turns the captured tensors
+into a map at feature resolution, how the map is upsampled for display, what extra passes it
+costs and which parameters it takes (see :class:`Method`). The library, the command line, the
+report, the renderer, the metrics and the app iterate over :data:`REGISTRY` and ask the record.
 
-Needs: ``"grad_logit"`` (``d y_c / dA``), ``"grad_prob"`` (``d p_c / dA``), ``"mi"`` (the exact
-mutual information of every channel with the grey image) and ``"forward_passes"`` (extra masked
-forward passes, Score-CAM). Activations are always there. Grad-CAM++'s higher-order terms are
-derived from ``d y_c / dA`` (the exponential-score closed form), so it needs nothing more.
+Adding a method is one ``register(Method(id=..., label=..., ...))`` call in a module of records
+(the built-in ones are in :mod:`micam_core.cams`; a new module gets one import line at the bottom
+of this file), plus its tests. Activations are always captured;
+Grad-CAM++'s higher-order terms are derived from ``d y_c / dA`` (the exponential-score closed
+form), so it needs nothing more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+from .errors import shorten
+from .fields import Param, Setting, SettingError
+from .lazy import LazyModule
 
-from .maps import combine
-from .mi import mutual_information_torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+else:  # records are read by `--help` and the settings; torch loads when a map is first computed
+    torch = LazyModule("torch")
 
-# Small constants exactly as pytorch-grad-cam 1.5.7 uses them (its maps are our oracle).
-GRADCAMPP_EPS = 1e-6
-XGRADCAM_EPS = 1e-7
+if TYPE_CHECKING:
+    from .models import LoadedModel
+
+NEEDS = frozenset({"grad_logit", "grad_prob", "mi"})  # what a method may ask of the shared capture
+# The kinds the method selector groups methods by, in the order it shows them (id -> heading).
+FAMILIES: dict[str, str] = {
+    "gradient": "Gradient-weighted",
+    "free": "Gradient-free",
+    "perturbation": "Perturbation (extra passes)",
+    "multilayer": "Multi-layer",
+    "transformer": "Transformer-only",
+}
 
 
 @dataclass
@@ -40,10 +55,15 @@ class MapInputs:
     batch: torch.Tensor | None = None  # normalised model input, for methods with extra passes
     model: torch.nn.Module | None = None
     extra_passes: int = field(default=0)
+    logits: torch.Tensor | None = None  # B x classes of the shared pass
+    layer: str = ""  # the target layer's module name
+    loaded: LoadedModel | None = None  # the model's record (its layer list, data config)
 
     @cached_property
     def mi(self) -> torch.Tensor:
         """``B x K`` mutual information (nats), computed once however many methods use it."""
+        from .mi import mutual_information_torch
+
         acts = self.activations
         return torch.stack([
             mutual_information_torch(torch.from_numpy(g).to(acts.device), acts[i])
@@ -51,120 +71,125 @@ class MapInputs:
         ]).to(acts.dtype)
 
 
-MapResult = tuple[torch.Tensor, "torch.Tensor | None"]  # (ReLU'd B x h x w map, B x K weights or None)
+MapResult = tuple["torch.Tensor", "torch.Tensor | None"]  # (ReLU'd B x h x w map, B x K weights or None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Method:
-    """One explanation method."""
+    """One explanation method, built with keywords and added with :func:`register`.
+
+    ``id``: short lowercase id used by URLs, the command line and the API (unique: a duplicate raises).
+    ``label``: the name people read. ``class_specific``: whether the target class enters the map.
+    ``compute``: ``compute(inputs: MapInputs, **params) -> (B x h x w ReLU'd map, B x K weights or None)``,
+    the map at feature resolution; it receives the values of ``params`` as keywords.
+    ``needs``: what ``compute`` reads from the shared capture besides activations: ``"grad_logit"``
+    (``d y_c / dA``), ``"grad_prob"`` (``d p_c / dA``), ``"mi"`` (MI of every channel with the grey image).
+    ``follows_display``: the map is upsampled as the display setting says (the MI maps); otherwise
+    always by ``upsampling``. ``passes``: for methods that run extra forward passes (``inputs.model``
+    on ``inputs.batch``), their upper bound per image as ``passes(channels, **params)``; ``None``: none.
+    ``params``: the method's own parameters (:class:`Param`), settings named ``<id>_<name>``.
+    ``reference`` and ``formula``: shown in the report, the page and the API's description.
+    ``family``: its group in the selector, a key of :data:`FAMILIES` (default: ``"perturbation"`` with
+    extra passes, else ``"gradient"`` when it reads a gradient, else ``"free"``).
+    ``unavailable``: ``unavailable(loaded, layer) -> sentence or None``: why it cannot run on that model
+    and layer (e.g. a transformer-only method on a CNN); ``None`` means it always can.
+    """
 
     id: str
     label: str
     class_specific: bool
-    needs: frozenset[str]
-    compute: Callable[[MapInputs], MapResult]
-    upsampling: str  # "setting": follows the display setting (MI maps); "bilinear": always bilinear
+    compute: Callable[..., MapResult]
     reference: str
     formula: str
+    needs: frozenset[str] = frozenset()
+    follows_display: bool = False
+    upsampling: str = "bilinear"
+    passes: Callable[..., int] | None = None
+    params: tuple[Param, ...] = ()
+    family: str = ""
+    unavailable: Callable[[LoadedModel, str], str | None] | None = None
+
+    @property
+    def group(self) -> str:
+        """The selector group (a key of :data:`FAMILIES`)."""
+        if self.family:
+            return self.family
+        if self.passes is not None:
+            return "perturbation"
+        return "gradient" if self.needs & {"grad_logit", "grad_prob"} else "free"
+
+    def why_not(self, loaded: LoadedModel, layer: str | None = None) -> str | None:
+        """Why this method cannot run on ``loaded`` at ``layer`` (default layer when ``None``), or ``None``."""
+        if self.unavailable is None:
+            return None
+        return self.unavailable(loaded, layer or loaded.default_layer)
+
+    def display_mode(self, setting: str) -> str:
+        """How this method's map is brought to the input size under the display setting ``setting``."""
+        return setting if self.follows_display else self.upsampling
+
+    @property
+    def single_pass(self) -> bool:
+        """Whether the shared forward (and partial backward) pass is all this method costs."""
+        return self.passes is None
+
+    def extra_passes(self, channels: int | None, params: Mapping[str, Any] | None = None) -> int | None:
+        """Upper bound of the extra forward passes per image at a layer of ``channels`` (``None``: unknown)."""
+        if self.passes is None:
+            return 0
+        return None if channels is None else self.passes(channels, **self.param_values(params))
+
+    def settings(self) -> tuple[Setting, ...]:
+        """The method's parameters as settings named ``<id>_<name>``."""
+        return tuple(p.setting(self.id, self.label) for p in self.params)
+
+    def param_values(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every parameter's value, by parameter name: ``given`` (checked) or the default."""
+        given = given or {}
+        unknown = sorted(set(given) - {p.name for p in self.params})
+        if unknown:
+            raise SettingError(f"{self.label} has no parameter {shorten(', '.join(map(str, unknown)))}; "
+                               f"it takes {', '.join(p.name for p in self.params) or 'none'}.")
+        return {p.name: s.parse(given.get(p.name)) for p, s in zip(self.params, self.settings())}
 
 
-def _weighted(weights: Callable[[MapInputs], torch.Tensor]) -> Callable[[MapInputs], MapResult]:
-    """A method defined by channel weights: ``ReLU(sum_k w_k A_k)``."""
-    def compute(x: MapInputs) -> MapResult:
-        w = weights(x)
-        return combine(w, x.activations), w
-    return compute
+REGISTRY: dict[str, Method] = {}
 
 
-def _elementwise(cells: Callable[[MapInputs], torch.Tensor]) -> Callable[[MapInputs], MapResult]:
-    """A method defined per cell: ``ReLU(sum_k M_k)`` with ``M`` the ``B x K x h x w`` it returns."""
-    def compute(x: MapInputs) -> MapResult:
-        return torch.relu(cells(x).sum(1)), None
-    return compute
+def register(method: Method) -> Method:
+    """Add ``method`` to :data:`REGISTRY` (returns it); a duplicate id or a malformed record raises ``ValueError``."""
+    if method.id in REGISTRY:
+        raise ValueError(f"A method with id {method.id!r} is already registered ({REGISTRY[method.id].label}).")
+    if not method.id.isidentifier() or method.id != method.id.lower():
+        raise ValueError(f"Method id {method.id!r} must be a lowercase identifier.")
+    if method.family and method.family not in FAMILIES:
+        raise ValueError(f"{method.id}: unknown family {method.family!r}; known: {sorted(FAMILIES)}.")
+    unknown = method.needs - NEEDS
+    if unknown:
+        raise ValueError(f"{method.id}: unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}.")
+    for p in method.params:
+        if not p.choices and (p.minimum is None or p.maximum is None):
+            raise ValueError(f"{method.id}: numeric parameter {p.name!r} needs a minimum and a maximum.")
+        try:
+            p.setting(method.id, method.label).parse(p.default)
+        except SettingError as error:
+            raise ValueError(f"{method.id}: the default of {p.name!r} is not allowed: {error}") from None
+    REGISTRY[method.id] = method
+    return method
 
 
-def _migradcam_weights(x: MapInputs) -> torch.Tensor:
-    mi = x.mi
-    share = mi / mi.sum(1, keepdim=True).clamp_min(torch.finfo(mi.dtype).tiny)
-    return x.grad_prob.mean(dim=(2, 3)) * share
-
-
-def _gradcampp_weights(x: MapInputs) -> torch.Tensor:
-    g, a = x.grad_logit, x.activations
-    g2 = g * g
-    alpha = g2 / (2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + GRADCAMPP_EPS)
-    alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
-    return (torch.relu(g) * alpha).sum(dim=(2, 3))
-
-
-def _xgradcam_weights(x: MapInputs) -> torch.Tensor:
-    a = x.activations
-    return (x.grad_logit * a / (a.sum(dim=(2, 3), keepdim=True) + XGRADCAM_EPS)).sum(dim=(2, 3))
-
-
-def first_component(acts: torch.Tensor) -> torch.Tensor:
-    """Eigen-CAM: each image's centred ``(h*w) x K`` activations projected on their first principal axis.
-
-    The sign of a singular vector is arbitrary; we orient it so that the projection correlates
-    positively with the summed activation (salient = strongly active), which the paper implies
-    and pytorch-grad-cam leaves to the SVD routine (see tests/test_registry.py).
-    """
-    b, k, h, w = acts.shape
-    cells = acts.reshape(b, k, h * w).transpose(1, 2).to(torch.float64)
-    cells = cells - cells.mean(dim=1, keepdim=True)
-    _, _, vh = torch.linalg.svd(cells, full_matrices=False)
-    proj = (cells @ vh[:, 0, :].unsqueeze(-1)).squeeze(-1)  # B x hw
-    total = cells.sum(dim=2)
-    sign = torch.where((proj * total).sum(1, keepdim=True) < 0, -1.0, 1.0).to(proj.dtype)
-    return (proj * sign).reshape(b, h, w).to(acts.dtype)
-
-
-def _eigencam(x: MapInputs) -> MapResult:
-    return torch.relu(first_component(x.activations)), None
-
-
-def _scorecam(x: MapInputs) -> MapResult:
-    from .scorecam import scorecam_weights
-
-    w, passes = scorecam_weights(x.model, x.batch, x.activations, x.targets)
-    x.extra_passes += passes
-    return combine(w, x.activations), w
-
-
-GRADS = "grad_logit"
-REGISTRY: dict[str, Method] = {m.id: m for m in [
-    Method("micam", "MI CAM", False, frozenset({"mi"}), _weighted(lambda x: x.mi), "setting",
-           "Iyer et al. 2025, arXiv:2507.09092",
-           "ReLU(sum_k MI(g; A_k^) A_k), MI exact on distinct values; display: nearest + Gaussian blur"),
-    Method("gradcam", "Grad-CAM", True, frozenset({GRADS}),
-           _weighted(lambda x: x.grad_logit.mean(dim=(2, 3))), "bilinear",
-           "Selvaraju et al. 2017, arXiv:1610.02391", "ReLU(sum_k mean_ij(d y_c / dA_k) A_k)"),
-    Method("migradcam", "MI-Grad-CAM", True, frozenset({"mi", "grad_prob"}), _weighted(_migradcam_weights),
-           "setting", "Iyer et al. (MI CAM authors' follow-up)",
-           "ReLU(sum_k mean_ij(d p_c / dA_k) MI_k / sum_j MI_j A_k)"),
-    Method("gradcampp", "Grad-CAM++", True, frozenset({GRADS}), _weighted(_gradcampp_weights), "bilinear",
-           "Chattopadhay et al. 2018, arXiv:1710.11063",
-           "w_k = sum_ij ReLU(g_kij) a_kij, a = g^2 / (2 g^2 + sum_ab A_kab g^3), g = d y_c / dA"),
-    Method("xgradcam", "XGrad-CAM", True, frozenset({GRADS}), _weighted(_xgradcam_weights), "bilinear",
-           "Fu et al. 2020, arXiv:2008.02312", "w_k = sum_ij (A_kij / sum_ab A_kab) d y_c / dA_kij"),
-    Method("layercam", "LayerCAM", True, frozenset({GRADS}),
-           _elementwise(lambda x: torch.relu(x.grad_logit) * x.activations), "bilinear",
-           "Jiang et al. 2021, IEEE TIP 30:5875", "ReLU(sum_k ReLU(d y_c / dA_k) * A_k), per cell"),
-    Method("hirescam", "HiResCAM", True, frozenset({GRADS}),
-           _elementwise(lambda x: x.grad_logit * x.activations), "bilinear",
-           "Draelos & Carin 2020, arXiv:2011.08891", "ReLU(sum_k (d y_c / dA_k) * A_k), per cell"),
-    Method("eigencam", "Eigen-CAM", False, frozenset(), _eigencam, "bilinear",
-           "Muhammad & Yeasin 2020, arXiv:2008.00299",
-           "ReLU(projection of the centred activations on their first principal component)"),
-    Method("scorecam", "Score-CAM", True, frozenset({"forward_passes"}), _scorecam, "bilinear",
-           "Wang et al. 2020, arXiv:1910.01279",
-           "w = softmax_k(y_c(X * norm(up(A_k)))), one masked forward pass per channel"),
-]}
+# Modules of records call register() when imported. They import this module, which is complete by
+# here, and must be imported before METHODS is read: one line each, in the order the app lists them.
+# Keep a records module's top-level imports light (no torch, no computing module): `python -m micam_core
+# --help` reads the records, and tests/test_cli_talks.py checks it loads no torch.
+from . import cams  # noqa: E402, F401, I001
+from . import passcams  # noqa: E402, F401
+from . import layercams  # noqa: E402, F401
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in REGISTRY.values()}
 DEFAULT_METHODS: tuple[str, ...] = ("micam", "gradcam", "migradcam")
-SINGLE_PASS: tuple[str, ...] = tuple(m.id for m in REGISTRY.values() if "forward_passes" not in m.needs)
+SINGLE_PASS: tuple[str, ...] = tuple(m.id for m in REGISTRY.values() if m.single_pass)
 
 
 def needs_of(methods: Iterable[str]) -> frozenset[str]:
@@ -174,9 +199,14 @@ def needs_of(methods: Iterable[str]) -> frozenset[str]:
 
 def display_mode(method: str, upsampling: str) -> str:
     """How ``method``'s map is brought to the input size under the display setting ``upsampling``."""
-    return upsampling if REGISTRY[method].upsampling == "setting" else REGISTRY[method].upsampling
+    return REGISTRY[method].display_mode(upsampling)
 
 
-def compute_maps(methods: Iterable[str], inputs: MapInputs) -> dict[str, MapResult]:
-    """Each chosen method's feature-resolution map (and channel weights, where it has them)."""
-    return {m: REGISTRY[m].compute(inputs) for m in methods}
+def compute_maps(methods: Iterable[str], inputs: MapInputs,
+                 params: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, MapResult]:
+    """Each chosen method's feature-resolution map (and channel weights, where it has them).
+
+    ``params``: per method id, values of its parameters (the others take their defaults).
+    """
+    params = params or {}
+    return {m: REGISTRY[m].compute(inputs, **REGISTRY[m].param_values(params.get(m))) for m in methods}

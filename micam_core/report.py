@@ -35,7 +35,7 @@ def method_facts(exp: Explanation, method: str) -> dict[str, Any]:
     if weights is not None:
         facts["channels"] = int(weights.shape[0])
         facts["top_channels"] = [int(i) for i in weights.argsort()[::-1][:10]]
-    if "forward_passes" in record.needs:
+    if not record.single_pass:
         facts["extra_forward_passes"] = exp.extra_forward_passes
     return facts
 

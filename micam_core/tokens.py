@@ -139,6 +139,11 @@ def remember(model: nn.Module, layouts: dict[str, Layout], nhwc: bool) -> None:
         _nhwc_models.add(model)
 
 
+def remembered_layout(model: nn.Module, layer: str) -> Layout | None:
+    """The layout of ``layer`` decided when ``model`` was loaded (``None`` when it gave no map then)."""
+    return _remembered.get(model, {}).get(layer)
+
+
 def layout_of(model: nn.Module, layer: str, shape: tuple[int, ...], input_hw: tuple[int, int]) -> Layout:
     """The layout of ``layer``'s raw output ``shape``: remembered at load time, else inferred."""
     known = _remembered.get(model, {}).get(layer)

@@ -10,10 +10,11 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
 from micam_core import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, explain
+from micam_core.cams import first_component
 from micam_core.capture import capture
 from micam_core.layers import get_module
 from micam_core.maps import minmax
-from micam_core.registry import SINGLE_PASS, first_component, needs_of
+from micam_core.registry import SINGLE_PASS, needs_of
 
 ORACLES = {"gradcampp": GradCAMPlusPlus, "xgradcam": XGradCAM, "layercam": LayerCAM, "hirescam": HiResCAM}
 
@@ -32,12 +33,13 @@ def normalised(saliency: np.ndarray) -> np.ndarray:
 
 
 def test_registry_lists_every_method_once_with_a_label():
-    assert METHODS == ("micam", "gradcam", "migradcam", "gradcampp", "xgradcam", "layercam", "hirescam",
-                       "eigencam", "scorecam")
+    # The first nine are pinned on purpose: old API clients and links rely on their ids and order.
+    assert METHODS[:9] == ("micam", "gradcam", "migradcam", "gradcampp", "xgradcam", "layercam", "hirescam",
+                           "eigencam", "scorecam")
     assert set(METHOD_LABELS) == set(METHODS) and len(set(METHOD_LABELS.values())) == len(METHODS)
     assert DEFAULT_METHODS == ("micam", "gradcam", "migradcam")
-    assert {m for m in METHODS if not REGISTRY[m].class_specific} == {"micam", "eigencam"}
-    assert "scorecam" not in SINGLE_PASS and len(SINGLE_PASS) == 8
+    assert {"micam", "eigencam"} <= {m for m in METHODS if not REGISTRY[m].class_specific}
+    assert "scorecam" not in SINGLE_PASS and set(METHODS[:8]) <= set(SINGLE_PASS)
 
 
 @pytest.mark.parametrize("method", sorted(ORACLES))
@@ -104,7 +106,7 @@ def test_one_capture_computes_only_what_the_methods_need():
     assert needs_of(("eigencam",)) == frozenset()
     assert needs_of(("gradcam", "layercam", "gradcampp")) == {"grad_logit"}
     assert needs_of(("migradcam",)) == {"mi", "grad_prob"}
-    assert "forward_passes" in needs_of(("scorecam", "micam"))
+    assert needs_of(("scorecam", "micam")) == {"mi"}  # Score-CAM's masked passes are its own, not the capture's
 
 
 def test_any_subset_in_one_call_equals_each_alone(bundled, cat_path):
@@ -116,8 +118,8 @@ def test_any_subset_in_one_call_equals_each_alone(bundled, cat_path):
 
 
 def test_class_agnostic_methods_ignore_the_target(bundled, cat_path):
-    a = explain(bundled, cat_path, target=281, methods=METHODS[:-1])
-    b = explain(bundled, cat_path, target=967, methods=METHODS[:-1])
-    for method in METHODS[:-1]:
+    a = explain(bundled, cat_path, target=281, methods=SINGLE_PASS)
+    b = explain(bundled, cat_path, target=967, methods=SINGLE_PASS)
+    for method in SINGLE_PASS:
         same = np.array_equal(a.maps[method], b.maps[method])
         assert same == (not REGISTRY[method].class_specific), method

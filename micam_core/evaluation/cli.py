@@ -17,8 +17,7 @@ EXAMPLES = """examples:
 
 
 def add_parsers(sub) -> None:
-    from ..counterfactual import FILLS
-    from ..models import DEFAULT_SPEC
+    from ..settings import DEFAULT_SPEC, FILLS
     from . import ENGINES, TARGETS
 
     p = sub.add_parser("evaluate", help="faithfulness metrics over a folder or data set, into Parquet rows",
@@ -75,12 +74,12 @@ def run_command(args) -> int:
 def _evaluate(args) -> int:
     import micam_core
 
+    from ..settings import validate
     from .records import Source
     from .rows import Settings
     from .run import Plan, checked_methods, evaluate
 
-    if args.steps < 2:
-        raise MicamError("--steps must be at least 2.")
+    args.steps, args.threshold = validate("steps", args.steps), validate("threshold", args.threshold)
     if args.images is None and args.dataset is None:
         raise MicamError("Give a source: --images DIR or --dataset NAME (see --help).")
     source = Source(images=str(args.images) if args.images else None, labels=args.labels, dataset=args.dataset,

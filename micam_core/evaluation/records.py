@@ -71,8 +71,14 @@ def _read_label_csv(path: Path) -> dict[str, str]:
     """``file,label`` rows (a header row ``file,label`` is allowed); file relative to --images."""
     if not path.is_file():
         raise MicamError(f"--labels: no such file {path} (give a CSV file,label or 'folders').")
-    with path.open(newline="") as f:
-        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    except UnicodeDecodeError as err:
+        raise MicamError(f"--labels: {path} is not UTF-8 text (byte {err.start} cannot be read); "
+                         "save it as UTF-8 CSV.") from None
+    except (OSError, csv.Error) as err:
+        raise MicamError(f"--labels: {path} cannot be read as CSV ({err}).") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "label"]:
         rows = rows[1:]
     bad = [r for r in rows if len(r) < 2]

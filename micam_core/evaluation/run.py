@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..errors import MicamError
 from . import ENGINES, TARGETS
+from .lock import RunLock
 from .records import Source, iter_records
 from .rows import Settings
 from .store import ResultStore
@@ -61,6 +62,19 @@ def versions() -> dict[str, str]:
     return out
 
 
+def run_device(plan: Plan) -> str:
+    """The device the rows are computed on, as recorded in run.json (``auto`` resolved for the local engine)."""
+    from ..models import resolve_device
+
+    if plan.engine != "local":
+        return f"{plan.engine}:{plan.device}"
+    try:
+        return str(resolve_device(plan.device))
+    except RuntimeError as err:
+        raise MicamError(f"--device {plan.device!r} is not a device torch knows ({err}); use auto, cpu or cuda.") \
+            from None
+
+
 def evaluate(plan: Plan) -> ResultStore:
     """Run ``plan``; rows already in ``plan.out`` are kept and skipped when ``plan.resume``."""
     from ..models import normalize_spec
@@ -70,10 +84,15 @@ def evaluate(plan: Plan) -> ResultStore:
     if plan.settings.target not in TARGETS:
         raise MicamError(f"--target must be one of {', '.join(TARGETS)}.")
     specs = [normalize_spec(m) for m in plan.models]
+    with RunLock(plan.out):  # one writer per --out: a second process is refused here
+        return _evaluate_locked(plan, specs)
+
+
+def _evaluate_locked(plan: Plan, specs: list[str]) -> ResultStore:
     store = ResultStore(plan.out)
     config = {"command": "evaluate", "models": specs, "engine": plan.engine, "source": plan.source.describe(),
               "settings": plan.settings.as_dict(), "limit": plan.limit, "batch_size": plan.batch_size,
-              "started": time.time(), "versions": versions()}
+              "device": run_device(plan), "started": time.time(), "versions": versions()}
     store.start(config, plan.resume)
     if plan.engine == "ray":
         from .ray_engine import start_ray

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 ROWS_DIR = "rows"
 # Keys that must match between a run and its resumption (the numbers depend on them).
-MUST_MATCH = ("settings", "source", "limit")
+MUST_MATCH = ("settings", "source", "limit", "device")
+RECORDED_LATER = ("device",)  # runs written before it was recorded resume on any device
+VERSIONS_MUST_MATCH = ("micam_core", "torch", "timm")  # the libraries that decide the numbers
 
 
 class ResultStore:
@@ -60,11 +62,31 @@ class ResultStore:
         return final
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
-        """All rows (an empty table with the schema when there are none)."""
-        parts = self.parts()
-        if not parts:
+        """All rows (an empty table with the schema when there are none); corrupted parts skipped with a warning."""
+        tables = [t for t in (self._read_part(p, columns) for p in self.parts()) if t is not None]
+        if not tables:
             return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(columns)
-        return pa.concat_tables([pq.read_table(p, columns=columns) for p in parts])
+        return pa.concat_tables(tables)
+
+    def _read_part(self, path: Path, columns: list[str] | None) -> pa.Table | None:
+        try:
+            table = pq.read_table(path, columns=columns)
+            return table.cast(SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns]))
+        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+            log.warning("skipped the corrupted part file %s (%s); its images count as not done",
+                        path, str(err).splitlines()[0][:120] if str(err) else type(err).__name__)
+            return None
+
+    def set_aside_corrupted(self) -> list[Path]:
+        """Rename unreadable part files to ``*.corrupt`` (so a resume redoes their images); returns them."""
+        moved = []
+        for path in self.parts():
+            if self._read_part(path, ["model", "image_id"]) is None:
+                target = path.with_name(path.name + ".corrupt")
+                os.replace(path, target)
+                log.warning("set %s aside as %s", path.name, target.name)
+                moved.append(target)
+        return moved
 
     def done(self, model: str) -> set[str]:
         """Image ids that already have their rows for ``model``."""
@@ -78,25 +100,55 @@ class ResultStore:
             tmp.unlink(missing_ok=True)
 
     # run.json ----------------------------------------------------------------------------------
-    def read_config(self) -> dict | None:
+    def read_config(self, strict: bool = False) -> dict | None:
+        """run.json (``None`` when absent; when unreadable: ``None`` with a warning, or with ``strict`` a sentence)."""
         path = self.root / RUN_FILE
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(config, dict):
+                raise ValueError("not a JSON object")
+            return config
+        except (OSError, ValueError) as err:
+            message = (f"{path} is corrupted ({type(err).__name__}), so this run's settings are unknown; "
+                       "move it away and start a new run in another --out.")
+            if strict:
+                raise MicamError(message) from None
+            log.warning(message)
+            return None
 
     def start(self, config: dict, resume: bool) -> None:
         """Check ``--out`` against ``--resume`` and write run.json (atomically)."""
-        old = self.read_config()
+        old = self.read_config(strict=True)
         if self.parts() and not resume:
             raise MicamError(f"{self.root} already holds results; pass --resume to continue them, "
                              "or choose another --out.")
         if resume and old is not None:
-            changed = [k for k in MUST_MATCH if old.get(k) != config.get(k)]
+            changed = [k for k in MUST_MATCH if old.get(k) != config.get(k) and (k in old or k not in RECORDED_LATER)]
+            changed += _changed_versions(old, config)
             if changed:
+                was, now = [_value(old, k) for k in changed], [_value(config, k) for k in changed]
                 raise MicamError(f"--resume: {', '.join(changed)} differ from the run in {self.root} "
-                                 f"(was {[old.get(k) for k in changed]}); use another --out.")
+                                 f"(was {was}, now {now}); use another --out.")
             config = {**config, "models": sorted(set(old.get("models", [])) | set(config["models"])),
                       "started": old.get("started", config.get("started")), "resumed": time.time()}
         self.root.mkdir(parents=True, exist_ok=True)
         self.clean_temp()
+        if resume:
+            self.set_aside_corrupted()
         tmp = self.root / f".{RUN_FILE}.tmp"
         tmp.write_text(json.dumps(config, indent=2, default=str))
         os.replace(tmp, self.root / RUN_FILE)
+
+
+def _changed_versions(old: dict, new: dict) -> list[str]:
+    """``versions.<library>`` for each deciding library whose version differs between two runs."""
+    before, now = old.get("versions") or {}, new.get("versions") or {}
+    return [f"versions.{lib}" for lib in VERSIONS_MUST_MATCH if before.get(lib) != now.get(lib)]
+
+
+def _value(config: dict, key: str):
+    """``config[key]``, where ``key`` may be ``versions.<library>``."""
+    head, _, lib = key.partition(".")
+    return (config.get(head) or {}).get(lib) if lib else config.get(head)
