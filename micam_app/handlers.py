@@ -16,6 +16,7 @@ import gradio as gr
 from micam_core import METHODS, LoadedModel, MicamError, validate
 from micam_core.errors import shorten
 from micam_core.outputs import new_download_dir, write_results
+from micam_core.protocols import get_protocol
 from micam_core.render import colorbar, curves_figure, overlay
 from micam_core.report import build_report
 
@@ -147,8 +148,17 @@ class Handlers:
         return out
 
     # --- counterfactuals --------------------------------------------------------------------------
+    def on_protocol(self, protocol: str) -> dict:
+        """A protocol was chosen: the threshold, fill and steps widgets take its values."""
+        try:
+            chosen = get_protocol(validate("protocol", protocol))
+        except MicamError as err:
+            raise fail(err) from None
+        c = self.ui.c
+        return {c["threshold"]: chosen.threshold, c["fill"]: chosen.fill, c["steps"]: chosen.steps}
+
     def on_counterfactuals(self, session: dict | None, threshold: float, fill: str, steps: float, cmap: str,
-                           opacity: float, progress: gr.Progress = gr.Progress()) -> dict:
+                           opacity: float, protocol: str | None = None, progress: gr.Progress = gr.Progress()) -> dict:
         """Counterfactual panel, metrics, curves and downloads for the session's current explanation."""
         c = self.ui.c
         if not session or session.get("exp") is None:
@@ -156,11 +166,13 @@ class Handlers:
         try:
             threshold, fill, steps = validate("threshold", threshold), validate("fill", fill), validate("steps", steps)
             cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
+            protocol = validate("protocol", protocol)
             progress(0.1, desc="Counterfactuals: masking and re-classifying ...")
             exp = session["exp"]
-            faith = work.analyse_view(session["spec"], exp, threshold, fill, steps, session.get("example"))
-            figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label} (fill: {fill}, {steps} steps)",
-                                   labels=faith.labels())
+            faith = work.analyse_view(session["spec"], exp, threshold, fill, steps, session.get("example"), protocol)
+            figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label}", labels=faith.labels(),
+                                   road=faith.road_curves(), removed=faith.protocol.removed,
+                                   protocol=faith.protocol.describe())
             session = {**session, "faith": faith}
             files = self.downloads(session, cmap, opacity, figure)
         except Exception as err:

@@ -6,11 +6,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError
+from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError, metrics_table
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import Faithfulness
 from micam_core.permalink import build_query, example_index
-from micam_core.verdict import percent
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = example_index(ROOT / "examples")  # stem -> path: the only images a link can name
@@ -35,11 +34,7 @@ POPULAR_MODELS: list[tuple[str, str]] = [
 AUTO_LAYER = "auto"
 TOP1 = "top-1"
 TOP1_LABEL = "predicted class (top-1)"
-METRIC_HEADERS = [
-    "Method", "Average Drop % (lower better)", "Increase in Confidence", "Paper's Drop % (lower better)",
-    "Paper's Increase % (higher better)", "Deletion AUC (lower better)", "Insertion AUC (higher better)",
-    "Target loses top-1 when removed", "Target when removed (rank)",
-]
+METRIC_HEADERS = list(metrics_table.HEADERS)
 
 
 def resolve_spec(choice: str | None, custom: str | None) -> str:
@@ -119,20 +114,7 @@ def label_dict(top: list[tuple[int, str, float]]) -> dict[str, float]:
 
 def metrics_rows(faith: Faithfulness) -> list[list[Any]]:
     """Rows of the metrics table (see :data:`METRIC_HEADERS`), methods first, then the baselines."""
-    rows = []
-    for result in faith.results.values():
-        rows.append([
-            result.label, round(result.average_drop, 2), "yes" if result.increase else "no",
-            round(result.paper_drop, 2), round(result.paper_increase, 2),
-            round(result.curves.deletion_auc, 4), round(result.curves.insertion_auc, 4),
-            flip_cell(result.flipped), f"{percent(result.p_remove)} (rank {result.rank_remove})",
-        ])
-    return rows
-
-
-def flip_cell(flipped: bool | None) -> str:
-    """yes / no, or why a flip is undefined (the target was not top-1)."""
-    return "n/a: target not top-1" if flipped is None else ("yes" if flipped else "no")
+    return metrics_table.rows(faith)
 
 
 def example_stem(path: str | None) -> str | None:

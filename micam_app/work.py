@@ -27,6 +27,7 @@ from micam_core.errors import ModelLoadError
 from micam_core.gpu import analyse_seconds, cpu_result, explain_seconds
 from micam_core.hub import HUB_UNREACHABLE, hub_offline, precheck
 from micam_core.models import normalize_spec
+from micam_core.protocols import get_protocol
 
 log = logging.getLogger("micam_app")
 
@@ -117,9 +118,11 @@ def explain_duration(spec: str, image: Any, layer: str | None, target: int | str
     return explain_seconds(len(methods), loaded.num_bytes, min(passes, policy.max_extra_passes()))
 
 
-def analyse_duration(spec: str, exp: Explanation, threshold: float, fill: str, steps: int) -> int:
-    """ZeroGPU duration for :func:`gpu_analyse`."""
-    return analyse_seconds(len(exp.maps), int(steps), load(spec).num_bytes)
+def analyse_duration(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
+                     protocol: str | None = None) -> int:
+    """ZeroGPU duration for :func:`gpu_analyse` (ROAD's imputations counted as about 40 more steps)."""
+    extra = 40 if get_protocol(protocol).has("road") else 0
+    return analyse_seconds(len(exp.maps), int(steps) + extra, load(spec).num_bytes)
 
 
 @gpu(duration=explain_duration)
@@ -134,9 +137,10 @@ def gpu_explain(spec: str, image: Any, layer: str | None, target: int | str | No
 
 @gpu(duration=analyse_duration)
 @cpu_result
-def gpu_analyse(spec: str, exp: Explanation, threshold: float, fill: str, steps: int) -> Faithfulness:
-    """Counterfactual keep/remove predictions and deletion/insertion curves for every map."""
-    return analyse(load(spec), exp, threshold=threshold, fill=fill, steps=int(steps))
+def gpu_analyse(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
+                protocol: str | None = None) -> Faithfulness:
+    """Counterfactual keep/remove predictions and the protocol's curves (deletion/insertion, ROAD) for every map."""
+    return analyse(load(spec), exp, threshold=threshold, fill=fill, steps=int(steps), protocol=protocol)
 
 
 def explain_view(loaded: LoadedModel, image: Any, layer: str | None, target: int | str | None, upsampling: str,
@@ -149,9 +153,9 @@ def explain_view(loaded: LoadedModel, image: Any, layer: str | None, target: int
 
 
 def analyse_view(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
-                 example: str | None) -> Faithfulness:
+                 example: str | None, protocol: str | None = None) -> Faithfulness:
     """:func:`gpu_analyse`, served from :data:`EXAMPLE_CACHE` when the explanation is of a bundled example."""
     loaded = load(spec)
     key = None if example is None else ("analyse", example, loaded.spec, loaded.revision, exp.layer, exp.target,
-                                        exp.upsampling, exp.methods, threshold, fill, steps)
-    return EXAMPLE_CACHE.get_or_compute(key, lambda: gpu_analyse(spec, exp, threshold, fill, steps))
+                                        exp.upsampling, exp.methods, threshold, fill, steps, protocol)
+    return EXAMPLE_CACHE.get_or_compute(key, lambda: gpu_analyse(spec, exp, threshold, fill, steps, protocol))

@@ -14,10 +14,16 @@ from .settings import DEFAULT_SPEC, SETTINGS, validate
 log = logging.getLogger("micam_core.cli")
 
 
-def add_setting(p: argparse.ArgumentParser, flag: str, name: str) -> None:
-    """An option for setting ``name`` (default and help from :data:`SETTINGS`; checked by ``validate``)."""
+def add_setting(p: argparse.ArgumentParser, flag: str, name: str, by_protocol: bool = False) -> None:
+    """An option for setting ``name`` (default and help from :data:`SETTINGS`; checked by ``validate``).
+
+    ``by_protocol``: no default here; the chosen protocol's own value applies unless the option is given.
+    """
     s = SETTINGS[name]
     default = ",".join(s.default) if s.kind == "methods" else s.default
+    if by_protocol:
+        p.add_argument(flag, default=None, help=f"{s.label}: {s.describe()} (default: the protocol's)")
+        return
     p.add_argument(flag, default=default, help=f"{s.label}: {s.describe()} (default {default})")
 
 
@@ -42,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "BibTeX (.bib); with --metrics it adds the counterfactuals and curves")
     p.add_argument("--metrics", action="store_true",
                    help="add counterfactuals and faithfulness metrics to the manifest, plot the curves")
-    add_setting(p, "--threshold", "threshold")
-    add_setting(p, "--fill", "fill")
-    add_setting(p, "--steps", "steps")
+    add_setting(p, "--protocol", "protocol")
+    add_setting(p, "--threshold", "threshold", by_protocol=True)
+    add_setting(p, "--fill", "fill", by_protocol=True)
+    add_setting(p, "--steps", "steps", by_protocol=True)
     p.add_argument("-v", "--verbose", action="store_true")
     from .evaluation.cli import add_parsers
 
@@ -53,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SETTING_ARGS = {"methods": "methods", "upsampling": "upsampling", "cmap": "cmap", "alpha": "opacity",
-                "threshold": "threshold", "fill": "fill", "steps": "steps"}
+                "protocol": "protocol"}
+BY_PROTOCOL = ("threshold", "fill", "steps")  # None: the protocol's own value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +86,8 @@ def _explain_command(args) -> int:
 
     try:
         settings = {name: validate(name, getattr(args, arg)) for arg, name in SETTING_ARGS.items()}
+        settings.update({name: None if getattr(args, name) is None else validate(name, getattr(args, name))
+                         for name in BY_PROTOCOL})
         loaded = load_model(args.model, device=args.device)
     except MicamError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -117,9 +127,13 @@ def _explain_one(loaded, path: Path, stem: str, args, settings: dict) -> str:
         from .counterfactual import analyse
         from .render import curves_figure
 
-        faith = analyse(loaded, exp, threshold=settings["threshold"], fill=settings["fill"], steps=settings["steps"])
+        faith = analyse(loaded, exp, threshold=settings["threshold"], fill=settings["fill"], steps=settings["steps"],
+                        protocol=settings["protocol"])
+        settings = {**settings, "threshold": faith.threshold, "fill": faith.fill, "steps": faith.steps}
         counterfactuals = faith.to_report()
-        curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}", labels=faith.labels())
+        curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}", labels=faith.labels(),
+                               road=faith.road_curves(), removed=faith.protocol.removed,
+                               protocol=faith.protocol.describe())
     report = build_report(loaded, exp, counterfactuals=counterfactuals, settings=settings)
     report["image"] = str(path)
     figure = _figure(loaded, exp, faith, stem, args.out, settings) if args.figure else []
@@ -140,6 +154,7 @@ def _summary(path: Path, exp, files: list[str], out: Path, faith) -> str:
         from .metrics_table import text
 
         lines.append(f"  counterfactuals: threshold {faith.threshold}, fill {faith.fill}, {faith.steps} steps")
+        lines.append(f"  protocol: {faith.protocol.describe()}")
         lines += ["    " + line for line in text(faith).splitlines()]
     return "\n".join(lines)
 

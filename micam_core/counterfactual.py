@@ -319,9 +319,9 @@ class Faithfulness:
         return {name: {**r.to_report(), "removal_sentence": self.sentence(name), "settings": settings}
                 for name, r in self.results.items()}
 
-    def sentence(self, name: str, **style: Any) -> str:
-        """What removing map ``name``'s region did to the target, in words (see :func:`removal_sentence`)."""
-        return removal_sentence(self.results[name], self.target_label, self.threshold, **style)
+    def sentence(self, method: str, **style: Any) -> str:
+        """What removing map ``method``'s region did to the target, in words (see :func:`removal_sentence`)."""
+        return removal_sentence(self.results[method], self.target_label, self.threshold, **style)
 
 
 def baseline_maps(size: tuple[int, int], lowres_shape: tuple[int, int], seed: int = 0) -> dict[str, np.ndarray]:

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .errors import MicamError, shorten
-from .road import NOISE, REMOVED
+
+REMOVED = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # ROAD's removed fractions (percentiles 90..10)
+NOISE = 0.01  # ROAD's imputation noise, [0, 1] pixel units
 
 # What a protocol can measure: keep/remove counterfactuals (with Drop/Increase) always run.
 METRICS = ("deletion", "insertion", "road")

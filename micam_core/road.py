@@ -27,10 +27,9 @@ import torch
 
 from .errors import MicamError
 from .imputation import solve
+from .protocols import NOISE, REMOVED
 
-REMOVED = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ORDERS = ("morf", "lerf")
-NOISE = 0.01
 
 
 def percentile_of(fraction: float) -> float:

@@ -36,9 +36,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--methods", default=None, help="comma-separated method ids (default: the registry's default set); "
                                                    "the random and centred baselines always run")
     p.add_argument("--layer", default=None, help="target layer (default: each model's last spatial map)")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--fill", choices=FILLS, default="black")
-    p.add_argument("--steps", type=int, default=32, help="deletion/insertion steps")
+    from ..protocols import DEFAULT_PROTOCOL, PROTOCOLS
+
+    p.add_argument("--protocol", choices=tuple(PROTOCOLS), default=DEFAULT_PROTOCOL,
+                   help="; ".join(f"{q.name}: {q.label}" for q in PROTOCOLS.values())
+                   + f" (default {DEFAULT_PROTOCOL}); the baselines run with every protocol")
+    p.add_argument("--threshold", type=float, default=None, help="region threshold (default: the protocol's)")
+    p.add_argument("--fill", choices=FILLS, default=None, help="fill of removed pixels (default: the protocol's)")
+    p.add_argument("--steps", type=int, default=None, help="deletion/insertion steps (default: the protocol's)")
     p.add_argument("--target", choices=TARGETS, default="label",
                    help="label: the image's label when it names a class of the model, else top-1; top1: always top-1")
     p.add_argument("--limit", type=int, default=None, help="at most N images")
@@ -74,12 +79,15 @@ def run_command(args) -> int:
 def _evaluate(args) -> int:
     import micam_core
 
+    from ..protocols import get_protocol
     from ..settings import validate
     from .records import Source
     from .rows import Settings
     from .run import Plan, checked_methods, evaluate
 
-    args.steps, args.threshold = validate("steps", args.steps), validate("threshold", args.threshold)
+    protocol = get_protocol(args.protocol).with_settings(
+        None if args.threshold is None else validate("threshold", args.threshold), args.fill,
+        None if args.steps is None else validate("steps", args.steps))
     if args.images is None and args.dataset is None:
         raise MicamError("Give a source: --images DIR or --dataset NAME (see --help).")
     source = Source(images=str(args.images) if args.images else None, labels=args.labels, dataset=args.dataset,
@@ -87,8 +95,8 @@ def _evaluate(args) -> int:
                     label_column=args.label_column or None)
     default = getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS)  # the registry's default set, if any
     settings = Settings(methods=checked_methods(args.methods or ",".join(default)),
-                        threshold=args.threshold, fill=args.fill, steps=args.steps, target=args.target,
-                        layer=args.layer)
+                        threshold=protocol.threshold, fill=protocol.fill, steps=protocol.steps, target=args.target,
+                        layer=args.layer, protocol=protocol.name)
     plan = Plan(models=[m.strip() for m in args.models.split(",") if m.strip()], source=source,
                 settings=settings, out=str(args.out), engine=args.engine, resume=args.resume, limit=args.limit,
                 batch_size=max(1, args.batch_size), device=args.device, ray_address=args.ray_address,

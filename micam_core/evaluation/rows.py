@@ -33,6 +33,11 @@ SCHEMA = pa.schema([
     ("insertion_auc", pa.float64()), ("flipped", pa.bool_()), ("region_fraction", pa.float64()),
     ("target_rank_original", pa.int64()), ("target_rank_keep", pa.int64()), ("target_rank_remove", pa.int64()),
     ("deletion_curve", pa.list_(pa.float64())), ("insertion_curve", pa.list_(pa.float64())),
+    ("protocol", pa.string()),
+    # ROAD (protocol road; null otherwise): mean target probability over the removed fractions, MoRF (lower
+    # better) and LeRF (higher better), combined = (LeRF - MoRF) / 2 (higher better), and the curves.
+    ("road_morf", pa.float64()), ("road_lerf", pa.float64()), ("road_combined", pa.float64()),
+    ("road_morf_curve", pa.list_(pa.float64())), ("road_lerf_curve", pa.list_(pa.float64())),
     ("seconds", pa.float64()),
 ])
 KEY = ("model", "method", "image_id")
@@ -48,6 +53,7 @@ class Settings:
     steps: int = 32
     target: str = "label"  # "label": the label when it names a class of the model, else top-1
     layer: str | None = None
+    protocol: str = "rise"  # a name from micam_core.protocols.PROTOCOLS (threshold, fill, steps as resolved)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "methods": list(self.methods)}
@@ -83,7 +89,8 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
         exp = explain(loaded, image, target=wanted if use_label else None, layer=settings.layer,
                       methods=list(settings.methods))
         extra = {"chunk": chunk} if chunk and "chunk" in inspect.signature(analyse).parameters else {}
-        faith = analyse(loaded, exp, threshold=settings.threshold, fill=settings.fill, steps=settings.steps, **extra)
+        faith = analyse(loaded, exp, threshold=settings.threshold, fill=settings.fill, steps=settings.steps,
+                        protocol=settings.protocol, **extra)
     except Exception as err:  # any failure of one image becomes its failed rows; the run goes on
         log.warning("%s: %s failed: %s", loaded.spec, record.get("image_id"), err)
         reason = f"{type(err).__name__}: {err}"
@@ -93,7 +100,7 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
     common = {**base, "status": "ok", "error": None, "label_index": wanted, "target": int(exp.target),
               "target_label": exp.target_label, "target_source": "label" if use_label else "top1",
               "top1": top1, "top1_correct": None if wanted is None else top1 == wanted, "layer": exp.layer,
-              "seconds": seconds}
+              "seconds": seconds, "protocol": faith.protocol.name}
     rows = []
     for name in row_names(settings):
         r = faith.results[name]
@@ -104,8 +111,14 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
                      "flipped": r.flipped, "region_fraction": r.region_fraction,
                      "target_rank_original": r.rank_original, "target_rank_keep": r.rank_keep,
                      "target_rank_remove": r.rank_remove,
-                     "deletion_curve": r.curves.deletion.tolist(), "insertion_curve": r.curves.insertion.tolist()})
+                     **{f"{kind}_curve": curve for kind, curve in r.curves.as_lists().items()},
+                     **(_road_columns(r.road) if r.road is not None else {})})
     return rows
+
+
+def _road_columns(road) -> dict:
+    return {"road_morf": road.morf_score, "road_lerf": road.lerf_score, "road_combined": road.combined,
+            "road_morf_curve": road.morf.tolist(), "road_lerf_curve": road.lerf.tolist()}
 
 
 def to_table(rows: list[dict]) -> pa.Table:

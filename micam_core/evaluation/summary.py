@@ -154,7 +154,8 @@ def _markdown(results: Path, per_method, paired, accuracy, ok, failed, reference
     config = ResultStore(results).read_config() or {}
     s = config.get("settings", {})
     lines = [f"# Faithfulness summary: {results.name}", "",
-             f"Settings: threshold {s.get('threshold')}, fill {s.get('fill')}, steps {s.get('steps')}, "
+             f"Protocol: {s.get('protocol', 'rise')}. Settings: threshold {s.get('threshold')}, "
+             f"fill {s.get('fill')}, steps {s.get('steps')}, "
              f"target {s.get('target')}. Means with 95% bootstrap CIs over images. "
              f"Failed images: {len(failed)}.", ""]
     for _, acc in accuracy.iterrows():
