@@ -29,7 +29,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from micam_core import METHOD_LABELS, METHODS, explain, from_module, load_model, mutual_information  # noqa: E402
+from micam_core import METHOD_LABELS, METHODS, REGISTRY, explain, from_module, load_model, mutual_information  # noqa: E402
 from micam_core.capture import capture  # noqa: E402
 from micam_core.layers import get_module  # noqa: E402
 from micam_core.registry import SINGLE_PASS  # noqa: E402
@@ -62,9 +62,12 @@ def sklearn_loop(gray: np.ndarray, acts: np.ndarray) -> np.ndarray:
 
 
 PGC_CLASSES = {"gradcam": "GradCAM", "gradcampp": "GradCAMPlusPlus", "xgradcam": "XGradCAM",
-               "layercam": "LayerCAM", "hirescam": "HiResCAM", "eigencam": "EigenCAM", "scorecam": "ScoreCAM"}
+               "layercam": "LayerCAM", "hirescam": "HiResCAM", "eigencam": "EigenCAM", "scorecam": "ScoreCAM",
+               "gradcamew": "GradCAMElementWise", "eigengradcam": "EigenGradCAM", "kpcacam": "KPCA_CAM", "fem": "FEM",
+               "shapleycam": "ShapleyCAM", "finercam": "FinerCAM", "fullgrad": "FullGrad",
+               "guidedgradcam": "GuidedBackpropReLUModel"}
 TORCHCAM_CLASSES = {"gradcam": "GradCAM", "gradcampp": "GradCAMpp", "xgradcam": "XGradCAM", "layercam": "LayerCAM",
-                    "scorecam": "ScoreCAM"}
+                    "scorecam": "ScoreCAM", "finercam": "FinerCAM", "cam": "CAM"}
 
 
 def pytorch_grad_cam_fn(loaded, x, method: str = "gradcam", layer: str | None = None):
@@ -72,12 +75,36 @@ def pytorch_grad_cam_fn(loaded, x, method: str = "gradcam", layer: str | None = 
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    if method == "guidedgradcam":
+        return guided_gradcam_fn(loaded, x, layer)
     cls = getattr(pytorch_grad_cam, PGC_CLASSES[method])
-    cam = cls(model=loaded.model, target_layers=[get_module(loaded.model, layer or loaded.default_layer)],
+    layers = [] if method == "fullgrad" else [get_module(loaded.model, layer or loaded.default_layer)]
+    cam = cls(model=loaded.model, target_layers=layers,
               reshape_transform=token_reshape(loaded, layer or loaded.default_layer))
     if method == "scorecam":
         cam.batch_size = 32
+    if method == "finercam":
+        return lambda: cam(x, targets=None, target_idx=0)
     return lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])
+
+
+def guided_gradcam_fn(loaded, x, layer: str | None = None):
+    """pytorch-grad-cam's Guided Grad-CAM recipe: GradCAM times GuidedBackpropReLUModel (on a copy of the
+    model, whose ReLUs it swaps)."""
+    import copy
+
+    from pytorch_grad_cam import GradCAM, GuidedBackpropReLUModel
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    layer = layer or loaded.default_layer
+    cam = GradCAM(model=loaded.model, target_layers=[get_module(loaded.model, layer)],
+                  reshape_transform=token_reshape(loaded, layer))
+    guided = GuidedBackpropReLUModel(copy.deepcopy(loaded.model), device="cpu")
+
+    def run():
+        grey = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])[0]
+        return (np.abs(guided(x, target_category=0)) * grey[..., None]).sum(-1)
+    return run
 
 
 def token_reshape(loaded, layer: str):
@@ -94,9 +121,16 @@ def torchcam_fn(loaded, x, method: str):
     import torchcam.methods
 
     cls = getattr(torchcam.methods, TORCHCAM_CLASSES[method])
-    extractor = cls(loaded.model, target_layer=loaded.default_layer)
+    kwargs = {"fc_layer": loaded.model.get_classifier()} if method == "cam" else {}
+    extractor = cls(loaded.model, target_layer=loaded.default_layer, **kwargs)
 
     def run():
+        if method == "finercam":
+            return extractor(class_idx=0, scores=loaded.model(x))
+        if method == "cam":
+            with torch.no_grad():
+                loaded.model(x)
+            return extractor(0)
         if method == "scorecam":
             with torch.no_grad():
                 return extractor(0, loaded.model(x))
@@ -108,6 +142,10 @@ def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_rep
                 methods: tuple[str, ...] = METHODS):
     """Ours end to end (image in) per method, next to pytorch-grad-cam and torchcam on the same layer."""
     for method in methods:
+        reason = REGISTRY[method].why_not(loaded)
+        if reason:
+            yield (f"{METHOD_LABELS[method]}: refused here", float("nan"), reason.split(";")[0][:60])
+            continue
         n = scorecam_repeats if method == "scorecam" else repeats
         warm = 1 if method == "scorecam" else 3
         ours = median_time(lambda m=method: explain(loaded, image, methods=(m,), target=0), n, warm)
@@ -115,11 +153,17 @@ def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_rep
         for peer, builder, names in (("pytorch-grad-cam", pytorch_grad_cam_fn, PGC_CLASSES),
                                      ("torchcam 0.5", torchcam_fn, TORCHCAM_CLASSES)):
             if method in names and not (peer.startswith("torchcam") and token_reshape(loaded, loaded.default_layer)):
-                t = median_time(builder(loaded, x, method), n, warm)
+                try:
+                    t = median_time(builder(loaded, x, method), n, warm)
+                except (RuntimeError, ValueError) as error:  # e.g. pytorch-grad-cam's ShapleyCAM on tokens
+                    yield (f"{METHOD_LABELS[method]}: {peer} (tensor in)", float("nan"),
+                           f"fails: {str(error).splitlines()[0][:60]}")
+                    continue
                 yield (f"{METHOD_LABELS[method]}: {peer} (tensor in)", t,
                        f"{t / t_fwd:.2f}x forward; ours {t / ours:.2f}x faster")
-    together = median_time(lambda: explain(loaded, image, methods=SINGLE_PASS), repeats)
-    yield (f"all {len(SINGLE_PASS)} single-pass methods together, end to end", together, None)
+    runnable = tuple(m for m in SINGLE_PASS if REGISTRY[m].why_not(loaded) is None)
+    together = median_time(lambda: explain(loaded, image, methods=runnable), repeats)
+    yield (f"all {len(runnable)} single-pass methods together, end to end", together, None)
 
 
 def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, methods: tuple[str, ...] = METHODS):

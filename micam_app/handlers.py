@@ -82,7 +82,7 @@ class Handlers:
         return {c["layer"]: gr.update(choices=layers, value=layer),
                 c["target"]: gr.update(choices=targets, value=target),
                 c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
-                                        value=list(methods or []))}
+                                        value=views.runnable(loaded, views.parse_layer(layer), methods))}
 
     def on_model(self, choice: str, custom: str, layer: str, target: str, methods: list[str],
                  progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
@@ -226,7 +226,7 @@ class Handlers:
                 c["session"]: {**session, "exp": exp, "faith": None}}
 
     def on_methods_layer(self, shown_spec: str | None, layer: str, methods: Any) -> dict:
-        """Layer changed: the Score-CAM cost in the method selector follows it."""
+        """Layer changed: the costs and availability in the method selector follow it."""
         if not shown_spec:
             return {self.ui.c["methods"]: gr.skip()}
         try:
@@ -234,4 +234,4 @@ class Handlers:
         except MicamError:
             return {self.ui.c["methods"]: gr.skip()}
         return {self.ui.c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
-                                                value=list(methods or []))}
+                                                value=views.runnable(loaded, views.parse_layer(layer), methods))}

@@ -9,7 +9,7 @@ import gradio as gr
 from micam_core import BUNDLED_SPEC, DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, SETTINGS, policy
 from micam_core.protocols import PROTOCOLS
 
-from . import api, page, text, views
+from . import api, page, sanity_panel, text, views
 from .handlers import UI, Handlers, colorbar_html
 from .paper import PaperHandlers
 
@@ -47,7 +47,9 @@ def inputs_column(ui: UI) -> None:
     c["target"] = gr.Dropdown(choices=[(views.TOP1_LABEL, views.TOP1)], value=views.TOP1, filterable=True,
                               label="Target class", info="Type to filter the class names", elem_id="target")
     c["methods"] = gr.CheckboxGroup(choices=views.method_choices(), value=list(DEFAULT_METHODS), label="Methods",
-                                    info="Any subset; all run on the same layer, target and image.",
+                                    info="Any subset, grouped by kind, each with its cost on this layer; all run on "
+                                         "the same layer, target and image. Greyed-out methods cannot run on this "
+                                         "model and layer: the reason follows their name.",
                                     elem_id="methods")
     c["explain_btn"] = gr.Button("Explain", variant="primary", elem_id="explain-btn")
 
@@ -138,6 +140,18 @@ def counterfactual_panel(ui: UI) -> None:
                            elem_id="curves")
 
 
+# Greys out (and disables) the selector's methods that cannot run here, whenever the choices are redrawn.
+DISABLE_JS = f"""() => {{
+  const mark = () => document.querySelectorAll('#methods label').forEach((label) => {{
+    const off = label.textContent.includes({views.UNAVAILABLE!r});
+    const box = label.querySelector('input');
+    if (box && box.disabled !== off) box.disabled = off;
+    label.classList.toggle('method-off', off);
+  }});
+  mark();
+  new MutationObserver(mark).observe(document.body, {{childList: true, subtree: true, characterData: true}});
+  return [];
+}}"""
 LINK_JS = "(q) => q ? window.location.origin + window.location.pathname + '?' + q : ''"
 COPY_JS = "(url) => { if (url) { navigator.clipboard.writeText(url); } return []; }"
 
@@ -178,6 +192,7 @@ def wire(ui: UI, h: Handlers) -> None:
     link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "threshold", "fill",
                                     "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
     link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec", "cmap", "opacity")]
+    c["demo_load"](None, None, None, js=DISABLE_JS, **PRIVATE)
     c["demo_load"](p.on_link, None, link_restored, **PRIVATE).then(
         h.on_model, model_inputs, model_outputs, **PRIVATE).success(
         p.on_link_explain, link_explain_in, explain_outputs, show_progress_on=list(ui.overlays.values()),
@@ -210,6 +225,7 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
                 maps_column(ui)
         with gr.Column(elem_id="counterfactuals"):
             counterfactual_panel(ui)
+        sanity_panel.panel(ui)
         with gr.Accordion("How it works, links and citation", open=False, elem_id="how-it-works"):
             gr.Markdown(page.HOW_IT_WORKS, latex_delimiters=[{"left": "$", "right": "$", "display": False}])
         with gr.Column(visible=False):  # API-only inputs and outputs: POST /explain, e.g. with gradio_client
@@ -218,6 +234,7 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
         c["demo_load"] = demo.load
         handlers = Handlers(ui)
         wire(ui, handlers)
+        sanity_panel.wire(ui)
         api_button.click(api.api_explain, api_in, api_out, api_name="explain",
                          api_description="Explain one image: overlays of the chosen methods (default MI CAM, "
                                          "Grad-CAM, MI-Grad-CAM), top-5 predictions and a JSON report with "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from micam_core import METHODS
 from micam_core.citation import BIBTEX
 
 from .text import PAPER_URL, methods_table
@@ -24,6 +25,7 @@ CSS = """
 #explain-btn {min-height: 48px; font-size: 1.05rem;}
 footer {display: none !important;}
 .method-row {flex-wrap: wrap !important;}
+#methods label.method-off {opacity: 0.45; cursor: not-allowed;}
 .method-row > .method-col {flex: 0 1 calc(33.33% - var(--layout-gap, 16px)) !important; min-width: 240px !important;}
 """
 
@@ -31,8 +33,9 @@ footer {display: none !important;}
 HEADER = f"""
 # MI CAM Explorer
 Which pixels made an image classifier decide? **MI CAM** weighs each feature map by its *mutual information* with the
-image; compare it with **Grad-CAM**, **MI-Grad-CAM** and six more CAM methods on the same layer, then test
-the explanations with counterfactuals: keep or remove the highlighted region and see whether the prediction changes.
+image; compare it with **Grad-CAM**, **MI-Grad-CAM** and {len(METHODS) - 3} more CAM methods on the same layer, then
+test the explanations with counterfactuals: keep or remove the highlighted region and see whether the prediction
+changes.
 [Paper (arXiv:2507.09092)]({PAPER_URL}){f" · [Authors' code]({CODE_URL})" if CODE_URL else ""}
 """
 
@@ -43,7 +46,7 @@ $\\mathrm{{ReLU}}(\\sum_k w_k A_k)$ upsampled to the image. The weights use no g
 the MI CAM map is **class-agnostic**; Grad-CAM weights maps by the gradient of the target class score, and
 MI-Grad-CAM multiplies the gradient of the target probability by each map's share of the mutual information.
 Every method runs on the same layer, target and image, from one shared forward pass and one partial backward
-pass (Score-CAM adds one masked forward pass per channel):
+pass (the methods marked *extra passes* add their own; the selector shows each one's cost):
 
 {methods_table()}
 

@@ -6,6 +6,8 @@ restart); an uploaded image cannot travel in a link, an example can (found by it
 
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
 
 from micam_core.figure import export_figure
@@ -13,7 +15,9 @@ from micam_core.hub import search_models
 from micam_core.permalink import parse_query
 
 from . import text, views, work
-from .handlers import Handlers, fail
+from .handlers import Handlers, fail, user_message
+
+log = logging.getLogger("micam_app")
 
 MIN_SEARCH_CHARS = 2
 
@@ -54,12 +58,15 @@ class PaperHandlers:
         """After the controls are restored: explain the link's view when it names an example."""
         if not link_state or not link_state.get("example") or not image:
             return self.nothing()
-        spec = views.resolve_spec(choice, custom)
+        try:
+            shown = work.load(views.resolve_spec(choice, custom)).spec
+        except Exception as err:  # the model box already says why in a sentence (on_model): nothing to explain
+            log.info("link view not explained: %s", user_message(err))
+            return self.nothing()
         target = link_state.get("target")
         return self.main.on_explain(image, choice, custom, link_state.get("layer") or views.AUTO_LAYER,
                                     views.TOP1 if target is None else str(target), link_state["methods"],
-                                    link_state["upsampling"], cmap, opacity, work.load(spec).spec, None,
-                                    progress=progress)
+                                    link_state["upsampling"], cmap, opacity, shown, None, progress=progress)
 
     # --- figure -----------------------------------------------------------------------------------
     def on_figure(self, session: dict | None, cmap: str, opacity: float, with_counterfactuals: bool) -> dict:

@@ -53,7 +53,8 @@ def upsampling_note(exp: Explanation) -> str:
 
 
 def display_note(exp: Explanation) -> str:
-    return f"{class_note(exp.methods)} {upsampling_note(exp)}"
+    notes = "".join(f" {REGISTRY[m].note}" for m in exp.methods if REGISTRY[m].note)
+    return f"{class_note(exp.methods)} {upsampling_note(exp)}{notes}"
 
 
 def describe_model(loaded: LoadedModel) -> str:

@@ -6,10 +6,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError, metrics_table
+from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError, metrics_table, policy
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import Faithfulness
 from micam_core.permalink import build_query, example_index
+from micam_core.registry import FAMILIES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = example_index(ROOT / "examples")  # stem -> path: the only images a link can name
@@ -74,29 +75,66 @@ def target_choices(loaded: LoadedModel) -> list[tuple[str, str]]:
     return [(TOP1_LABEL, TOP1)] + [(f"{i}: {name}", str(i)) for i, name in enumerate(loaded.class_names)]
 
 
+FEW_PASSES = 8  # up to this many extra passes a method is cheap enough to name without seconds
+UNAVAILABLE = " — unavailable: "  # marks a choice the page greys out (see layout.DISABLE_JS)
+
+
+def ordered_methods() -> list[str]:
+    """The registry's methods grouped by family (the selector's order), registry order within a family."""
+    return [m for family in FAMILIES for m in METHODS if REGISTRY[m].group == family]
+
+
 def method_choices(loaded: LoadedModel | None = None, layer: str | None = None) -> list[tuple[str, str]]:
-    """``(shown, id)`` for the method selector; methods with extra passes show their cost on this device."""
+    """``(shown, id)`` for the method selector, grouped by family, each with its cost on this model and layer.
+
+    A method that cannot run here (wrong kind of model or layer, or over the server's pass limit) stays listed
+    with the reason, and the page greys it out.
+    """
     out = []
-    for method in METHODS:
-        label = METHOD_LABELS[method]
-        if not REGISTRY[method].single_pass:
-            label += f" ({cost_phrase(loaded, layer, method)})"
-        out.append((label, method))
+    for method in ordered_methods():
+        record = REGISTRY[method]
+        shown = f"{FAMILIES[record.group]} › {METHOD_LABELS[method]} ({cost_phrase(loaded, layer, method)})"
+        reason = unavailable_reason(loaded, layer, method)
+        out.append((shown + (UNAVAILABLE + reason if reason else ""), method))
     return out
 
 
+def unavailable_reason(loaded: LoadedModel | None, layer: str | None, method: str) -> str | None:
+    """Why ``method`` cannot run on ``loaded`` at ``layer`` here (``None``: it can, or no model yet)."""
+    if loaded is None:
+        return None
+    try:
+        reason = REGISTRY[method].why_not(loaded, layer)
+        passes = extra_passes(loaded, layer, [method])
+    except MicamError:  # a layer without a map: refused, with its own sentence, when explained
+        return None
+    limit = policy.max_extra_passes()
+    if reason is None and passes > limit:
+        reason = f"{passes} forward passes on this layer, over this server's limit of {limit}"
+    return reason
+
+
+def runnable(loaded: LoadedModel, layer: str | None, methods: Any) -> list[str]:
+    """The chosen ``methods`` that can run on ``loaded`` at ``layer`` (the others are unticked)."""
+    return [m for m in methods or [] if m in REGISTRY and unavailable_reason(loaded, layer, m) is None]
+
+
 def cost_phrase(loaded: LoadedModel | None, layer: str | None, method: str) -> str:
-    """E.g. ``"slow: up to 1281 forward passes, about 40 s on CPU"``.
+    """E.g. ``"shared pass"``, ``"1 extra pass"`` or ``"slow: up to 1281 forward passes, about 40 s on CPU"``.
 
     Seconds are measured only for models on the CPU: on a ZeroGPU Space the main process, where this
     runs, must not run CUDA work (only ``spaces.GPU`` functions may).
     """
+    if REGISTRY[method].single_pass:
+        return "shared pass"
     try:
         passes = extra_passes(loaded, layer, [method]) if loaded is not None else None
     except MicamError:  # a layer without a map: refused when explained
         passes = None
     if passes is None:
-        return "slow: one forward pass per channel"
+        return "extra forward passes"
+    if passes <= FEW_PASSES:
+        return f"{passes} extra pass{'es' * (passes != 1)}"
     if loaded.device.type != "cpu":
         return f"slow: up to {passes} forward passes"
     seconds = estimate_seconds(loaded, layer, [method]) or 0.0

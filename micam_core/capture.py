@@ -10,25 +10,52 @@ backward pass then yields ``d y_c / dA`` on the first copy and ``d p_c / dA`` on
 The caller's model is left as it was: hooks are removed, train/eval flags restored, ``.grad``
 and ``requires_grad`` untouched, grad mode restored, also when something raises. The hook only
 acts for the thread that registered it, so concurrent calls on one model do not mix.
+
+Gradients are of *objectives* (a function of the logits and the targets, one score per image): the
+target logit and the target probability are built in; a method may bring its own (Finer-CAM's
+contrast). Each objective gets its own copy of the feature map, so one backward pass serves them all.
+Extras, computed only when a chosen method asks, all for the target logit: ``"hvp"`` (the
+Hessian-vector product ``H A`` at the layer, ShapleyCAM), ``"bias_grads"`` (input gradient and the
+gradients at every bias layer, FullGrad) and ``"guided"`` (guided-backpropagation input gradient). The
+last two need the graph below the layer: the forward then records it from the input (see capture_full.py).
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .capture_full import FullTaps, effective_bias
 from .errors import LayerError, TargetError
 from .layers import get_module
 from .tokens import layout_of, to_map
 
 TargetChooser = Callable[[torch.Tensor], Sequence[int]]
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B x C logits, B targets) -> B scores
+LOGIT, PROB = "grad_logit", "grad_prob"
+EXTRAS = ("hvp", "bias_grads", "guided")
+_FULL_GRAPH = frozenset({"bias_grads", "guided"})
 _single_copy: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models that need one pass per gradient
+
+
+def logit_objective(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The target logit ``y_c`` of each image."""
+    return logits.gather(1, targets[:, None])[:, 0]
+
+
+def prob_objective(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The target's softmax probability ``p_c`` of each image."""
+    return torch.softmax(logits.float(), dim=1).gather(1, targets[:, None])[:, 0]
+
+
+BUILTIN_OBJECTIVES: dict[str, Objective] = {LOGIT: logit_objective, PROB: prob_objective}
 
 
 @dataclass
@@ -38,8 +65,19 @@ class Capture:
     logits: torch.Tensor  # B x C
     activations: torch.Tensor  # B x K x h x w (tokens and channels-last grids normalised, see tokens.py)
     targets: list[int]
-    grad_logit: torch.Tensor | None = None  # d y_target / dA
-    grad_prob: torch.Tensor | None = None  # d softmax_target / dA
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)  # objective name -> d objective / dA
+    hvp: torch.Tensor | None = None  # H A for the target logit (B x K x h x w)
+    input_grad: torch.Tensor | None = None  # d y_c / d input (B x 3 x H x W)
+    guided_grad: torch.Tensor | None = None  # guided-backpropagation d y_c / d input
+    bias_grads: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (bias K, d y_c / d output B x K x h x w)
+
+    @property
+    def grad_logit(self) -> torch.Tensor | None:  # d y_target / dA
+        return self.grads.get(LOGIT)
+
+    @property
+    def grad_prob(self) -> torch.Tensor | None:  # d softmax_target / dA
+        return self.grads.get(PROB)
 
 
 @contextmanager
@@ -56,12 +94,17 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 class _LayerTap:
-    """Forward hook that captures the layer output as a leaf and resumes graph recording."""
+    """Forward hook that captures the layer output, one copy per objective.
 
-    def __init__(self, copies: int, record: bool) -> None:
+    Normally each copy is a fresh leaf and graph recording starts here (nothing below the layer is
+    recorded); in ``full`` mode the copies stay connected to the graph recorded from the input.
+    """
+
+    def __init__(self, copies: int, record: bool, full: bool = False) -> None:
         self.owner = threading.get_ident()
         self.copies = copies
         self.record = record
+        self.full = full
         self.leaves: list[torch.Tensor] = []
 
     def __call__(self, _module: nn.Module, _inputs, output):
@@ -72,9 +115,12 @@ class _LayerTap:
         if not self.record:
             self.leaves = [output.detach()]
             return None
-        torch.set_grad_enabled(True)  # restored by the caller's no_grad() on exit
-        self.leaves = [output.detach().requires_grad_(True) for _ in range(self.copies)]
-        # A new tensor (never the leaf itself) so in-place ops after the layer stay legal.
+        if self.full:
+            self.leaves = [output.clone() for _ in range(self.copies)]
+        else:
+            torch.set_grad_enabled(True)  # restored by the caller's no_grad() on exit
+            self.leaves = [output.detach().requires_grad_(True) for _ in range(self.copies)]
+        # A new tensor (never a copy itself) so in-place ops after the layer stay legal.
         return torch.cat(self.leaves, 0) if self.copies > 1 else self.leaves[0] * 1.0
 
 
@@ -86,27 +132,44 @@ def capture(
     *,
     want_logit_grad: bool = True,
     want_prob_grad: bool = True,
+    objectives: Mapping[str, Objective] | None = None,
+    extras: Iterable[str] = (),
 ) -> Capture:
-    """Run the pass on ``batch``; ``choose_targets(logits)`` picks one class per image."""
+    """Run the pass on ``batch``; ``choose_targets(logits)`` picks one class per image.
+
+    ``objectives``: more named objectives whose gradients at the layer are wanted (``Capture.grads``);
+    ``extras``: any of :data:`EXTRAS` (they imply the target-logit gradient).
+    """
+    extras = frozenset(extras)
+    unknown = extras - set(EXTRAS)
+    if unknown:
+        raise ValueError(f"Unknown capture extras {sorted(unknown)}; known: {EXTRAS}.")
+    wanted = {**({LOGIT: logit_objective} if want_logit_grad or extras else {}),
+              **({PROB: prob_objective} if want_prob_grad else {}), **(objectives or {})}
+    if len(wanted) > 1 and model in _single_copy:
+        return _capture_each(model, layer, batch, choose_targets, wanted, extras)
     module = get_module(model, layer)
-    copies = int(want_logit_grad) + int(want_prob_grad)
-    if copies == 2 and model in _single_copy:
-        return _capture_twice(model, layer, batch, choose_targets)
-    tap = _LayerTap(copies=max(copies, 1), record=copies > 0)
+    full = bool(extras & _FULL_GRAPH)
+    tap = _LayerTap(copies=max(len(wanted), 1), record=bool(wanted), full=full)
+    x = batch.detach().requires_grad_(True) if full else batch
     with torch.inference_mode(False):  # also works when the caller is in inference mode
         handle = module.register_forward_hook(tap)
+        taps = FullTaps(model, "bias_grads" in extras, "guided" in extras) if full else None
         try:
-            with torch.no_grad(), eval_mode(model):
-                out = model(batch)
+            with torch.no_grad(), eval_mode(model), torch.enable_grad() if full else nullcontext(), \
+                    twice_differentiable() if "hvp" in extras else nullcontext():
+                out = model(x)
         except RuntimeError:
-            if copies < 2:
+            if len(wanted) < 2:
                 raise
             out = None  # a branch that bypasses the layer (CrossViT, EfficientViM) cannot take two copies
         finally:
             handle.remove()
+            if taps is not None:
+                taps.remove()
         if out is None:
             _single_copy.add(model)
-            return _capture_twice(model, layer, batch, choose_targets)
+            return _capture_each(model, layer, batch, choose_targets, wanted, extras)
         if not tap.leaves:
             raise LayerError(f"Layer '{layer}' was not used in the forward pass.")
         logits_all = out[0] if isinstance(out, (tuple, list)) else out
@@ -117,19 +180,38 @@ def capture(
         targets = _checked_targets(choose_targets(logits.detach()), size, logits.shape[1])
         result = Capture(logits=logits.detach(), activations=to_map(tap.leaves[0].detach(), layout),
                          targets=targets)
-        if copies:
-            _backward(result, tap.leaves, logits_all, size, want_logit_grad, want_prob_grad)
-            result.grad_logit = None if result.grad_logit is None else to_map(result.grad_logit, layout)
-            result.grad_prob = None if result.grad_prob is None else to_map(result.grad_prob, layout)
+        if wanted:
+            _backward(result, tap.leaves, logits_all, size, wanted, extras, x, taps)
+            result.grads = {name: to_map(g, layout) for name, g in result.grads.items()}
+            result.hvp = None if result.hvp is None else to_map(result.hvp, layout)
     return result
 
 
-def _capture_twice(model: nn.Module, layer: str, batch: torch.Tensor, choose_targets: TargetChooser) -> Capture:
-    """Both gradients from two passes, for models whose other branches cannot take two copies."""
-    result = capture(model, layer, batch, choose_targets, want_logit_grad=True, want_prob_grad=False)
-    result.grad_prob = capture(model, layer, batch, lambda _: result.targets,
-                               want_logit_grad=False, want_prob_grad=True).grad_prob
+def _capture_each(model: nn.Module, layer: str, batch: torch.Tensor, choose_targets: TargetChooser,
+                  wanted: Mapping[str, Objective], extras: frozenset[str]) -> Capture:
+    """One pass per objective, for models whose other branches cannot take several copies."""
+    result: Capture | None = None
+    for name, objective in wanted.items():
+        chooser = choose_targets if result is None else _fixed(result.targets)
+        one = capture(model, layer, batch, chooser, want_logit_grad=False, want_prob_grad=False,
+                      objectives={name: objective}, extras=extras if name == LOGIT else ())
+        if result is None:
+            result = one
+        else:
+            result.grads.update(one.grads)
+            for key in ("hvp", "input_grad", "guided_grad", "bias_grads"):
+                if getattr(one, key) is not None:
+                    setattr(result, key, getattr(one, key))
     return result
+
+
+def twice_differentiable() -> AbstractContextManager:
+    """Attention by the plain formula: the fused kernels have no second derivative (needed for H A)."""
+    return sdpa_kernel([SDPBackend.MATH])
+
+
+def _fixed(targets: list[int]) -> TargetChooser:
+    return lambda _: targets
 
 
 def _checked_targets(targets: Sequence[int], size: int, num_classes: int) -> list[int]:
@@ -143,21 +225,46 @@ def _checked_targets(targets: Sequence[int], size: int, num_classes: int) -> lis
 
 
 def _backward(result: Capture, leaves: list[torch.Tensor], logits_all: torch.Tensor, size: int,
-              want_logit: bool, want_prob: bool) -> None:
-    rows = torch.arange(size, device=logits_all.device)
+              wanted: Mapping[str, Objective], extras: frozenset[str], x: torch.Tensor,
+              taps: FullTaps | None) -> None:
     cols = torch.tensor(result.targets, device=logits_all.device)
+    names = list(wanted)
+    hvp = "hvp" in extras
     with torch.enable_grad():
-        scores = []
-        chunk = 0
-        if want_logit:
-            scores.append(logits_all[:size][rows, cols].sum())
-            chunk += 1
-        if want_prob:
-            part = logits_all[chunk * size:(chunk + 1) * size]
-            scores.append(torch.softmax(part.float(), dim=1)[rows, cols].sum())
-        grads = torch.autograd.grad(torch.stack(scores).sum(), leaves, allow_unused=True)
-    grads = [torch.zeros_like(leaf) if g is None else g.detach() for g, leaf in zip(grads, leaves)]
-    if want_logit:
-        result.grad_logit = grads[0]
-    if want_prob:
-        result.grad_prob = grads[-1]
+        scores = [wanted[n](logits_all[i * size:(i + 1) * size], cols).sum() for i, n in enumerate(names)]
+        grads = torch.autograd.grad(torch.stack(scores).sum(), leaves, allow_unused=True,
+                                    retain_graph=taps is not None or hvp, create_graph=hvp)
+        if hvp:
+            result.hvp = _hvp(grads[names.index(LOGIT)], leaves[names.index(LOGIT)])
+        if taps is not None:
+            _below_layer(result, scores[names.index(LOGIT)], x, taps, extras, size, names.index(LOGIT))
+    result.grads = {n: torch.zeros_like(leaf).detach() if g is None else g.detach()
+                    for n, g, leaf in zip(names, grads, leaves)}
+
+
+def _hvp(grad: torch.Tensor | None, leaf: torch.Tensor) -> torch.Tensor:
+    """``H A``: the gradient of ``<d y / dA, A>`` with ``A`` held as the direction (zero where linear)."""
+    if grad is None or not grad.requires_grad:
+        return torch.zeros_like(leaf).detach()
+    out = torch.autograd.grad(grad, leaf, grad_outputs=leaf.detach(), allow_unused=True, retain_graph=True)[0]
+    return torch.zeros_like(leaf).detach() if out is None else out.detach()
+
+
+def _below_layer(result: Capture, score: torch.Tensor, x: torch.Tensor, taps: FullTaps, extras: frozenset[str],
+                 size: int, copy: int) -> None:
+    """The target logit's gradients below the layer: input and bias layers, then the guided input gradient."""
+    if "bias_grads" in extras:
+        outputs = [o for _, o in taps.outputs]
+        grads = torch.autograd.grad(score, [x, *outputs], allow_unused=True, retain_graph="guided" in extras)
+        result.input_grad = _or_zeros(grads[0], x)
+        result.bias_grads = []
+        for (module, out), g in zip(taps.outputs, grads[1:]):
+            rows = slice(copy * size, (copy + 1) * size) if out.shape[0] > size else slice(0, size)
+            result.bias_grads.append((effective_bias(module), _or_zeros(g, out)[rows]))
+    if "guided" in extras:
+        with taps.guided():
+            result.guided_grad = _or_zeros(torch.autograd.grad(score, x, allow_unused=True)[0], x)
+
+
+def _or_zeros(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like).detach() if grad is None else grad.detach()

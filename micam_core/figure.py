@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from .citation import BIBTEX
 from .counterfactual import BASELINES, Faithfulness
+from .escape import PLAIN_TEXT_RC
 from .methods import Explanation
 from .registry import METHOD_LABELS, REGISTRY, display_mode
 from .render import overlay
@@ -42,7 +43,7 @@ CAPTION_CHARS = 120
 FONT_PT = 8
 RC = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "micam_core",
       "font.size": FONT_PT, "axes.titlesize": FONT_PT, "axes.labelsize": FONT_PT, "legend.fontsize": 6,
-      "xtick.labelsize": 6, "ytick.labelsize": 6}
+      "xtick.labelsize": 6, "ytick.labelsize": 6, **PLAIN_TEXT_RC}  # "$" in a label is a dollar sign
 _METADATA = {"pdf": {"Creator": "micam_core", "Producer": "micam_core", "CreationDate": None},
              "svg": {"Creator": "micam_core", "Date": None}, "png": {"Software": "micam_core"}}
 
@@ -95,6 +96,7 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
     agnostic = [labels.get(m, m) for m in methods if m in REGISTRY and not REGISTRY[m].class_specific]
     if agnostic:
         parts.append(f"{', '.join(agnostic)}: class-agnostic (the map does not depend on the target class).")
+    parts += [REGISTRY[m].note for m in methods if m in REGISTRY and REGISTRY[m].note]
     if faith is not None:
         parts.append(f"Protocol {faith.protocol.describe()}.")
         parts.append(f"Counterfactuals: region = map >= {faith.threshold:g}, masked pixels filled with "

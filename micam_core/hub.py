@@ -29,7 +29,6 @@ MAX_QUERY_CHARS = 100
 MAX_CONFIG_BYTES = 1 << 20
 MAX_COUNT = 10**15  # larger "downloads" or parameter counts are not believed
 MAX_CLASSES = 100_000
-MAX_INPUT_SIDE = 4096
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
                "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
@@ -242,12 +241,18 @@ def _config_facts(repo_id: str, config: dict[str, Any]) -> dict[str, Any]:
         raise _RefusedError(f"{repo_id} is not a timm model: its config.json names no timm architecture.")
     if len(arch) > 100 or not timm.is_model(arch.split(".")[0]):
         raise _RefusedError(f"{repo_id}: timm {timm.__version__} does not know the architecture '{_plain(arch)}'.")
+    from .errors import ModelLoadError
+    from .model_config import check_config
+
+    try:
+        check_config(config, repo_id)  # the same bounds as before building: input size, crop, mean/std, labels
+    except ModelLoadError as err:
+        raise _RefusedError(str(err)) from None
     classes = _count(config.get("num_classes", pretrained.get("num_classes")))
     if classes is None or not 1 <= classes <= MAX_CLASSES:
         raise _RefusedError(f"{repo_id}: config.json gives no believable number of classes.")
     size = pretrained.get("input_size") or config.get("input_size") or [3, 224, 224]
-    if (not isinstance(size, list) or len(size) != 3
-            or any(_count(v) is None or not 1 <= v <= MAX_INPUT_SIDE for v in size)):
+    if not isinstance(size, list) or len(size) != 3 or any(_count(v) is None for v in size):
         raise _RefusedError(f"{repo_id}: config.json gives no believable input size.")
     return {"architecture": arch, "num_classes": classes, "input_size": tuple(int(v) for v in size)}
 

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .capture import Capture, TargetChooser, capture
+from .capture import EXTRAS, Capture, TargetChooser, capture
 from .errors import MicamError, TargetError, shorten
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax, paper_kernel, render_map
 from .models import LoadedModel
-from .registry import DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, MapInputs, compute_maps, display_mode, needs_of
+from .registry import (
+    DEFAULT_METHODS,
+    METHOD_LABELS,
+    METHODS,
+    REGISTRY,
+    MapInputs,
+    compute_maps,
+    display_mode,
+    needs_of,
+    objectives_of,
+)
 from .settings import UPSAMPLING, validate
 
 __all__ = ["DEFAULT_METHODS", "METHODS", "METHOD_LABELS", "UPSAMPLING", "Explanation", "class_index", "explain",
@@ -70,6 +81,7 @@ def explain(
     layer: str | None = None,
     methods: Sequence[str] | str = DEFAULT_METHODS,
     upsampling: str = "paper",
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Explanation | list[Explanation]:
     """Explain one image (returns an :class:`Explanation`) or a list of images (returns a list).
 
@@ -78,7 +90,7 @@ def explain(
     ``target``: class index or name per image (default: the top-1 class). ``layer``: module
     name (default: ``loaded.default_layer``). ``upsampling``: how MI maps are brought to the
     input size, ``"paper"`` (nearest + Gaussian blur) or ``"bilinear"``; the other methods are
-    always bilinear.
+    always bilinear. ``params``: per method id, values of its own parameters (defaults otherwise).
     """
     single = not isinstance(image, (list, tuple))
     images = [image] if single else list(image)
@@ -90,27 +102,32 @@ def explain(
     wanted = [None if t is None else class_index(loaded, t) for t in targets]
     crops = [loaded.crop(load_image(img)) for img in images]
     layer = layer or loaded.default_layer
+    params = {m: REGISTRY[m].param_values((params or {}).get(m)) for m in methods}
 
     def choose(logits: torch.Tensor) -> list[int]:
         top1 = logits.argmax(1).tolist()
         return [t if t is not None else p for t, p in zip(wanted, top1)]
 
     refuse_unavailable(loaded, layer, methods)
-    cap, inputs = capture_inputs(loaded, crops, choose, layer, methods)
-    explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs)
+    cap, inputs = capture_inputs(loaded, crops, choose, layer, methods, params)
+    explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs, params)
     return explanations[0] if single else explanations
 
 
 def capture_inputs(loaded: LoadedModel, crops: list[Image.Image], choose: TargetChooser, layer: str,
-                   methods: Sequence[str]) -> tuple[Capture, MapInputs]:
+                   methods: Sequence[str], params: Mapping[str, Mapping[str, Any]] | None = None
+                   ) -> tuple[Capture, MapInputs]:
     """The shared pass on model-input ``crops`` and what it gives the chosen ``methods``."""
     needs = needs_of(methods)
     batch = loaded.to_input(crops)
-    cap = capture(loaded.model, layer, batch, choose,
-                  want_logit_grad="grad_logit" in needs, want_prob_grad="grad_prob" in needs)
+    cap = capture(loaded.model, layer, batch, choose, want_logit_grad="grad_logit" in needs,
+                  want_prob_grad="grad_prob" in needs, objectives=objectives_of(methods, params),
+                  extras=needs & set(EXTRAS))
     inputs = MapInputs(activations=cap.activations, grays=[np.array(c.convert("L")) for c in crops],
                        targets=cap.targets, grad_logit=cap.grad_logit, grad_prob=cap.grad_prob,
-                       batch=batch, model=loaded.model, logits=cap.logits, layer=layer, loaded=loaded)
+                       batch=batch, model=loaded.model, logits=cap.logits, layer=layer, loaded=loaded,
+                       grads=cap.grads, hvp=cap.hvp, input_grad=cap.input_grad, guided_grad=cap.guided_grad,
+                       bias_grads=cap.bias_grads)
     return cap, inputs
 
 
@@ -151,9 +168,10 @@ def class_index(loaded: LoadedModel, target: int | str) -> int:
 
 
 def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: str,
-           methods: tuple[str, ...], upsampling: str, inputs: MapInputs) -> list[Explanation]:
+           methods: tuple[str, ...], upsampling: str, inputs: MapInputs,
+           params: Mapping[str, Mapping[str, Any]] | None = None) -> list[Explanation]:
     probs = torch.softmax(cap.logits.float(), dim=1).cpu().numpy()
-    results = compute_maps(methods, inputs)
+    results = compute_maps(methods, inputs, params)
     per_image_passes = inputs.extra_passes // max(1, len(crops))
     mi = inputs.__dict__.get("mi")  # the cached property, only when some method computed it
     out = []

@@ -22,6 +22,7 @@ from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
 from .errors import MicamError, ModelLoadError, fresh_error, shorten
+from .escape import printable
 from .layers import LayerInfo, find_layers
 from .settings import BUNDLED_SPEC, DEFAULT_SPEC  # noqa: F401 (BUNDLED_SPEC re-exported)
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 MAX_MODEL_BYTES = 1024 * 1024 * 1024  # parameters + buffers; larger models are refused
 MAX_ASPECT = 4.0  # images more elongated than 4x the crop's aspect ratio are trimmed before resizing
 MAX_SPEC_CHARS = 300  # longer specs are refused before any parsing
+MAX_LABEL_CHARS = 200  # a class name is cut to this many characters (control characters dropped)
 _HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9_][\w.\-]{0,95}$")
 # A branch, tag or commit: path-like segments of safe characters, no empty, "." or ".." segment.
 _REVISION = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95}){0,3}$")
@@ -172,7 +174,11 @@ def _wrap(model: torch.nn.Module, spec: str, revision: str | None, device: str |
     if size > max_bytes:
         raise ModelLoadError(f"The model holds {size / 2**20:.0f} MB of weights; "
                              f"the limit here is {max_bytes / 2**20:.0f} MB.")
-    loaded = from_module(model, spec=spec, revision=revision, device=device)
+    from .model_config import check_data_config
+
+    config = resolve_data_config({}, model=model)
+    check_data_config({**(getattr(model, "pretrained_cfg", None) or {}), **config}, spec)
+    loaded = from_module(model, spec=spec, data_config=config, revision=revision, device=device)
     log.info("loaded %s (%s, %.0f MB) on %s, default layer %s",
              spec, type(model).__name__, size / 2**20, loaded.device, loaded.default_layer)
     return loaded
@@ -290,7 +296,7 @@ def class_names_of(model: torch.nn.Module) -> list[str]:
         if isinstance(names, dict):
             names = [names.get(str(i), names.get(i, f"class {i}")) for i in range(num)]
         if names and len(names) == num:
-            return [str(n) for n in names]
+            return [printable(n)[:MAX_LABEL_CHARS] or f"class {i}" for i, n in enumerate(names)]
     try:
         subset = infer_imagenet_subset(model)
         if subset:

@@ -12,7 +12,6 @@ pass ``methods`` to accept another list of method ids.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .errors import ModelLoadError
+from .escape import markdown
 from .models import normalize_spec
 from .registry import METHODS
 from .settings import BUNDLED_SPEC, SETTINGS, SettingError, validate
@@ -37,7 +37,6 @@ MAX_MESSAGES = 20
 _LAYER = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # Class names: letters (any script), digits, spaces and the punctuation real label sets use; no markup.
 _CLASS_NAME = re.compile(r"^[\w .,'()\-/+:]+$")
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|~$])")
 
 
 def example_index(folder: str | Path) -> dict[str, Path]:
@@ -49,11 +48,9 @@ def example_index(folder: str | Path) -> dict[str, Path]:
 
 
 def echo(value: Any, limit: int = ECHO_CHARS) -> str:
-    """``value`` made safe to show in a message: control characters dropped, shortened, HTML and Markdown escaped."""
-    text = "".join(ch for ch in str(value) if ch.isprintable())
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return html.escape(_MARKDOWN.sub(r"\\\1", text), quote=True)
+    """``value`` made safe to show in a message: control characters dropped, shortened, HTML and Markdown
+    escaped, nothing auto-linked (see :func:`micam_core.escape.markdown`)."""
+    return markdown(value, limit)
 
 
 def build_query(state: Mapping[str, Any]) -> str:

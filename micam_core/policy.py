@@ -53,3 +53,12 @@ def limits_note() -> str:
     return (f"Limits: images up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS // 10**6} megapixels "
             f"(larger ones are refused, not shrunk); models up to {max_model_bytes() // 2**20} MB of weights, "
             f"loaded as safetensors or weights-only, never running repository code; `local-dir:` models {local}.")
+
+
+# What a model's config may ask for (Hub, local and cached models; checked before the model is built).
+INPUT_SIDE = (32, 1024)  # pixels a side of the model input (timm's pretrained models: 106 to 1024)
+CROP_PCT = (0.5, 1.25)  # share of the resized image the centre crop keeps (timm: 0.875 to 1.15)
+MEAN_RANGE = (0.0, 1.0)  # per-channel normalisation mean, on pixels scaled to [0, 1]
+STD_RANGE = (0.01, 10.0)  # per-channel normalisation std (timm: 0.14 to 1.0)
+MAX_CLASSES = 120_000  # timm's largest head has 115,217 classes
+MAX_LABEL_CHARS = 200  # one class name or description

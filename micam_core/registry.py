@@ -32,7 +32,8 @@ else:  # records are read by `--help` and the settings; torch loads when a map i
 if TYPE_CHECKING:
     from .models import LoadedModel
 
-NEEDS = frozenset({"grad_logit", "grad_prob", "mi"})  # what a method may ask of the shared capture
+# What a method may ask of the shared capture (see capture.py for the extras "hvp", "bias_grads", "guided").
+NEEDS = frozenset({"grad_logit", "grad_prob", "mi", "hvp", "bias_grads", "guided"})
 # The kinds the method selector groups methods by, in the order it shows them (id -> heading).
 FAMILIES: dict[str, str] = {
     "gradient": "Gradient-weighted",
@@ -58,6 +59,11 @@ class MapInputs:
     logits: torch.Tensor | None = None  # B x classes of the shared pass
     layer: str = ""  # the target layer's module name
     loaded: LoadedModel | None = None  # the model's record (its layer list, data config)
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)  # gradients of methods' own objectives, by id
+    hvp: torch.Tensor | None = None  # H A for the target logit (ShapleyCAM)
+    input_grad: torch.Tensor | None = None  # d y_c / d input (FullGrad)
+    guided_grad: torch.Tensor | None = None  # guided-backpropagation input gradient (Guided Grad-CAM)
+    bias_grads: list | None = None  # (bias, d y_c / d output) of every bias layer (FullGrad)
 
     @cached_property
     def mi(self) -> torch.Tensor:
@@ -83,7 +89,12 @@ class Method:
     ``compute``: ``compute(inputs: MapInputs, **params) -> (B x h x w ReLU'd map, B x K weights or None)``,
     the map at feature resolution; it receives the values of ``params`` as keywords.
     ``needs``: what ``compute`` reads from the shared capture besides activations: ``"grad_logit"``
-    (``d y_c / dA``), ``"grad_prob"`` (``d p_c / dA``), ``"mi"`` (MI of every channel with the grey image).
+    (``d y_c / dA``), ``"grad_prob"`` (``d p_c / dA``), ``"mi"`` (MI of every channel with the grey image),
+    ``"hvp"`` (``H A`` of the target logit), ``"bias_grads"`` (input and bias-layer gradients: the pass then
+    records the graph from the input), ``"guided"`` (guided-backpropagation input gradient).
+    ``objective``: ``objective(**params)`` gives the method's own score ``f(logits, targets)``, whose gradient
+    at the layer ``compute`` reads as ``inputs.grads[id]`` (same pass, one more copy of the layer output).
+    ``note``: one sentence the page and the report show with the method (e.g. what it ignores).
     ``follows_display``: the map is upsampled as the display setting says (the MI maps); otherwise
     always by ``upsampling``. ``passes``: for methods that run extra forward passes (``inputs.model``
     on ``inputs.batch``), their upper bound per image as ``passes(channels, **params)``; ``None``: none.
@@ -107,6 +118,8 @@ class Method:
     passes: Callable[..., int] | None = None
     params: tuple[Param, ...] = ()
     family: str = ""
+    objective: Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None
+    note: str = ""
     unavailable: Callable[[LoadedModel, str], str | None] | None = None
 
     @property
@@ -185,6 +198,7 @@ def register(method: Method) -> Method:
 from . import cams  # noqa: E402, F401, I001
 from . import passcams  # noqa: E402, F401
 from . import layercams  # noqa: E402, F401
+from . import methods_extra  # noqa: E402, F401
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in REGISTRY.values()}
@@ -195,6 +209,13 @@ SINGLE_PASS: tuple[str, ...] = tuple(m.id for m in REGISTRY.values() if m.single
 def needs_of(methods: Iterable[str]) -> frozenset[str]:
     """Everything the chosen methods need from the capture."""
     return frozenset().union(*(REGISTRY[m].needs for m in methods))
+
+
+def objectives_of(methods: Iterable[str], params: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
+    """The chosen methods' own objectives (whose gradients at the layer they read), by method id."""
+    params = params or {}
+    return {m: REGISTRY[m].objective(**REGISTRY[m].param_values(params.get(m)))
+            for m in methods if REGISTRY[m].objective is not None}
 
 
 def display_mode(method: str, upsampling: str) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
+from .escape import PLAIN_TEXT_RC, printable
 from .settings import COLORMAPS
 
 
@@ -58,9 +59,14 @@ def curves_figure(curves: Curves, title: str = "", labels: Mapping[str, str] | N
     (default: the keys); the baselines ``random`` and ``centre`` are dashed. ``protocol`` is printed
     under the title.
     """
-    labels = labels or {}
+    with plt.rc_context(PLAIN_TEXT_RC):  # a "$" in a class or method name is a dollar sign
+        return _curves_png(curves, title, labels or {}, road or {}, removed, protocol)
+
+
+def _curves_png(curves: Curves, title: str, labels: Mapping[str, str], road: Curves, removed: Sequence[float],
+                protocol: str) -> Image.Image:
     series = {kind: {name: c[kind] for name, c in source.items() if kind in c}
-              for source, kinds in ((curves, ("deletion", "insertion")), (road or {}, ("morf", "lerf")))
+              for source, kinds in ((curves, ("deletion", "insertion")), (road, ("morf", "lerf")))
               for kind in kinds}
     kinds = [kind for kind, lines in series.items() if lines]
     fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(4.5 * max(1, len(kinds)), 3.6), dpi=100, squeeze=False)
@@ -73,7 +79,7 @@ def curves_figure(curves: Curves, title: str = "", labels: Mapping[str, str] | N
             style = "--" if name in ("random", "centre") else "-"
             score = f"mean {ys.mean():.3f}" if road_kind else f"AUC {np.trapezoid(ys, xs):.3f}"
             ax.plot(xs, ys, style, marker="o" if road_kind else None, markersize=3,
-                    label=f"{labels.get(name, name)} ({score})")
+                    label=f"{printable(labels.get(name, name))} ({score})")
         ax.set_title(f"{name_} ({better} is better)", fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("target probability")
@@ -81,7 +87,7 @@ def curves_figure(curves: Curves, title: str = "", labels: Mapping[str, str] | N
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    heading = "\n".join(t for t in (title, f"protocol: {protocol}" if protocol else "") if t)
+    heading = "\n".join(t for t in (printable(title), f"protocol: {printable(protocol)}" if protocol else "") if t)
     if heading:
         fig.suptitle(heading, fontsize=9)
     fig.tight_layout()

@@ -31,6 +31,8 @@ def method_facts(exp: Explanation, method: str) -> dict[str, Any]:
     facts: dict[str, Any] = {"label": record.label, "class_specific": record.class_specific,
                              "upsampling": display_mode(method, exp.upsampling), "formula": record.formula,
                              "reference": record.reference}
+    if record.note:
+        facts["note"] = record.note
     weights = exp.weights.get(method)
     if weights is not None:
         facts["channels"] = int(weights.shape[0])

@@ -72,16 +72,16 @@ class Randomisation:
     def verdict(self, name: str) -> str:
         """One sentence: passes or fails, with the numbers."""
         sim, step, label = self.at_target(name), min(self.target_step, self.depth), label_of(name)
-        where = f"with {self.randomised(step)} randomised (step {step}, target layer {self.layer})"
+        where = f"with {self.randomised(step)} randomised (down to the target layer {self.layer})"
         numbers = f"Spearman {sim.spearman:.2f}, SSIM {sim.ssim:.2f} with the original"
         if name in BASELINES:
-            return f"{label} does not depend on the model: {numbers} {where}, as any map that ignores the weights."
+            return f"{label} ignores the model: {where} its map is unchanged ({numbers}), as a failure looks."
         verdict = self.passed(name)
         if verdict is None:
             return f"{label}: undefined {where}: the map is constant, so its ranks carry no information."
         if verdict:
-            return f"{label} passes: its map changes {where} ({numbers})."
-        return (f"{label} fails: its map barely changes {where} ({numbers}, at least {UNCHANGED}); "
+            return f"{label} passes: {where} its map changes ({numbers})."
+        return (f"{label} fails: {where} its map barely changes ({numbers}, at least {UNCHANGED}); "
                 "it does not reflect the weights it claims to explain.")
 
     def to_report(self) -> dict:
@@ -227,3 +227,37 @@ def sanity_checks(loaded: LoadedModel, exp: Explanation, methods: Sequence[str] 
     """Cascading randomisation and random logit for the maps of ``exp`` (and the baselines)."""
     return Sanity(randomisation_check(loaded, exp, methods, depth, seed, baselines),
                   random_logit_check(loaded, exp, methods, seed, baselines))
+
+
+@dataclass(frozen=True)
+class SanityPlan:
+    """What :func:`sanity_checks` will do for an explanation, known before it runs."""
+
+    units: list[str]  # randomised, top-down, in this order
+    layer: str
+    maps: int
+    extra_passes: int  # masked passes of multi-pass methods (Score-CAM), over every step
+
+    @property
+    def passes(self) -> int:
+        """Forward + partial backward passes on one image: one per randomisation step, one for the random class."""
+        return len(self.units) + 1
+
+    def describe(self) -> str:
+        extra = f", plus {self.extra_passes} masked forward passes" if self.extra_passes else ""
+        return (f"Randomises {len(self.units)} parts of the model from the top ({', '.join(self.units)}; the target "
+                f"layer {self.layer} is in the last) and recomputes the {self.maps} maps after each, then once for "
+                f"a random class: {self.passes} forward and backward passes on one image{extra}, about "
+                f"{self.passes} times the work of the explanation itself.")
+
+
+def plan(loaded: LoadedModel, exp: Explanation, methods: Sequence[str] | None = None,
+         depth: int | None = None) -> SanityPlan:
+    """The cost of :func:`sanity_checks` with the same arguments, computed without running anything."""
+    from .cost import extra_passes
+
+    chosen = _chosen(exp, methods)
+    unit_list = units(loaded.model)
+    depth = target_step(unit_list, exp.layer) if depth is None else depth
+    extra = extra_passes(loaded, exp.layer, chosen) * (depth + 1)
+    return SanityPlan([u.name for u in unit_list[:depth]], exp.layer, len(chosen), extra)

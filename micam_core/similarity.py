@@ -60,30 +60,40 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
 
 
 class Comparison:
-    """An original map, ready to be compared with many others (its ranks and window means computed once)."""
+    """An original map, ready to be compared with many others (its ranks and window means computed once, lazily).
+
+    A map equal to the original element for element is similar by definition: Spearman 1 (NaN for a
+    constant map) and SSIM 1, found without ranking or filtering.
+    """
 
     def __init__(self, original: np.ndarray, data_range: float = 1.0) -> None:
         self.x = np.asarray(original, dtype=np.float64)
         self.data_range = data_range
-        self.ranks = _centred_ranks(self.x)
-        self.norm = float((self.ranks * self.ranks).sum())
-        small = min(self.x.shape) < SSIM_WINDOW
-        self.ux = None if small else _box(self.x, SSIM_WINDOW)
-        self.uxx = None if small else _box(self.x * self.x, SSIM_WINDOW)
+        self._ranks: np.ndarray | None = None
+        self._boxes: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def ranks(self) -> np.ndarray:
+        if self._ranks is None:
+            self._ranks = _centred_ranks(self.x)
+        return self._ranks
 
     def spearman(self, other: np.ndarray) -> float:
         rb = _centred_ranks(other)
-        denom = np.sqrt(self.norm * float((rb * rb).sum()))
+        denom = np.sqrt(float((self.ranks * self.ranks).sum()) * float((rb * rb).sum()))
         return float((self.ranks * rb).sum() / denom) if denom > 0 else float("nan")
 
     def ssim(self, other: np.ndarray) -> float:
-        if self.ux is None:
+        if min(self.x.shape) < SSIM_WINDOW:
             return float("nan")
+        if self._boxes is None:
+            self._boxes = (_box(self.x, SSIM_WINDOW), _box(self.x * self.x, SSIM_WINDOW))
+        ux, uxx = self._boxes
         y = np.asarray(other, dtype=np.float64)
         n = SSIM_WINDOW * SSIM_WINDOW
         cov_norm = n / (n - 1)
-        ux, uy = self.ux, _box(y, SSIM_WINDOW)
-        vx = cov_norm * (self.uxx - ux * ux)
+        uy = _box(y, SSIM_WINDOW)
+        vx = cov_norm * (uxx - ux * ux)
         vy = cov_norm * (_box(y * y, SSIM_WINDOW) - uy * uy)
         vxy = cov_norm * (_box(self.x * y, SSIM_WINDOW) - ux * uy)
         c1, c2 = (SSIM_K1 * self.data_range) ** 2, (SSIM_K2 * self.data_range) ** 2
@@ -91,6 +101,10 @@ class Comparison:
         return float(s.mean())
 
     def __call__(self, other: np.ndarray) -> Similarity:
+        if np.array_equal(self.x, other):
+            constant = self.x.size == 0 or bool(self.x.min() == self.x.max())
+            fits = min(self.x.shape) >= SSIM_WINDOW
+            return Similarity(float("nan") if constant else 1.0, 1.0 if fits else float("nan"))
         return Similarity(self.spearman(other), self.ssim(other))
 
 

@@ -16,11 +16,13 @@ import timm
 import torch
 
 from .errors import ModelLoadError, drop_frames, fresh_error, shorten
+from .model_config import check_config
 
 log = logging.getLogger(__name__)
 
 BUNDLED = {"efficientnet_lite0": "tf_efficientnet_lite0"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def create_from_spec(spec: str, *, max_bytes: int) -> tuple[torch.nn.Module, str | None]:
@@ -47,6 +49,7 @@ def _create(spec: str, max_bytes: int) -> tuple[torch.nn.Module, str | None]:
     if spec.startswith("hf-hub:"):
         repo = spec[len("hf-hub:"):]
         _check_hub_size(repo, max_bytes)
+        check_config(_hub_config(repo), repo)
         _check_built_size(spec, spec, max_bytes)
         return _timm_pretrained(spec, spec), _hub_revision(repo)
     return _create_timm_name(spec, max_bytes)
@@ -81,7 +84,9 @@ def _create_local(folder: Path, max_bytes: int) -> torch.nn.Module:
         raise ModelLoadError(f"Local model folder not found: {shorten(folder)}")
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{shorten(folder)} has no config.json (expected a timm model saved in Hub layout).")
-    _check_timm_config(json.loads((folder / "config.json").read_text()), shorten(folder))
+    config = _read_json(folder / "config.json", shorten(folder))
+    _check_timm_config(config, shorten(folder))
+    check_config(config, str(folder))
     largest = max((p.stat().st_size for p in folder.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)), default=0)
     _refuse_if_too_large(shorten(folder), largest, max_bytes)
     _check_built_size("local-dir:" + str(folder), shorten(folder), max_bytes)
@@ -110,6 +115,29 @@ def _create_timm_name(name: str, max_bytes: int) -> tuple[torch.nn.Module, str |
 def _timm_pretrained(timm_spec: str, shown: str) -> torch.nn.Module:
     log.info("creating %s", shown)
     return timm.create_model(timm_spec, pretrained=True)
+
+
+def _read_json(path: Path, shown: str) -> dict:
+    """A config.json (at most ``MAX_CONFIG_BYTES``) as a dict, or a sentence saying why not."""
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ModelLoadError(f"{shown}: config.json is larger than {MAX_CONFIG_BYTES // 2**10} kB; "
+                             "not a timm config.")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ModelLoadError(f"{shown}: config.json is not valid JSON.") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{shown}: config.json is not a JSON object.")
+    return config
+
+
+def _hub_config(repo: str) -> dict:
+    """The repository's config.json (from the cache, or downloaded alone under the Hub deadlines)."""
+    from huggingface_hub import hf_hub_download
+
+    repo_id, _, revision = repo.partition("@")
+    path = hf_hub_download(repo_id, "config.json", revision=revision or None)
+    return _read_json(Path(path), repo_id)
 
 
 def _check_timm_config(config: dict, where: str) -> None:

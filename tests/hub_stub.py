@@ -75,6 +75,20 @@ REPOS: dict[str, dict] = {
         "config": json.dumps({"architecture": "resnet18", "num_classes": 10}),
         "files": {"config.json": 100, "README.md": 10},
     },
+    **{f"evil/{name}": {"config": json.dumps({"architecture": "resnet18", "num_classes": 10,
+                                                "pretrained_cfg": pretrained}),
+                         "files": {"config.json": 100, "model.safetensors": MB}}
+       for name, pretrained in {
+           "crop-tiny": {"crop_pct": 0.01}, "crop-1e-9": {"crop_pct": 1e-9},
+           "input-2048": {"input_size": [3, 2048, 2048]}, "mean-nan": {"mean": [float("nan"), 0.5, 0.5]},
+           "std-zero": {"std": [0.0, 0.2, 0.2]}, "labels-long": {"label_names": ["x" * 5000] * 10}}.items()},
+    "evil/classes-many": {"config": json.dumps({"architecture": "resnet18", "num_classes": 10**7}),
+                          "files": {"config.json": 100, "model.safetensors": MB}},
+    "ok/at-the-bounds": {
+        "config": json.dumps({"architecture": "resnet18", "num_classes": 10, "pretrained_cfg": {
+            "input_size": [3, 1024, 32], "crop_pct": 0.5, "mean": [0, 0, 1], "std": [0.01, 10, 1]}}),
+        "files": {"config.json": 100, "model.safetensors": MB},
+    },
     "evil/bert": {
         "config": json.dumps({"architectures": ["BertModel"], "model_type": "bert"}),
         "files": {"config.json": 100, "model.safetensors": MB},

@@ -97,7 +97,7 @@ def test_the_limit_holds_for_deep_layers_and_the_gpu_duration_follows(which, lay
     work = _served(monkeypatch, loaded)
     passes = extra_passes(loaded, layer, ["scorecam"])
     monkeypatch.setenv("MICAM_MAX_EXTRA_PASSES", str(passes - 1))
-    with pytest.raises(MicamError, match=f"{passes} forward passes"):
+    with pytest.raises(MicamError, match=f"{passes} extra forward passes"):
         work.check_cost(loaded, layer, ("scorecam",))
     with pytest.raises(MicamError, match="forward passes"):  # the GPU function itself refuses too
         work.gpu_explain("x", None, layer, None, "paper", ("scorecam",))

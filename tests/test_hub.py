@@ -34,7 +34,8 @@ CHILD = textwrap.dedent("""
 """)
 SEARCHES = "slow,resnet,hostile,broken,garbage,nothing"
 REPOS = ("timm/resnet18.a1_in1k,evil/unknown-arch,evil/huge-weights,evil/absurd-config,evil/not-json,"
-         "evil/no-weights,evil/bert,missing/repo,hf-hub:timm/resnet18.a1_in1k")
+         "evil/no-weights,evil/bert,missing/repo,hf-hub:timm/resnet18.a1_in1k,evil/crop-tiny,evil/crop-1e-9,"
+         "evil/input-2048,evil/mean-nan,evil/std-zero,evil/labels-long,evil/classes-many,ok/at-the-bounds")
 
 
 def run_child(endpoint: str, searches: str, repos: str, tmp_path) -> dict:
@@ -100,6 +101,8 @@ def test_precheck_reads_only_the_config_and_the_file_list(stub_run):
     assert (good["architecture"], good["num_classes"], good["input_size"]) == ("resnet18", 1000, [3, 224, 224])
     assert good["weight_bytes"] == 47 * 2**20
     assert results["precheck:hf-hub:timm/resnet18.a1_in1k"]["ok"]
+    bounds = results["precheck:ok/at-the-bounds"]
+    assert bounds["ok"] and bounds["input_size"] == [3, 1024, 32], bounds
     fetched = [r for r in requests if "/resolve/" in r]
     assert fetched and all(r.split("?")[0].endswith("/config.json") for r in fetched), fetched
     assert any(r.startswith("GET /api/models/timm/resnet18.a1_in1k") and "blobs=true" in r.lower() for r in requests)
@@ -108,7 +111,15 @@ def test_precheck_reads_only_the_config_and_the_file_list(stub_run):
 @pytest.mark.parametrize("repo, words", [
     ("evil/unknown-arch", "does not know the architecture"),
     ("evil/huge-weights", "the limit here is 1024 MB"),
-    ("evil/absurd-config", "believable number of classes"),
+    ("evil/absurd-config", "input_size = [3, -1, 1000000000.0]"),
+    ("evil/crop-tiny", "crop_pct = 0.01; this server allows a number from 0.5 to 1.25"),
+    ("evil/crop-1e-9", "crop_pct = 1e-09"),
+    ("evil/input-2048", "input_size = [3, 2048, 2048]; this server allows [3, H, W] with H and W whole numbers "
+                        "from 32 to 1024 px"),
+    ("evil/mean-nan", "mean = [nan, 0.5, 0.5]; this server allows three finite numbers from 0 to 1"),
+    ("evil/std-zero", "std = [0.0, 0.2, 0.2]"),
+    ("evil/labels-long", "label_names = 'a name of 5000 characters'"),
+    ("evil/classes-many", "num_classes = 10000000"),
     ("evil/not-json", "not valid JSON"),
     ("evil/no-weights", "no weights file"),
     ("evil/bert", "not a timm model"),

@@ -7,3 +7,5 @@ turns the rows into tables and plots (see :mod:`.summary`). The row of one image
 
 TARGETS = ("label", "top1")  # --target: the label when it names a class of the model (else top-1), or top-1
 ENGINES = ("local", "ray")
+# The [eval] extra of pyproject.toml (import names; tests/test_evaluate_talks.py keeps them equal).
+EXTRAS = ("ray", "pyarrow", "datasets", "scipy", "pandas")

@@ -39,6 +39,12 @@ SCHEMA = pa.schema([
     ("road_morf", pa.float64()), ("road_lerf", pa.float64()), ("road_combined", pa.float64()),
     ("road_morf_curve", pa.list_(pa.float64())), ("road_lerf_curve", pa.list_(pa.float64())),
     ("seconds", pa.float64()),
+    # --sanity (null without it): cascading randomisation, similarity to the original per step 1..depth
+    ("rand_units", pa.list_(pa.string())), ("rand_target_step", pa.int64()),
+    ("rand_spearman", pa.list_(pa.float64())), ("rand_ssim", pa.list_(pa.float64())), ("rand_passed", pa.bool_()),
+    # --sanity: the map for a seeded random other class against the target's
+    ("logit_class", pa.int64()), ("logit_spearman", pa.float64()), ("logit_ssim", pa.float64()),
+    ("logit_identical", pa.bool_()), ("sanity_seconds", pa.float64()),
 ])
 KEY = ("model", "method", "image_id")
 
@@ -54,9 +60,13 @@ class Settings:
     target: str = "label"  # "label": the label when it names a class of the model, else top-1
     layer: str | None = None
     protocol: str = "rise"  # a name from micam_core.protocols.PROTOCOLS (threshold, fill, steps as resolved)
+    sanity: bool = False  # also run the sanity checks (cascading randomisation, random logit), seed 0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "methods": list(self.methods)}
+        out = {**asdict(self), "methods": list(self.methods)}
+        if not self.sanity:  # runs recorded before --sanity existed resume unchanged
+            out.pop("sanity")
+        return out
 
 
 def row_names(settings: Settings) -> tuple[str, ...]:
@@ -91,6 +101,7 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
         extra = {"chunk": chunk} if chunk and "chunk" in inspect.signature(analyse).parameters else {}
         faith = analyse(loaded, exp, threshold=settings.threshold, fill=settings.fill, steps=settings.steps,
                         protocol=settings.protocol, **extra)
+        sanity = _sanity_columns(loaded, exp) if settings.sanity else {}
     except Exception as err:  # any failure of one image becomes its failed rows; the run goes on
         log.warning("%s: %s failed: %s", loaded.spec, record.get("image_id"), err)
         reason = f"{type(err).__name__}: {err}"
@@ -112,13 +123,30 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
                      "target_rank_original": r.rank_original, "target_rank_keep": r.rank_keep,
                      "target_rank_remove": r.rank_remove,
                      **{f"{kind}_curve": curve for kind, curve in r.curves.as_lists().items()},
-                     **(_road_columns(r.road) if r.road is not None else {})})
+                     **(_road_columns(r.road) if r.road is not None else {}), **sanity.get(name, {})})
     return rows
 
 
 def _road_columns(road) -> dict:
     return {"road_morf": road.morf_score, "road_lerf": road.lerf_score, "road_combined": road.combined,
             "road_morf_curve": road.morf.tolist(), "road_lerf_curve": road.lerf.tolist()}
+
+
+def _sanity_columns(loaded: LoadedModel, exp) -> dict[str, dict]:
+    """The sanity columns of every method and baseline row (see :mod:`micam_core.sanity`)."""
+    from ..sanity import sanity_checks
+
+    start = time.perf_counter()
+    checks = sanity_checks(loaded, exp, seed=0)
+    rand, logit = checks.randomisation, checks.random_logit
+    seconds = time.perf_counter() - start
+    return {name: {"rand_units": rand.units[:rand.depth], "rand_target_step": rand.target_step,
+                   "rand_spearman": [s.spearman for s in rand.similarity[name]],
+                   "rand_ssim": [s.ssim for s in rand.similarity[name]], "rand_passed": rand.passed(name),
+                   "logit_class": logit.other, "logit_spearman": logit.similarity[name].spearman,
+                   "logit_ssim": logit.similarity[name].ssim, "logit_identical": logit.identical(name),
+                   "sanity_seconds": seconds}
+            for name in rand.similarity}
 
 
 def to_table(rows: list[dict]) -> pa.Table:

@@ -70,8 +70,13 @@ class ResultStore:
 
     def _read_part(self, path: Path, columns: list[str] | None) -> pa.Table | None:
         try:
-            table = pq.read_table(path, columns=columns)
-            return table.cast(SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns]))
+            schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+            present = set(pq.read_schema(path).names)
+            table = pq.read_table(path, columns=[c for c in schema.names if c in present])
+            for field in schema:  # parts written before a column existed (e.g. without --sanity): nulls
+                if field.name not in present:
+                    table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+            return table.select(schema.names).cast(schema)
         except (pa.ArrowException, OSError, ValueError, KeyError) as err:
             log.warning("skipped the corrupted part file %s (%s); its images count as not done",
                         path, str(err).splitlines()[0][:120] if str(err) else type(err).__name__)

@@ -1,38 +1,30 @@
-"""Statistics of an evaluate run: means with bootstrap CIs, paired comparisons, Markdown/CSV/PNG.
+"""Statistics of an evaluate run: a verdict block, means with intervals, paired comparisons, Markdown/CSV/PNG.
 
-Per model and method: the mean of each metric with a 95% percentile-bootstrap interval (images
-resampled, seeded), and top-1 accuracy where labels name the model's classes. Paired, per model:
-the reference method (MI CAM) against every other method and both baselines on the same images:
-mean of (reference - other) with its bootstrap CI, the win rate (share of images where the reference
-is better, ties count half) and the Wilcoxon signed-rank p-value (two-sided; zero differences dropped).
+Per model and method: the mean of each metric (see :mod:`.metrics`) with a 95% interval (percentile
+bootstrap over images, seeded; Wilson for yes/no metrics), and top-1 accuracy where labels name the
+model's classes. Paired, per model: the reference method (MI CAM) against every other method and both
+baselines on the same images: mean of (reference - other) with its bootstrap CI, the win rate (share
+of images where the reference is better, ties count half) and the Wilcoxon signed-rank p-value
+(two-sided; zero differences dropped), Holm-adjusted over the comparisons of each metric. The summary
+opens with one sentence per metric and comparison (:mod:`.verdicts`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..escape import PLAIN_TEXT_RC, write_csv
+from .metrics import Metric, bootstrap_ci, derive, holm, label_of, present, values, wilcoxon_p, wilson
 from .store import ResultStore
+from .verdicts import ALPHA, verdict_lines
 
 log = logging.getLogger(__name__)
 
-# column, label, which way is better (+1 higher, -1 lower, 0 neither), scale for display
-METRICS = (
-    ("deletion_auc", "deletion AUC", -1, 1.0),
-    ("insertion_auc", "insertion AUC", +1, 1.0),
-    ("average_drop", "Average Drop %", -1, 1.0),
-    ("increase", "Increase in Confidence %", +1, 100.0),
-    ("paper_drop", "paper's Drop %", -1, 1.0),
-    ("paper_increase", "paper's Increase %", +1, 1.0),
-    ("flipped", "flips when removed %", +1, 100.0),
-    ("region_fraction", "region fraction", 0, 1.0),
-)
-SEED = 0
 
 
 @dataclass
@@ -42,37 +34,16 @@ class Summary:
     paired: pd.DataFrame
     accuracy: pd.DataFrame
     files: list[Path] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)
 
 
-def bootstrap_ci(values: np.ndarray, resamples: int = 2000, seed: int = SEED,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (NaN when there are no values)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 256):  # bounded memory for large data sets
-        stop = min(resamples, start + 256)
-        means[start:stop] = values[rng.integers(0, values.size, (stop - start, values.size))].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
-
-
-def wilcoxon_p(diff: np.ndarray) -> float:
-    from scipy.stats import wilcoxon
-
-    diff = np.asarray(diff, dtype=np.float64)
+def p_note(diff: np.ndarray) -> str:
+    """Why the Wilcoxon p-value is undefined ('' when it is defined)."""
+    if len(diff) == 0:
+        return "no image has both maps"
     if np.count_nonzero(diff) == 0:
-        return float("nan")
-    return float(wilcoxon(diff, zero_method="wilcox", alternative="two-sided").pvalue)
-
-
-def label_of(name: str) -> str:
-    import micam_core
-    from micam_core.counterfactual import BASELINES
-
-    return micam_core.METHOD_LABELS.get(name) or BASELINES.get(name, name)
+        return f"all {len(diff)} differences are zero"
+    return ""
 
 
 def load_rows(results: str | Path) -> pd.DataFrame:
@@ -83,52 +54,81 @@ def summarize(results: str | Path, reference: str = "micam", resamples: int = 20
     """Write summary.md, summary.csv, paired.csv and the plots into ``results``; return them."""
     results = Path(results)
     rows = load_rows(results)
-    ok = rows[rows["status"] == "ok"]
-    per_method = _per_method(ok, resamples)
-    paired = _paired(ok, reference, resamples)
+    ok = derive(rows[rows["status"] == "ok"])
+    metrics = present(ok)
+    per_method = _per_method(ok, metrics, resamples)
+    paired = _paired(ok, metrics, reference, resamples)
     accuracy = _accuracy(ok, resamples)
     failed = rows[rows["status"] != "ok"].drop_duplicates(["model", "image_id"])
-    md = _markdown(results, per_method, paired, accuracy, ok, failed, reference)
+    config = ResultStore(results).read_config() or {}
+    verdicts = verdict_lines(ok, paired, reference, resamples)
+    md = _markdown(results, config, per_method, paired, accuracy, ok, failed, reference, metrics, verdicts)
     files = [results / "summary.md", results / "summary.csv", results / "paired.csv"]
     files[0].write_text(md)
-    per_method.to_csv(files[1], index=False)
-    paired.to_csv(files[2], index=False)
+    write_csv(per_method, files[1])  # text cells starting with = + - @ prefixed: inert in spreadsheets
+    write_csv(paired, files[2])
     if plots and not ok.empty:
-        files += _plots(ok, results)
-    return Summary(md, per_method, paired, accuracy, files)
+        import matplotlib.pyplot as plt
+
+        from .summary_plots import plots as draw
+
+        with plt.rc_context(PLAIN_TEXT_RC):  # "$" in a model or method name is a dollar sign
+            files += draw(ok, metrics, results, _protocol_text(config))
+    return Summary(md, per_method, paired, accuracy, files, verdicts)
 
 
-def _per_method(ok: pd.DataFrame, resamples: int) -> pd.DataFrame:
+def _interval(x: np.ndarray, metric: Metric, resamples: int) -> tuple[float, float]:
+    if metric.binary:
+        lo, hi = wilson(float(np.sum(x > 0)), len(x))
+        return lo * metric.scale, hi * metric.scale
+    return bootstrap_ci(x, resamples)
+
+
+def _per_method(ok: pd.DataFrame, metrics: list[Metric], resamples: int) -> pd.DataFrame:
     out = []
     for (model, method), group in ok.groupby(["model", "method"], sort=False):
-        for col, label, better, scale in METRICS:
-            x = group[col].astype(float).to_numpy() * scale
-            lo, hi = bootstrap_ci(x, resamples)
-            out.append({"model": model, "method": method, "metric": col, "label": label, "n": len(x),
-                        "mean": float(x.mean()) if len(x) else float("nan"), "ci_low": lo, "ci_high": hi,
-                        "better": {1: "higher", -1: "lower", 0: ""}[better]})
+        for metric in metrics:
+            x = values(group, metric)
+            lo, hi = _interval(x, metric, resamples)
+            out.append({"model": model, "method": method, "metric": metric.column, "label": metric.label,
+                        "n": len(x), "mean": float(x.mean()) if len(x) else float("nan"), "ci_low": lo,
+                        "ci_high": hi, "better": {1: "higher", -1: "lower", 0: ""}[metric.better],
+                        "interval": "Wilson" if metric.binary else "bootstrap"})
     return pd.DataFrame(out)
 
 
-def _paired(ok: pd.DataFrame, reference: str, resamples: int) -> pd.DataFrame:
+def _paired(ok: pd.DataFrame, metrics: list[Metric], reference: str, resamples: int) -> pd.DataFrame:
     out = []
     for model, group in ok.groupby("model", sort=False):
         ref = group[group["method"] == reference].set_index("image_id")
         if ref.empty:
             continue
-        for other in [m for m in group["method"].unique() if m != reference]:
-            oth = group[group["method"] == other].set_index("image_id")
-            common = ref.index.intersection(oth.index)
-            for col, label, better, scale in METRICS:
-                if better == 0:
-                    continue
-                d = (ref.loc[common, col].astype(float) - oth.loc[common, col].astype(float)).to_numpy() * scale
+        others = [m for m in group["method"].unique() if m != reference]
+        for metric in [m for m in metrics if m.better]:
+            family = []
+            for other in others:
+                oth = group[group["method"] == other].set_index("image_id")
+                common = ref.index.intersection(oth.index)
+                a = pd.to_numeric(ref.loc[common, metric.column].astype("object"), errors="coerce")
+                b = pd.to_numeric(oth.loc[common, metric.column].astype("object"), errors="coerce")
+                keep = a.notna() & b.notna()
+                a, b = a[keep].to_numpy(float) * metric.scale, b[keep].to_numpy(float) * metric.scale
+                d = a - b
                 lo, hi = bootstrap_ci(d, resamples)
-                wins = np.mean((np.sign(d) * better > 0) + 0.5 * (d == 0)) if len(d) else float("nan")
-                out.append({"model": model, "reference": reference, "other": other, "metric": col, "label": label,
-                            "n": len(d), "mean_diff": float(d.mean()) if len(d) else float("nan"),
-                            "ci_low": lo, "ci_high": hi, "win_rate": float(wins), "wilcoxon_p": wilcoxon_p(d)})
+                wins = float(np.mean((np.sign(d) * metric.better > 0) + 0.5 * (d == 0))) if len(d) else float("nan")
+                family.append({"model": model, "reference": reference, "other": other, "metric": metric.column,
+                               "label": metric.label, "n": len(d), "reference_mean": _mean(a),
+                               "other_mean": _mean(b), "mean_diff": _mean(d), "ci_low": lo, "ci_high": hi,
+                               "win_rate": wins, "wilcoxon_p": wilcoxon_p(d), "p_note": p_note(d)})
+            adjusted = holm([r["wilcoxon_p"] for r in family])
+            tested = sum(1 for r in family if not np.isnan(r["wilcoxon_p"]))
+            for r, p in zip(family, adjusted):
+                out.append({**r, "p_holm": p, "family": tested})
     return pd.DataFrame(out)
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if len(x) else float("nan")
 
 
 def _accuracy(ok: pd.DataFrame, resamples: int) -> pd.DataFrame:
@@ -140,7 +140,8 @@ def _accuracy(ok: pd.DataFrame, resamples: int) -> pd.DataFrame:
         lo, hi = bootstrap_ci(x, resamples)
         out.append({"model": model, "images": len(images), "labelled": len(x),
                     "top1_pct": float(x.mean()) if len(x) else float("nan"), "ci_low": lo, "ci_high": hi,
-                    "seconds_per_image": float(images["seconds"].mean())})
+                    "seconds_per_image": float(images["seconds"].mean()),
+                    "target_from_label": int((images["target_source"] == "label").sum())})
     return pd.DataFrame(out)
 
 
@@ -150,88 +151,86 @@ def _fmt(mean: float, lo: float, hi: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def _markdown(results: Path, per_method, paired, accuracy, ok, failed, reference: str) -> str:
-    config = ResultStore(results).read_config() or {}
+def _protocol_text(config: dict) -> str:
     s = config.get("settings", {})
+    protocol = s.get("protocol")
+    head = f"protocol {protocol}: " if protocol else ""
+    sanity = "; sanity checks (seed 0)" if s.get("sanity") else ""
+    return f"{head}threshold {s.get('threshold')}, fill {s.get('fill')}, {s.get('steps')} steps{sanity}"
+
+
+def _target_text(config: dict, accuracy: pd.DataFrame) -> str:
+    """"target: top-1" unless labels named the target of some images."""
+    from_label = int(accuracy["target_from_label"].sum()) if not accuracy.empty else 0
+    images = int(accuracy["images"].sum()) if not accuracy.empty else 0
+    if from_label == 0:
+        wanted = config.get("settings", {}).get("target") == "label"
+        return "target: top-1" + (" (no label names a class of the model)" if wanted and images else "")
+    if from_label == images:
+        return "target: each image's label"
+    return f"target: the image's label ({from_label} of {images} images), else top-1"
+
+
+def _markdown(results: Path, config: dict, per_method, paired, accuracy, ok, failed, reference: str,
+              metrics: list[Metric], verdicts: list[str]) -> str:
     lines = [f"# Faithfulness summary: {results.name}", "",
-             f"Protocol: {s.get('protocol', 'rise')}. Settings: threshold {s.get('threshold')}, "
-             f"fill {s.get('fill')}, steps {s.get('steps')}, "
-             f"target {s.get('target')}. Means with 95% bootstrap CIs over images. "
-             f"Failed images: {len(failed)}.", ""]
+             f"{_protocol_text(config).capitalize()}; {_target_text(config, accuracy)}. "
+             f"Means with 95% intervals over images (bootstrap; Wilson for proportions). "
+             f"Failed images: {len(failed)}.", "", "## Verdict", ""]
+    lines += [f"- {v}" for v in verdicts] or ["- No paired comparison: the reference method has no rows."]
+    lines += ["", f"Verdicts: paired Wilcoxon signed-rank tests of {label_of(reference)} against every other map "
+              f"on the same images, Holm-adjusted per metric; 'not distinguishable' means p >= {ALPHA} after "
+              "adjustment.", ""]
     for _, acc in accuracy.iterrows():
-        model = acc["model"]
-        lines += [f"## {model}", "", f"{acc['images']} images, {acc['seconds_per_image']:.2f} s per image; "
-                  + (f"top-1 accuracy {_fmt(acc['top1_pct'], acc['ci_low'], acc['ci_high'], 1)} % on "
-                     f"{acc['labelled']} labelled images." if acc["labelled"] else "no labels naming its classes."), ""]
-        table = per_method[per_method["model"] == model]
-        metrics = [m for m in METRICS if m[0] in set(table["metric"])]
-        lines.append("| method | " + " | ".join(f"{lab} ({'↑' if b > 0 else '↓' if b < 0 else ''})".replace(" ()", "")
-                                                for _, lab, b, _ in metrics) + " |")
-        lines.append("|---" * (len(metrics) + 1) + "|")
-        for method in table["method"].unique():
-            cells = table[table["method"] == method].set_index("metric")
-            digits = {"deletion_auc": 3, "insertion_auc": 3, "region_fraction": 3}
-            lines.append(f"| {label_of(method)} | " + " | ".join(
-                _fmt(cells.loc[c, "mean"], cells.loc[c, "ci_low"], cells.loc[c, "ci_high"], digits.get(c, 1))
-                for c, *_ in metrics) + " |")
-        pairs = paired[paired["model"] == model] if not paired.empty else paired
-        if not pairs.empty:
-            lines += ["", f"Paired, {label_of(reference)} minus each other map on the same images "
-                      "(difference [95% CI]; win rate = share of images where it is better, ties half; "
-                      "Wilcoxon signed-rank p):", "",
-                      "| vs | " + " | ".join(lab for c, lab, b, _ in METRICS if b) + " |",
-                      "|---" * (1 + sum(1 for m in METRICS if m[2])) + "|"]
-            for other in pairs["other"].unique():
-                cells = pairs[pairs["other"] == other].set_index("metric")
-                lines.append(f"| {label_of(other)} | " + " | ".join(
-                    f"{_fmt(r['mean_diff'], r['ci_low'], r['ci_high'], 3 if c.endswith('auc') else 1)}; "
-                    f"win {100 * r['win_rate']:.0f}%; p {r['wilcoxon_p']:.2g}"
-                    for c, r in ((c, cells.loc[c]) for c, _, b, _ in METRICS if b)) + " |")
-        lines.append("")
+        lines += _model_tables(acc, per_method, paired, metrics, reference)
     return "\n".join(lines)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+def _model_tables(acc, per_method, paired, metrics: list[Metric], reference: str) -> list[str]:
+    model = acc["model"]
+    lines = [f"## {model}", "", f"{acc['images']} images, {acc['seconds_per_image']:.2f} s per image; "
+             + (f"top-1 accuracy {_fmt(acc['top1_pct'], acc['ci_low'], acc['ci_high'], 1)} % on "
+                f"{acc['labelled']} labelled images." if acc["labelled"] else "no labels naming its classes."), ""]
+    table = per_method[per_method["model"] == model]
+    pairs = paired[paired["model"] == model] if not paired.empty else paired
+    for group in dict.fromkeys(m.group for m in metrics):
+        shown = [m for m in metrics if m.group == group and m.column in set(table["metric"])]
+        if shown:
+            lines += [f"### {group.capitalize()}", ""] + _means_table(table, shown)
+            lines += _paired_table(pairs, shown, reference)
+    return lines
 
 
-def _plots(ok: pd.DataFrame, results: Path) -> list[Path]:
-    import matplotlib
+def _means_table(table: pd.DataFrame, shown: list[Metric]) -> list[str]:
+    arrows = {1: " (↑)", -1: " (↓)", 0: ""}
+    lines = ["| method | " + " | ".join(m.label + arrows[m.better] for m in shown) + " |",
+             "|---" * (len(shown) + 1) + "|"]
+    for method in table["method"].unique():
+        cells = table[table["method"] == method].set_index("metric")
+        lines.append(f"| {label_of(method)} | " + " | ".join(
+            _fmt(cells.loc[m.column, "mean"], cells.loc[m.column, "ci_low"], cells.loc[m.column, "ci_high"],
+                 m.digits) for m in shown) + " |")
+    return lines + [""]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    files = []
-    for model, group in ok.groupby("model", sort=False):
-        methods = list(group["method"].unique())
-        labels = [label_of(m) for m in methods]
-        fig, axes = plt.subplots(2, 4, figsize=(18, 8))
-        for ax, (col, label, better, scale) in zip(axes.ravel(), METRICS):
-            data = [group.loc[group["method"] == m, col].astype(float).to_numpy() * scale for m in methods]
-            ax.boxplot(data, showmeans=True)
-            ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right", fontsize=8)
-            ax.set_title(label + {1: " (higher better)", -1: " (lower better)", 0: ""}[better], fontsize=9)
-        fig.suptitle(f"{model}: per-image metrics ({group['image_id'].nunique()} images)")
-        fig.tight_layout()
-        files.append(results / f"metrics_{_slug(model)}.png")
-        fig.savefig(files[-1], dpi=90)
-        plt.close(fig)
+def _paired_table(pairs: pd.DataFrame, shown: list[Metric], reference: str) -> list[str]:
+    directed = [m for m in shown if m.better and not pairs.empty and m.column in set(pairs["metric"])]
+    if not directed:
+        return []
+    lines = [f"Paired, {label_of(reference)} minus each other map on the same images "
+             "(difference [95% CI]; win = share of images where it is better, ties half; "
+             "Wilcoxon signed-rank p, Holm-adjusted per metric):", "",
+             "| vs | " + " | ".join(m.label for m in directed) + " |", "|---" * (1 + len(directed)) + "|"]
+    for other in pairs["other"].unique():
+        cells = pairs[pairs["other"] == other].set_index("metric")
+        lines.append(f"| {label_of(other)} | " + " | ".join(_pair_cell(cells.loc[m.column], m)
+                                                          for m in directed) + " |")
+    return lines + [""]
 
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        for ax, kind in zip(axes, ("deletion", "insertion")):
-            for m, lab in zip(methods, labels):
-                curves = np.stack(group.loc[group["method"] == m, f"{kind}_curve"].map(np.asarray).to_numpy())
-                mean = curves.mean(0)
-                half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-                x = np.linspace(0, 1, len(mean))
-                ax.plot(x, mean, label=lab)
-                ax.fill_between(x, mean - half, mean + half, alpha=0.2)
-            ax.set_xlabel("fraction of pixels " + ("deleted" if kind == "deletion" else "inserted"))
-            ax.set_ylabel("target probability")
-            ax.set_title(f"{kind} (mean, 95% band)")
-        axes[1].legend(fontsize=8)
-        fig.tight_layout()
-        files.append(results / f"curves_{_slug(model)}.png")
-        fig.savefig(files[-1], dpi=90)
-        plt.close(fig)
-    return files
+
+def _pair_cell(r, metric: Metric) -> str:
+    p = f"p {r['p_holm']:.2g}" if not np.isnan(r["p_holm"]) else f"p undefined ({r['p_note']})"
+    return (f"{_fmt(r['mean_diff'], r['ci_low'], r['ci_high'], metric.digits)}; "
+            f"win {100 * r['win_rate']:.0f}%; {p}")
+
+

@@ -1,0 +1,70 @@
+"""Maps at input resolution (FullGrad, Guided Grad-CAM) and MI CAM on quantile bins (our extension).
+
+FullGrad and Guided Grad-CAM return ``B x H x W`` maps: bilinear display upsampling to the input size
+is then the identity. Equal to pytorch-grad-cam 1.5.7 (tests/test_cams_extra.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .maps import combine
+from .mi import mutual_information_torch
+from .registry import MapInputs, MapResult
+
+SCALE_EPS = 1e-7  # pytorch-grad-cam's scale_cam_image
+
+
+def scale_each(maps: torch.Tensor) -> torch.Tensor:
+    """Each ``h x w`` map of ``B x C x h x w`` shifted to min 0 and divided by ``1e-7 + max`` (pytorch-grad-cam)."""
+    maps = maps - maps.amin(dim=(2, 3), keepdim=True)
+    return maps / (SCALE_EPS + maps.amax(dim=(2, 3), keepdim=True))
+
+
+def fullgrad(x: MapInputs) -> MapResult:
+    """FullGrad: ``sum_c s(|x_c dy/dx_c|) + sum_layers up(sum_k s(|b_k dy/dz_k|))``, ``s`` a per-map rescale.
+
+    Upsampling is linear, so each layer's channels are summed at its own resolution and upsampled once.
+    """
+    size = x.input_grad.shape[-2:]
+    total = scale_each((x.input_grad * x.batch).abs()).sum(1)
+    for bias, grad in x.bias_grads:
+        layer = scale_each((bias[None, :, None, None] * grad).abs()).sum(1, keepdim=True)
+        total = total + F.interpolate(layer.float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    return total, None
+
+
+def guided_gradcam(x: MapInputs) -> MapResult:
+    """Guided Grad-CAM: ``sum_c |G_c| * minmax(up(Grad-CAM))``, ``G`` the guided-backpropagation input gradient."""
+    lowres = combine(x.grad_logit.mean(dim=(2, 3)), x.activations)
+    up = F.interpolate(lowres[:, None].float(), size=x.guided_grad.shape[-2:], mode="bilinear",
+                       align_corners=False)
+    up = up - up.amin(dim=(2, 3), keepdim=True)
+    up = up / up.amax(dim=(2, 3), keepdim=True).clamp_min(torch.finfo(up.dtype).tiny)
+    return (x.guided_grad.abs() * up).sum(1), None
+
+
+def quantile_bins(values: torch.Tensor, bins: int) -> torch.Tensor:
+    """Bin index (0..bins-1) of each value of each row: edges at the row's ``i / bins`` quantiles
+    (linear interpolation, as ``numpy.quantile``), a value equal to an edge goes to the upper bin."""
+    v = values.to(torch.float64)
+    q = torch.linspace(0, 1, bins + 1, dtype=torch.float64, device=v.device)[1:-1]
+    edges = torch.quantile(v, q, dim=-1).movedim(0, -1).contiguous()
+    return torch.searchsorted(edges, v.contiguous(), right=True)
+
+
+def binned_mi(gray: torch.Tensor, acts: torch.Tensor, bins: int) -> torch.Tensor:
+    """``K`` MI values between the grey image and each channel, both cut into ``bins`` quantile bins first."""
+    k, h, w = acts.shape
+    gray_bins = quantile_bins(gray.reshape(1, -1), bins).reshape(gray.shape).to(torch.uint8)
+    act_bins = quantile_bins(acts.reshape(k, -1), bins).reshape(k, h, w).to(torch.float32)
+    return mutual_information_torch(gray_bins, act_bins)
+
+
+def micam_binned(x: MapInputs, bins: int = 16) -> MapResult:
+    """MI CAM with each channel and the grey image quantised to ``bins`` quantile bins before the MI."""
+    acts = x.activations
+    mi = torch.stack([binned_mi(torch.from_numpy(g).to(acts.device), acts[i], bins)
+                      for i, g in enumerate(x.grays)]).to(acts.dtype)
+    return combine(mi, acts), mi

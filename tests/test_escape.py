@@ -1,0 +1,128 @@
+"""Text reaches each target escaped, in one place per target: Markdown, CSV, matplotlib; control characters dropped.
+
+Round 3: a class name with ``$...$`` broke the app's counterfactuals and figure and the CLI's
+``--metrics --figure``; ``/?example=https://evil.example/login?session=expired`` rendered a link.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_model_config import _save
+
+from conftest import EXAMPLES
+from micam_core.cli import main
+from micam_core.escape import csv_cell, markdown, write_csv
+from micam_core.permalink import parse_query
+from micam_core.render import curves_figure
+
+MATH = ["$\\frac{a}{b}$", "$x^{2}$ and $", "${" + "{" * 150 + "x$", "$\\undefinedcommand{x}$"]
+CAT = EXAMPLES / "chelsea_cat.jpg"
+
+
+@pytest.mark.parametrize("text", ["https://evil.example/login?session=expired", "see www.evil.example now",
+                                  "mail me: victim@evil.example", "HTTP://EVIL.EXAMPLE", "ftp://x.example/a"])
+def test_markdown_never_auto_links(text):
+    shown = markdown(text)
+    for trigger in ("://", "www.", "WWW.", "@"):
+        assert trigger not in shown
+
+
+def test_markdown_drops_control_characters_and_escapes_markup():
+    assert markdown("a\x00b\x1b[31mc\u202e$x$ <b>*y*</b>") == (
+        "ab\\[31mc\\$x\\$ &lt;b&gt;\\*y\\*&lt;/b&gt;")
+
+
+def test_a_link_with_a_url_as_example_shows_no_link():
+    state, messages = parse_query({"example": "https://evil.example/login?session=expired"}, {})
+    assert state["example"] is None and messages
+    text = " ".join(messages)
+    assert "evil" in text and "://" not in text and "https" in text
+
+
+@pytest.mark.parametrize("value, cell", [("=1+2", "'=1+2"), ("+SUM(A1)", "'+SUM(A1)"), ("-2+3", "'-2+3"),
+                                         ("@cmd", "'@cmd"), ("\tx", "x"), ("\t=1", "'=1"), ("micam", "micam"),
+                                         (-1.5, -1.5), ("a\x07b", "ab")])
+def test_csv_cells(value, cell):
+    assert csv_cell(value) == cell
+
+
+def test_write_csv_prefixes_formulas_and_keeps_numbers(tmp_path):
+    frame = pd.DataFrame({"model": ["=HYPERLINK(\"http://x\")", "ok"], "mean": [-0.5, 1.0]})
+    write_csv(frame, tmp_path / "t.csv")
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert rows[0]["model"].startswith("'=") and rows[1]["model"] == "ok" and rows[0]["mean"] == "-0.5"
+
+
+def test_curves_never_fail_on_a_label():
+    curves = {f"m{i}": {"deletion": [1.0, 0.5, 0.0], "insertion": [0.0, 0.5, 1.0]} for i in range(len(MATH))}
+    image = curves_figure(curves, title="target " + MATH[0], labels={f"m{i}": t for i, t in enumerate(MATH)})
+    assert image.size[0] > 0
+
+
+@pytest.fixture(scope="module")
+def dollar_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dollar")
+    return _save(folder, input_size=(3, 64, 64), crop_pct=1.0, label_names=MATH[:3])
+
+
+def test_cli_metrics_and_figure_with_mathtext_class_names(dollar_model, tmp_path, capsys):
+    code = main(["explain", str(CAT), "--model", f"local-dir:{dollar_model}", "--metrics", "--figure",
+                 "--steps", "2", "--methods", "gradcam", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "chelsea_cat.json").read_text())
+    assert manifest["target"]["label"] in MATH
+    svg = (tmp_path / "chelsea_cat_figure.svg").read_text()
+    assert "$" in svg  # drawn as text, not as mathtext
+    for suffix in ("pdf", "png", "txt"):
+        assert (tmp_path / f"chelsea_cat_figure.{suffix}").stat().st_size > 1000 or suffix == "txt"
+
+
+def test_app_counterfactuals_and_figure_with_a_mathtext_class_name(monkeypatch):
+    import app
+    from micam_app import work
+
+    loaded = work.load("bundled:efficientnet_lite0")
+    names = list(loaded.class_names)
+    names[:] = [MATH[i % len(MATH)] for i in range(len(names))]  # whatever the top class is, it has "$"
+    monkeypatch.setattr(loaded, "class_names", names)
+    work.EXAMPLE_CACHE.clear()
+
+    def quiet(*_a, **_k):
+        return None
+
+    out = app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", ["gradcam"],
+                                  "paper", "jet", 0.5, None, None, progress=quiet)
+    session = out[app.UI.c["session"]]
+    assert "$" in session["exp"].target_label
+    out = app.HANDLERS.on_counterfactuals(session, 0.5, "black", 2, "jet", 0.5, progress=quiet)
+    session = out[app.UI.c["session"]]
+    assert out[app.UI.c["curves"]] is not None
+    from micam_app.paper import PaperHandlers  # the figure handler, around the page's handlers
+
+    figure = PaperHandlers(app.HANDLERS).on_figure(session, "jet", 0.5, True)
+    files = figure[app.UI.c["figure_files"]]["value"]
+    pdf = next(f for f in files if f.endswith(".pdf"))
+    assert Path(pdf).read_bytes().rstrip().endswith(b"%%EOF")
+    work.EXAMPLE_CACHE.clear()
+
+
+def test_a_link_whose_model_fails_to_load_explains_nothing_and_raises_nothing(monkeypatch, caplog):
+    import app
+    from micam_app import work
+    from micam_app.paper import PaperHandlers
+    from micam_core import ModelLoadError
+
+    def refuse(spec):
+        raise ModelLoadError("'evil/model' was not found on the Hugging Face Hub.")
+
+    monkeypatch.setattr(work, "load", refuse)
+    state = {"example": "chelsea_cat", "methods": ("gradcam",), "upsampling": "paper", "target": None, "layer": None}
+    out = PaperHandlers(app.HANDLERS).on_link_explain(state, str(CAT), "bundled:efficientnet_lite0", "evil/model",
+                                                      "jet", 0.5)
+    assert list(out.values()) and all(v is not None for v in out.values())
+    assert "Traceback" not in caplog.text
