@@ -189,8 +189,8 @@ def wire(ui: UI, h: Handlers) -> None:
     c["fill"].change(**cf)
     c["protocol"].input(h.on_protocol, [c["protocol"]], {c["threshold"], c["fill"], c["steps"]},
                         **PRIVATE).success(**cf)
-    link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "threshold", "fill",
-                                    "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
+    link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "protocol", "threshold",
+                                    "fill", "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
     link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec", "cmap", "opacity")]
     c["demo_load"](None, None, None, js=DISABLE_JS, **PRIVATE)
     c["demo_load"](p.on_link, None, link_restored, **PRIVATE).then(

@@ -43,7 +43,8 @@ class PaperHandlers:
         out = {c["model_choice"]: spec if curated else gr.update(),
                c["custom_spec"]: "" if curated else spec,
                c["methods"]: list(state["methods"]), c["upsampling"]: state["upsampling"],
-               c["threshold"]: state["threshold"], c["fill"]: state["fill"], c["steps"]: state["steps"],
+               c["protocol"]: state["protocol"], c["threshold"]: state["threshold"], c["fill"]: state["fill"],
+               c["steps"]: state["steps"],
                c["cmap"]: state["cmap"], c["opacity"]: state["opacity"],
                c["link_state"]: {k: v for k, v in state.items() if k != "example_path"}}
         if state["example_path"] is not None:

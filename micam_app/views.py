@@ -174,5 +174,5 @@ def view_query(session: dict, default_layer: str, cmap: str, opacity: float) -> 
         "layer": None if exp.layer == default_layer else exp.layer, "target": exp.target,
         "methods": list(exp.methods), "upsampling": exp.upsampling, "cmap": cmap, "opacity": opacity}
     if faith is not None:
-        state.update(threshold=faith.threshold, fill=faith.fill, steps=faith.steps)
+        state.update(protocol=faith.protocol.name, threshold=faith.threshold, fill=faith.fill, steps=faith.steps)
     return build_query(state)

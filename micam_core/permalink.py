@@ -21,12 +21,14 @@ from urllib.parse import quote, urlencode
 from .errors import ModelLoadError
 from .escape import markdown
 from .models import normalize_spec
+from .protocols import PROTOCOLS
 from .registry import METHODS
 from .settings import BUNDLED_SPEC, SETTINGS, SettingError, validate
 from .settings import DEFAULTS as SETTING_DEFAULTS
 
-PARAMS = ("model", "example", "layer", "target", "methods", "upsampling", "threshold", "fill", "steps",
+PARAMS = ("model", "example", "layer", "target", "methods", "upsampling", "protocol", "threshold", "fill", "steps",
           "cmap", "opacity")
+BY_PROTOCOL = ("threshold", "fill", "steps")  # absent from a link: the link's protocol's own value
 DEFAULTS: dict[str, Any] = {"model": BUNDLED_SPEC, "example": None, "layer": None, "target": None,
                              **SETTING_DEFAULTS}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -101,6 +103,9 @@ def parse_query(query: Mapping[str, Any], examples: Mapping[str, Path], *,
             state[key] = _PARSERS[key](value.strip(), examples=examples, methods=methods)
         except ValueError as err:
             messages.append(f"Ignored '{key}': {err}")
+    if _single(query.get("protocol")):  # a link naming a protocol: its own threshold, fill, steps unless given
+        protocol = PROTOCOLS[state["protocol"]]
+        state.update({k: getattr(protocol, k) for k in BY_PROTOCOL if not (_single(query.get(k)) or "").strip()})
     if state["example"] is not None:
         state["example_path"] = examples[state["example"]]
     if len(messages) > MAX_MESSAGES:
@@ -195,5 +200,5 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 _PARSERS = {
     "model": _model, "example": _example, "layer": _layer, "target": _target, "methods": _methods,
-    **{name: _setting(name) for name in ("upsampling", "threshold", "fill", "steps", "cmap", "opacity")},
+    **{name: _setting(name) for name in ("upsampling", "protocol", "threshold", "fill", "steps", "cmap", "opacity")},
 }

@@ -8,10 +8,11 @@ import pytest
 
 from micam_core import DEFAULTS, METHODS, SETTINGS, SettingError, validate, validate_all
 from micam_core.cli import build_parser
+from micam_core.protocols import get_protocol
 
 
 @pytest.mark.parametrize("name,value", [
-    ("steps", "abc"), ("steps", math.nan), ("steps", math.inf), ("steps", 0), ("steps", 1), ("steps", 65),
+    ("steps", "abc"), ("steps", math.nan), ("steps", math.inf), ("steps", 0), ("steps", 1), ("steps", 101),
     ("steps", 8.5), ("steps", True), ("steps", "1e308"), ("opacity", "abc"), ("opacity", math.nan),
     ("opacity", -5), ("opacity", math.inf), ("threshold", "abc"), ("threshold", 3.0), ("threshold", [0.5]),
     ("fill", "pink"), ("cmap", "<script>"), ("upsampling", "nearest"), ("methods", "micam,nope"),
@@ -49,5 +50,9 @@ def test_defaults_are_valid_and_complete():
 
 def test_command_line_reads_the_same_record():
     args = build_parser().parse_args(["explain", "x.png"])
-    assert int(args.steps) == DEFAULTS["steps"] and args.fill == DEFAULTS["fill"]
+    assert args.steps is None and args.fill is None  # the protocol's own unless given
+    protocol = get_protocol(args.protocol)
+    assert args.protocol == DEFAULTS["protocol"]
+    assert (protocol.steps, protocol.fill, protocol.threshold) == (DEFAULTS["steps"], DEFAULTS["fill"],
+                                                                   DEFAULTS["threshold"])
     assert args.methods == ",".join(DEFAULTS["methods"])
