@@ -15,7 +15,11 @@ import logging
 import threading
 from typing import Any
 
-import gradio as gr
+try:
+    import gradio as gr
+except ModuleNotFoundError as missing:  # the library alone was installed (pip install .)
+    raise SystemExit(f"python app.py needs {missing.name}, which is not installed here: "
+                     "pip install -r requirements.txt (or pip install '.[app]').") from None
 
 from micam_app import work
 from micam_app.layout import build_demo

@@ -34,8 +34,9 @@ from bench.photos import build  # noqa: E402
 from micam_core.counterfactual import DEFAULT_CHUNK  # noqa: E402
 from micam_core.evaluation.local import run_local  # noqa: E402
 from micam_core.evaluation.records import Source, iter_records  # noqa: E402
-from micam_core.evaluation.rows import Settings, row_names  # noqa: E402
+from micam_core.evaluation.rows import row_names  # noqa: E402
 from micam_core.evaluation.store import ResultStore  # noqa: E402
+from micam_core.view import View  # noqa: E402
 
 SPEC = "bundled:efficientnet_lite0"
 
@@ -72,8 +73,7 @@ def main() -> None:
     photos = args.images or (build(tmp / "photos") and tmp / "photos")
     records = list(iter_records(Source(images=str(photos))))
     records = [{**records[i % len(records)], "image_id": f"{i:05d}"} for i in range(args.count)]
-    settings = Settings(methods=tuple(getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS)), steps=args.steps,
-                        target="top1")
+    settings = View().replace(steps=args.steps)
     maps = len(row_names(settings))
     per_image = 3 + maps * (4 + 2 * (args.steps - 1))
     results = {}
@@ -81,7 +81,7 @@ def main() -> None:
     t0 = time.perf_counter()
     loaded = micam_core.load_model(SPEC, device="cpu")
     t1 = time.perf_counter()
-    run_local(loaded, records, settings, ResultStore(tmp / "local"))
+    run_local(loaded, records, settings, ResultStore(tmp / "local"), target="top1")
     t2 = time.perf_counter()
     results["local engine"] = t2 - t1
     results["local wall (model load included)"] = t2 - t0
@@ -97,7 +97,7 @@ def main() -> None:
 
         startup = start_ray(num_cpus=2)
         t3 = time.perf_counter()
-        run_ray(SPEC, records, settings, ResultStore(tmp / "ray"))
+        run_ray(SPEC, records, settings, ResultStore(tmp / "ray"), target="top1")
         ray_wall = time.perf_counter() - t3
         local_rows = ResultStore(tmp / "local").read().num_rows
         ray_rows = ResultStore(tmp / "ray").read().num_rows
@@ -111,7 +111,7 @@ def main() -> None:
 
     if args.memory_images:
         mem = [{**records[i % len(records)], "image_id": f"m{i:06d}"} for i in range(args.memory_images)]
-        few = Settings(methods=(micam_core.METHODS[0],), steps=2, target="top1")
+        few = View().replace(methods=(micam_core.METHODS[0],), steps=2)
         samples = {}
 
         def sample(_n, count=[0]):  # noqa: B006 (a counter local to this run)
@@ -120,7 +120,7 @@ def main() -> None:
                 samples[count[0]] = rss_mb()
 
         t4 = time.perf_counter()
-        run_local(loaded, mem, few, ResultStore(tmp / "memory"), batch_size=8, on_image=sample)
+        run_local(loaded, mem, few, ResultStore(tmp / "memory"), batch_size=8, on_image=sample, target="top1")
         last = max(samples)
         print(f"memory: {args.memory_images} images in {time.perf_counter() - t4:.0f} s; RSS MB at image "
               + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(samples.items()))

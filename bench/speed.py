@@ -85,6 +85,13 @@ def pytorch_grad_cam_fn(loaded, x, method: str = "gradcam", layer: str | None = 
         cam.batch_size = 32
     if method == "finercam":
         return lambda: cam(x, targets=None, target_idx=0)
+    if method == "shapleycam":
+        def run():  # its kept gradients are views its release() cannot detach: drop them (else hooks stay)
+            try:
+                return cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])
+            finally:
+                cam.activations_and_grads.gradients, cam.activations_and_grads.activations = [], []
+        return run
     return lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(0)])
 
 
@@ -166,8 +173,9 @@ def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_rep
     yield (f"all {len(runnable)} single-pass methods together, end to end", together, None)
 
 
-def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, methods: tuple[str, ...] = METHODS):
-    """Rows ``(label, seconds, ratio note)``, yielded as they are measured."""
+def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, methods: tuple[str, ...] = METHODS,
+               mi_loop: bool = True):
+    """Rows ``(label, seconds, ratio note)``, yielded as they are measured (``mi_loop``: time sklearn's loop)."""
     loaded = build(name)
     crop = loaded.crop(__import__("micam_core").load_image(image))
     x = loaded.to_input([crop])
@@ -184,19 +192,19 @@ def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, 
         with torch.no_grad():
             torch.softmax(loaded.model(loaded.to_input([loaded.crop(__import__("micam_core").load_image(image))])), 1)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        start = time.perf_counter()
-        ref = sklearn_loop(gray, acts)
-        t_sklearn = time.perf_counter() - start
-    ours = mutual_information(gray, acts)
-    assert np.allclose(ours, ref, rtol=1e-9, atol=0), "MI must equal the sklearn loop"
-    t_mi = median_time(lambda: mutual_information(gray, acts), repeats)
     t_fwd = median_time(forward, repeats)
     rows = [("plain forward pass (tensor in, no grad)", t_fwd, "1.00x"),
-            ("plain prediction (image in: preprocess + forward)", median_time(predict, repeats), None),
-            (f"MI weights, sklearn loop ({acts.shape[0]} channels)", t_sklearn, None),
-            ("MI weights, micam_core (exact, same values)", t_mi, f"{t_sklearn / t_mi:.0f}x faster than sklearn")]
+            ("plain prediction (image in: preprocess + forward)", median_time(predict, repeats), None)]
+    if mi_loop:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = time.perf_counter()
+            ref = sklearn_loop(gray, acts)
+            t_sklearn = time.perf_counter() - start
+        assert np.allclose(mutual_information(gray, acts), ref, rtol=1e-9, atol=0), "MI must equal the sklearn loop"
+        t_mi = median_time(lambda: mutual_information(gray, acts), repeats)
+        rows += [(f"MI weights, sklearn loop ({acts.shape[0]} channels)", t_sklearn, None),
+                 ("MI weights, micam_core (exact, same values)", t_mi, f"{t_sklearn / t_mi:.0f}x faster than sklearn")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the peers warn about hooks and tqdm
         for label, t, note in itertools.chain(rows, method_rows(loaded, image, x, t_fwd, repeats, scorecam_repeats,
@@ -252,12 +260,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--scorecam-repeats", type=int, default=1, help="Score-CAM runs K forward passes per call")
     parser.add_argument("--methods", default=",".join(METHODS), help="methods to time (default: all)")
+    parser.add_argument("--no-mi-loop", action="store_true", help="skip timing sklearn's MI loop (minutes)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, image {args.image.name}")
     for name in args.models.split(","):
         methods = tuple(m for m in args.methods.split(",") if m)
-        print_table(f"{name} at 224 px", time_table(name, args.image, args.repeats, args.scorecam_repeats, methods))
+        print_table(f"{name} at 224 px", time_table(name, args.image, args.repeats, args.scorecam_repeats, methods,
+                                                    mi_loop=not args.no_mi_loop))
+        if args.no_memory:
+            continue
         forward_mb = peak_rss_mb(name, args.image, "forward")
         explain_mb = peak_rss_mb(name, args.image, "explain")
         print(f"\npeak RSS while repeating: prediction {forward_mb:.0f} MB, explain (the three default methods) "

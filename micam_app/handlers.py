@@ -1,6 +1,8 @@
 """Event handlers of the page. Each returns a dict keyed by component; failures raise ``gr.Error``.
 
-The session state holds this visitor's last explanation: ``{"spec", "exp", "faith", "folder"}``.
+Widget values become a :class:`~micam_core.view.View` through :func:`micam_core.view.checked`, as at every
+other entrance. The session state holds this visitor's last explanation: ``{"spec", "view", "exp", "faith",
+"folder", "example"}``; a handler loads the model once per click and passes it on.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from typing import Any
 
 import gradio as gr
 
-from micam_core import METHODS, LoadedModel, MicamError, validate
+from micam_core import METHODS, LoadedModel, MicamError
 from micam_core.errors import shorten
 from micam_core.outputs import new_download_dir, write_results
 from micam_core.protocols import get_protocol
 from micam_core.render import colorbar, curves_figure, overlay
 from micam_core.report import build_report
+from micam_core.view import View, checked, part
 
 from . import text, views, work
 
@@ -55,12 +58,25 @@ def fail(err: Exception, for_page: bool = True) -> gr.Error:
 
 
 def colorbar_html(cmap: str) -> str:
-    cmap = validate("cmap", cmap)
+    """The colour bar of ``cmap`` (a checked value) as an inline image."""
     buf = io.BytesIO()
     colorbar(cmap, width=512, height=14).save(buf, format="PNG")
     data = base64.b64encode(buf.getvalue()).decode()
     return (f'<div class="cbar"><span>low</span><img alt="colour bar ({cmap})" src="data:image/png;base64,{data}">'
             "<span>high</span></div>")
+
+
+def picked_layer(value: str | None) -> str | None:
+    """The layer picker's value as a layer name (``None``: the default layer, also for a name a link mangled)."""
+    try:
+        return part("layer", value)
+    except MicamError:
+        return None
+
+
+def session_view(session: dict | None, **values: Any) -> View:
+    """The session's view with the widgets' ``values`` (checked; a refusal raises its sentence)."""
+    return checked(values, base=(session or {}).get("view"))
 
 
 class Handlers:
@@ -81,8 +97,8 @@ class Handlers:
         c = self.ui.c
         return {c["layer"]: gr.update(choices=layers, value=layer),
                 c["target"]: gr.update(choices=targets, value=target),
-                c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
-                                        value=views.runnable(loaded, views.parse_layer(layer), methods))}
+                c["methods"]: gr.update(choices=views.method_choices(loaded, picked_layer(layer)),
+                                        value=views.runnable(loaded, picked_layer(layer), methods))}
 
     def on_model(self, choice: str, custom: str, layer: str, target: str, methods: list[str],
                  progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
@@ -110,30 +126,28 @@ class Handlers:
         """Explain button: check the settings, load the model, compute the chosen maps (counterfactuals follow)."""
         c = self.ui.c
         try:
-            chosen = validate("methods", methods)
-            upsampling, cmap, opacity = validate("upsampling", upsampling), validate("cmap", cmap), validate(
-                "opacity", opacity)
+            view = checked({"model": views.resolve_spec(choice, custom), "layer": layer,
+                            "target": target, "methods": methods, "upsampling": upsampling,
+                            "cmap": cmap, "opacity": opacity})
             if not image:
                 raise MicamError("Add an image first: upload one, use the webcam or click an example.")
             progress(0.05, desc="Loading the model ...")
-            loaded = work.load(views.resolve_spec(choice, custom))
+            loaded = work.load(view.model)
             same_model = shown_spec == loaded.spec
-            layer_name = views.parse_layer(layer) if same_model else None
-            work.check_cost(loaded, layer_name, chosen)
+            view = view.replace(model=loaded.spec, example=views.example_stem(image),
+                                **({} if same_model else {"layer": None, "target": None}))
             progress(0.4, desc="Computing the maps ...")
-            example = views.example_stem(image)
-            exp = work.explain_view(loaded, image, layer_name, views.parse_target(target) if same_model else None,
-                                    upsampling, chosen, example)
+            exp = work.explain_view(loaded, image, view)
         except Exception as err:
             raise fail(err) from None
-        session = {"spec": loaded.spec, "exp": exp, "faith": None, "folder": str(new_download_dir()),
-                   "example": example}
-        out = {**self.overlay_updates(exp, cmap, opacity), **self.column_updates(chosen),
+        session = {"spec": loaded.spec, "view": view, "exp": exp, "faith": None, "folder": str(new_download_dir()),
+                   "example": view.example}
+        out = {**self.overlay_updates(exp, view.cmap, view.opacity), **self.column_updates(view.methods),
                c["note"]: text.display_note(exp), c["predictions"]: views.label_dict(exp.top(5)),
-               c["cbar"]: colorbar_html(cmap), c["alert"]: gr.update(value="", visible=False),
+               c["cbar"]: colorbar_html(view.cmap), c["alert"]: gr.update(value="", visible=False),
                c["model_info"]: text.describe_model(loaded), c["shown_spec"]: loaded.spec, c["session"]: session,
-               c["link_query"]: views.view_query(session, loaded.default_layer, cmap, opacity)}
-        out.update(self.pickers(loaded, layer if same_model else None, target if same_model else None, chosen))
+               c["link_query"]: views.view_query(session, loaded.default_layer, view)}
+        out.update(self.pickers(loaded, layer if same_model else None, target if same_model else None, view.methods))
         return out
 
     def overlay_updates(self, exp: Any, cmap: str, opacity: float) -> dict:
@@ -151,7 +165,7 @@ class Handlers:
     def on_protocol(self, protocol: str) -> dict:
         """A protocol was chosen: the threshold, fill and steps widgets take its values."""
         try:
-            chosen = get_protocol(validate("protocol", protocol))
+            chosen = get_protocol(checked({"protocol": protocol}).protocol)
         except MicamError as err:
             raise fail(err) from None
         c = self.ui.c
@@ -164,21 +178,21 @@ class Handlers:
         if not session or session.get("exp") is None:
             return self.nothing()
         try:
-            threshold, fill, steps = validate("threshold", threshold), validate("fill", fill), validate("steps", steps)
-            cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
-            protocol = validate("protocol", protocol)
+            view = session_view(session, threshold=threshold, fill=fill, steps=steps, cmap=cmap, opacity=opacity,
+                                protocol=protocol)
             progress(0.1, desc="Counterfactuals: masking and re-classifying ...")
             exp = session["exp"]
-            faith = work.analyse_view(session["spec"], exp, threshold, fill, steps, session.get("example"), protocol)
+            loaded = work.load(session["spec"])
+            faith = work.analyse_view(loaded, exp, view)
             figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label}", labels=faith.labels(),
                                    road=faith.road_curves(), removed=faith.protocol.removed,
                                    protocol=faith.protocol.describe())
-            session = {**session, "faith": faith}
-            files = self.downloads(session, cmap, opacity, figure)
+            session = {**session, "view": view, "faith": faith}
+            files = self.downloads(loaded, session, view, figure)
         except Exception as err:
             raise fail(err) from None
         out: dict = {c["metrics"]: views.metrics_rows(faith), c["curves"]: figure, c["files"]: files,
-                     c["session"]: session, c["link_query"]: self.link(session, cmap, opacity)}
+                     c["session"]: session, c["link_query"]: views.view_query(session, loaded.default_layer, view)}
         for m in exp.maps:
             result = faith.results[m]
             out.update({self.ui.keep[m]: result.keep_image, self.ui.remove[m]: result.remove_image,
@@ -187,13 +201,12 @@ class Handlers:
                         self.ui.flip[m]: text.flip_markdown(faith, m)})
         return out
 
-    def downloads(self, session: dict, cmap: str, opacity: float, curves: Any = None) -> list[str]:
+    def downloads(self, loaded: LoadedModel, session: dict, view: View, curves: Any = None) -> list[str]:
         """Overlays, raw maps and the manifest in this session's folder (unchanged files are not rewritten)."""
-        loaded = work.load(session["spec"])
         faith = session.get("faith")
         report = build_report(loaded, session["exp"], counterfactuals=faith.to_report() if faith else None)
-        paths = write_results(session["folder"], "explanation", session["exp"], report, cmap=cmap, opacity=opacity,
-                              curves=curves)
+        paths = write_results(session["folder"], "explanation", session["exp"], report, cmap=view.cmap,
+                              opacity=view.opacity, curves=curves)
         return [str(p) for p in paths]
 
     # --- re-rendering without the model ------------------------------------------------------------
@@ -201,16 +214,15 @@ class Handlers:
         """Opacity or colour map changed: redraw the overlays from the stored maps (no model call)."""
         c = self.ui.c
         try:
-            cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
+            view = session_view(session, cmap=cmap, opacity=opacity)
         except MicamError as err:
             raise fail(err) from None
         if not session or session.get("exp") is None:
-            return {c["cbar"]: colorbar_html(cmap)}
-        return {**self.overlay_updates(session["exp"], cmap, opacity), c["cbar"]: colorbar_html(cmap),
-                c["files"]: self.downloads(session, cmap, opacity), c["link_query"]: self.link(session, cmap, opacity)}
-
-    def link(self, session: dict, cmap: str, opacity: float) -> str:
-        return views.view_query(session, work.load(session["spec"]).default_layer, cmap, opacity)
+            return {c["cbar"]: colorbar_html(view.cmap)}
+        loaded = work.load(session["spec"])
+        return {**self.overlay_updates(session["exp"], view.cmap, view.opacity), c["cbar"]: colorbar_html(view.cmap),
+                c["files"]: self.downloads(loaded, session, view),
+                c["link_query"]: views.view_query(session, loaded.default_layer, view)}
 
     def on_upsampling(self, session: dict | None, upsampling: str, cmap: str, opacity: float) -> dict:
         """Display upsampling changed: re-derive the maps from the stored low-resolution maps (no forward pass)."""
@@ -218,12 +230,12 @@ class Handlers:
         if not session or session.get("exp") is None:
             return self.nothing()
         try:
-            exp = session["exp"].with_upsampling(upsampling)
-            cmap, opacity = validate("cmap", cmap), validate("opacity", opacity)
+            view = session_view(session, upsampling=upsampling, cmap=cmap, opacity=opacity)
+            exp = session["exp"].with_upsampling(view.upsampling)
         except MicamError as err:
             raise fail(err) from None
-        return {**self.overlay_updates(exp, cmap, opacity), c["note"]: text.display_note(exp),
-                c["session"]: {**session, "exp": exp, "faith": None}}
+        return {**self.overlay_updates(exp, view.cmap, view.opacity), c["note"]: text.display_note(exp),
+                c["session"]: {**session, "view": view, "exp": exp, "faith": None}}
 
     def on_methods_layer(self, shown_spec: str | None, layer: str, methods: Any) -> dict:
         """Layer changed: the costs and availability in the method selector follow it."""
@@ -233,5 +245,5 @@ class Handlers:
             loaded = work.load(shown_spec)
         except MicamError:
             return {self.ui.c["methods"]: gr.skip()}
-        return {self.ui.c["methods"]: gr.update(choices=views.method_choices(loaded, views.parse_layer(layer)),
-                                                value=views.runnable(loaded, views.parse_layer(layer), methods))}
+        return {self.ui.c["methods"]: gr.update(choices=views.method_choices(loaded, picked_layer(layer)),
+                                                value=views.runnable(loaded, picked_layer(layer), methods))}

@@ -9,7 +9,7 @@ import gradio as gr
 from micam_core import BUNDLED_SPEC, DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, SETTINGS, policy
 from micam_core.protocols import PROTOCOLS
 
-from . import api, page, sanity_panel, text, views
+from . import agent, api, page, sanity_panel, text, views
 from .handlers import UI, Handlers, colorbar_html
 from .paper import PaperHandlers
 
@@ -231,6 +231,8 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
         with gr.Column(visible=False):  # API-only inputs and outputs: POST /explain, e.g. with gradio_client
             api_in, api_out = api.api_components()
             api_button = gr.Button("explain (API)")
+            agent_in, agent_out = agent.components()
+            agent_button = gr.Button("explain (MCP tool, JSON)")
         c["demo_load"] = demo.load
         handlers = Handlers(ui)
         wire(ui, handlers)
@@ -239,4 +241,9 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
                          api_description="Explain one image: overlays of the chosen methods (default MI CAM, "
                                          "Grad-CAM, MI-Grad-CAM), top-5 predictions and a JSON report with "
                                          "counterfactual metrics.")
+        agent_button.click(agent.explain, agent_in, agent_out, api_name="explain_json",
+                           api_description="Explain one image with MI CAM and other CAM methods, and test each "
+                                           "map by keeping or removing its region. The image is a data: URI "
+                                           "(data:image/jpeg;base64,...) or an http(s) URL; the answer is the "
+                                           "JSON report as text (the MCP tool `explain`).")
     return demo, ui, handlers

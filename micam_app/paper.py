@@ -13,9 +13,10 @@ import gradio as gr
 from micam_core.figure import export_figure
 from micam_core.hub import search_models
 from micam_core.permalink import parse_query
+from micam_core.settings import SETTINGS
 
 from . import text, views, work
-from .handlers import Handlers, fail, user_message
+from .handlers import Handlers, fail, session_view, user_message
 
 log = logging.getLogger("micam_app")
 
@@ -42,10 +43,8 @@ class PaperHandlers:
         curated = spec in {v for _, v in views.POPULAR_MODELS}
         out = {c["model_choice"]: spec if curated else gr.update(),
                c["custom_spec"]: "" if curated else spec,
-               c["methods"]: list(state["methods"]), c["upsampling"]: state["upsampling"],
-               c["protocol"]: state["protocol"], c["threshold"]: state["threshold"], c["fill"]: state["fill"],
-               c["steps"]: state["steps"],
-               c["cmap"]: state["cmap"], c["opacity"]: state["opacity"],
+               **{c[name]: list(value) if isinstance(value, tuple) else value  # every setting that has a widget
+                  for name, value in state.items() if name in SETTINGS and name in c},
                c["link_state"]: {k: v for k, v in state.items() if k != "example_path"}}
         if state["example_path"] is not None:
             out[c["image"]] = str(state["example_path"])
@@ -64,10 +63,10 @@ class PaperHandlers:
         except Exception as err:  # the model box already says why in a sentence (on_model): nothing to explain
             log.info("link view not explained: %s", user_message(err))
             return self.nothing()
-        target = link_state.get("target")
-        return self.main.on_explain(image, choice, custom, link_state.get("layer") or views.AUTO_LAYER,
-                                    views.TOP1 if target is None else str(target), link_state["methods"],
-                                    link_state["upsampling"], cmap, opacity, shown, None, progress=progress)
+        # The link's checked values go straight in; its model counts as shown, so its layer and target hold.
+        return self.main.on_explain(image, choice, custom, link_state["layer"], link_state["target"],
+                                    link_state["methods"], link_state["upsampling"], cmap, opacity, shown, None,
+                                    progress=progress)
 
     # --- figure -----------------------------------------------------------------------------------
     def on_figure(self, session: dict | None, cmap: str, opacity: float, with_counterfactuals: bool) -> dict:
@@ -75,10 +74,11 @@ class PaperHandlers:
         try:
             if not session or session.get("exp") is None:
                 raise ValueError("Explain an image first; the figure shows the current view.")
-            loaded = work.load(session["spec"])
+            view = session_view(session, cmap=cmap, opacity=opacity)
+            loaded = work.load(view.model)
             faith = session.get("faith") if with_counterfactuals else None
             paths = export_figure(session["exp"], session["folder"], "figure", model=loaded.spec,
-                                  revision=loaded.revision, cmap=cmap, opacity=opacity, faith=faith,
+                                  revision=loaded.revision, cmap=view.cmap, opacity=view.opacity, faith=faith,
                                   counterfactuals=faith is not None, curves=faith is not None)
         except Exception as err:
             raise fail(err) from None

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from micam_core import MicamError, policy
-from micam_core.gpu import cpu_result, estimate_seconds
+from micam_core.gpu import cpu_result, request_seconds
 from micam_core.sanity import Sanity, plan, sanity_checks
 from micam_core.sanity_plot import sanity_figure
 
@@ -82,7 +82,7 @@ def checks_duration(spec: str, exp: Any) -> int:
     loaded = work.load(spec)
     steps = plan(loaded, exp)
     images = (2 + len(exp.maps)) * steps.passes + min(steps.extra_passes, policy.max_extra_passes())
-    return estimate_seconds(images, loaded.num_bytes)
+    return request_seconds(images, loaded.num_bytes)
 
 
 @work.gpu(duration=checks_duration)

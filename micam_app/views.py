@@ -11,6 +11,7 @@ from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import Faithfulness
 from micam_core.permalink import build_query, example_index
 from micam_core.registry import FAMILIES
+from micam_core.view import AUTO_LAYER, TOP1, View
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = example_index(ROOT / "examples")  # stem -> path: the only images a link can name
@@ -32,8 +33,6 @@ POPULAR_MODELS: list[tuple[str, str]] = [
     ("EVA02-Tiny (timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k)", "timm/eva02_tiny_patch14_336.mim_in22k_ft_in1k"),
     ("MaxViT-T (timm/maxvit_tiny_tf_224.in1k)", "timm/maxvit_tiny_tf_224.in1k"),
 ]
-AUTO_LAYER = "auto"
-TOP1 = "top-1"
 TOP1_LABEL = "predicted class (top-1)"
 METRIC_HEADERS = list(metrics_table.HEADERS)
 
@@ -44,24 +43,6 @@ def resolve_spec(choice: str | None, custom: str | None) -> str:
     if custom:
         return custom
     return (str(choice or "")).strip() or BUNDLED_SPEC
-
-
-def parse_layer(value: str | None) -> str | None:
-    """``None`` (the model's default layer) for empty or ``auto``, else the layer name."""
-    value = (str(value or "")).strip()
-    return None if value.lower() in ("", AUTO_LAYER) else value
-
-
-def parse_target(value: str | int | float | None) -> int | str | None:
-    """``None`` (top-1) for empty, ``top-1`` or the picker's top-1 label; else an index or class name."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value) if float(value).is_integer() else str(value)
-    text = str(value).strip()
-    if text.lower() in ("", TOP1, TOP1_LABEL, "top1", "none", "auto", "predicted"):
-        return None
-    return text
 
 
 def layer_choices(loaded: LoadedModel) -> list[tuple[str, str]]:
@@ -166,13 +147,9 @@ def example_stem(path: str | None) -> str | None:
     return _EXAMPLE_BY_HASH.get(digest)
 
 
-def view_query(session: dict, default_layer: str, cmap: str, opacity: float) -> str:
-    """The query string of the session's current view (counterfactual settings from its last analysis)."""
-    exp, faith = session["exp"], session.get("faith")
-    state: dict[str, Any] = {
-        "model": session["spec"], "example": session.get("example"),
-        "layer": None if exp.layer == default_layer else exp.layer, "target": exp.target,
-        "methods": list(exp.methods), "upsampling": exp.upsampling, "cmap": cmap, "opacity": opacity}
-    if faith is not None:
-        state.update(protocol=faith.protocol.name, threshold=faith.threshold, fill=faith.fill, steps=faith.steps)
-    return build_query(state)
+def view_query(session: dict, default_layer: str, view: View) -> str:
+    """The query string of ``view`` with the session's explanation's layer, target, methods and upsampling."""
+    exp = session["exp"]
+    view = view.replace(layer=None if exp.layer == default_layer else exp.layer, target=exp.target,
+                                   methods=exp.methods, upsampling=exp.upsampling)
+    return build_query(view)

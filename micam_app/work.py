@@ -28,6 +28,7 @@ from micam_core.gpu import analyse_seconds, cpu_result, explain_seconds
 from micam_core.hub import HUB_UNREACHABLE, hub_offline, precheck
 from micam_core.models import normalize_spec
 from micam_core.protocols import get_protocol
+from micam_core.view import View
 
 log = logging.getLogger("micam_app")
 
@@ -107,55 +108,60 @@ def check_cost(loaded: LoadedModel, layer: str | None, methods: tuple[str, ...])
                          f"{limit} per request. Choose a layer with fewer channels or leave {costly} out.")
 
 
-def explain_duration(spec: str, image: Any, layer: str | None, target: int | str | None, upsampling: str,
-                     methods: tuple[str, ...]) -> int:
+def explain_duration(view: View, image: Any) -> int:
     """ZeroGPU duration for :func:`gpu_explain` (same parameters, as the ZeroGPU docs ask)."""
-    loaded = load(spec)
+    loaded = load(view.model)
     try:
-        passes = extra_passes(loaded, layer, methods)
+        passes = extra_passes(loaded, view.layer, view.methods)
     except MicamError:  # refused inside gpu_explain at once: the shortest duration
         passes = 0
-    return explain_seconds(len(methods), loaded.num_bytes, min(passes, policy.max_extra_passes()))
+    return explain_seconds(len(view.methods), loaded.num_bytes, min(passes, policy.max_extra_passes()))
 
 
-def analyse_duration(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
-                     protocol: str | None = None) -> int:
+def analyse_duration(view: View, exp: Explanation) -> int:
     """ZeroGPU duration for :func:`gpu_analyse` (ROAD's imputations counted as about 40 more steps)."""
-    extra = 40 if get_protocol(protocol).has("road") else 0
-    return analyse_seconds(len(exp.maps), int(steps) + extra, load(spec).num_bytes)
+    extra = 40 if get_protocol(view.protocol).has("road") else 0
+    return analyse_seconds(len(exp.maps), view.steps + extra, load(view.model).num_bytes)
 
 
+# The GPU functions take the view (picklable, as ZeroGPU needs) and find the model in this process's cache.
 @gpu(duration=explain_duration)
 @cpu_result
-def gpu_explain(spec: str, image: Any, layer: str | None, target: int | str | None, upsampling: str,
-                methods: tuple[str, ...]) -> Explanation:
+def gpu_explain(view: View, image: Any) -> Explanation:
     """Forward + partial backward pass (+ Score-CAM's passes): the chosen maps (the cost bound checked first)."""
-    loaded = load(spec)
-    check_cost(loaded, layer, methods)
-    return explain(loaded, image, target=target, layer=layer, methods=methods, upsampling=upsampling)
+    loaded = load(view.model)
+    check_cost(loaded, view.layer, view.methods)
+    return explain(loaded, image, target=view.target, layer=view.layer, methods=view.methods,
+                   upsampling=view.upsampling, params=view.params())
 
 
 @gpu(duration=analyse_duration)
 @cpu_result
-def gpu_analyse(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
-                protocol: str | None = None) -> Faithfulness:
+def gpu_analyse(view: View, exp: Explanation) -> Faithfulness:
     """Counterfactual keep/remove predictions and the protocol's curves (deletion/insertion, ROAD) for every map."""
-    return analyse(load(spec), exp, threshold=threshold, fill=fill, steps=int(steps), protocol=protocol)
+    return analyse(load(view.model), exp, **view.stage("counterfactual"))
 
 
-def explain_view(loaded: LoadedModel, image: Any, layer: str | None, target: int | str | None, upsampling: str,
-                 methods: tuple[str, ...], example: str | None) -> Explanation:
-    """:func:`gpu_explain`, served from :data:`EXAMPLE_CACHE` when ``image`` is a bundled example."""
-    key = None if example is None else ("explain", example, loaded.spec, loaded.revision, layer, str(target),
-                                        upsampling, methods)
-    return EXAMPLE_CACHE.get_or_compute(
-        key, lambda: gpu_explain(loaded.spec, image, layer, target, upsampling, methods))
+def cache_key(kind: str, loaded: LoadedModel, view: View) -> Hashable | None:
+    """The :data:`EXAMPLE_CACHE` key of ``view`` (``None``: not an example): everything the numbers depend on."""
+    if view.example is None:
+        return None
+    return (kind, view.example, loaded.spec, loaded.revision, view.layer, str(view.target),
+            tuple(view.computed().items()))
 
 
-def analyse_view(spec: str, exp: Explanation, threshold: float, fill: str, steps: int,
-                 example: str | None, protocol: str | None = None) -> Faithfulness:
-    """:func:`gpu_analyse`, served from :data:`EXAMPLE_CACHE` when the explanation is of a bundled example."""
-    loaded = load(spec)
-    key = None if example is None else ("analyse", example, loaded.spec, loaded.revision, exp.layer, exp.target,
-                                        exp.upsampling, exp.methods, threshold, fill, steps, protocol)
-    return EXAMPLE_CACHE.get_or_compute(key, lambda: gpu_analyse(spec, exp, threshold, fill, steps, protocol))
+def explain_view(loaded: LoadedModel, image: Any, view: View) -> Explanation:
+    """:func:`gpu_explain` for ``loaded`` (``view.model``), from :data:`EXAMPLE_CACHE` for a bundled example."""
+    check_cost(loaded, view.layer, view.methods)
+    view = view.replace(model=loaded.spec)
+    return EXAMPLE_CACHE.get_or_compute(cache_key("explain", loaded, view), lambda: gpu_explain(view, image))
+
+
+def analyse_view(loaded: LoadedModel, exp: Explanation, view: View) -> Faithfulness:
+    """:func:`gpu_analyse` of ``exp``, from :data:`EXAMPLE_CACHE` when the explanation is of a bundled example.
+
+    The key holds the explanation's own layer, target, methods and upsampling (``view`` may say "auto").
+    """
+    view = view.replace(model=loaded.spec, layer=exp.layer, target=exp.target, methods=exp.methods,
+                        upsampling=exp.upsampling)
+    return EXAMPLE_CACHE.get_or_compute(cache_key("analyse", loaded, view), lambda: gpu_analyse(view, exp))

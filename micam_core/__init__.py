@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # public name -> the submodule that defines it (a new public name is one line here)
 _EXPORTS: dict[str, str] = {
@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
                      "sanity_checks"], "sanity"),
     **dict.fromkeys(["LoadedModel", "ModelCache", "from_module", "load_model"], "models"),
     "Param": "fields",
+    "View": "view",
     **dict.fromkeys(["DEFAULT_METHODS", "METHOD_LABELS", "METHODS", "REGISTRY", "Method", "register"], "registry"),
     **dict.fromkeys(["BUNDLED_SPEC", "DEFAULT_SPEC", "DEFAULTS", "FILLS", "SETTINGS", "Setting", "SettingError",
                      "validate", "validate_all"], "settings"),

@@ -22,16 +22,28 @@ def scale_each(maps: torch.Tensor) -> torch.Tensor:
     return maps / (SCALE_EPS + maps.amax(dim=(2, 3), keepdim=True))
 
 
+def scaled_sum(magnitude: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``sum_k scale_each(scale_k * magnitude_k)`` for ``B x K x h x w`` magnitudes, in three passes over them:
+    ``(s m - min) / (eps + s (max - min))`` summed is ``sum_k c_k m_k - sum_k c_k min_k``."""
+    lo, hi = magnitude.amin(dim=(2, 3)), magnitude.amax(dim=(2, 3))  # B x K (no copy of channels-last grads)
+    c = scale / (SCALE_EPS + scale * (hi - lo))
+    return torch.einsum("bkhw,bk->bhw", magnitude, c) - (c * lo).sum(1)[:, None, None]
+
+
 def fullgrad(x: MapInputs) -> MapResult:
     """FullGrad: ``sum_c s(|x_c dy/dx_c|) + sum_layers up(sum_k s(|b_k dy/dz_k|))``, ``s`` a per-map rescale.
 
-    Upsampling is linear, so each layer's channels are summed at its own resolution and upsampled once.
+    Upsampling is linear, so channels, and layers of one resolution, are summed first and upsampled once.
     """
     size = x.input_grad.shape[-2:]
     total = scale_each((x.input_grad * x.batch).abs()).sum(1)
+    by_size: dict[tuple[int, int], torch.Tensor] = {}
     for bias, grad in x.bias_grads:
-        layer = scale_each((bias[None, :, None, None] * grad).abs()).sum(1, keepdim=True)
-        total = total + F.interpolate(layer.float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+        layer = scaled_sum(grad.abs(), bias.abs())[:, None].float()
+        key = tuple(layer.shape[-2:])
+        by_size[key] = by_size[key] + layer if key in by_size else layer
+    for layers in by_size.values():
+        total = total + F.interpolate(layers, size=size, mode="bilinear", align_corners=False)[:, 0]
     return total, None
 
 

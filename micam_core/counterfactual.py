@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import MicamError, shorten
+from .errors import MicamError
 from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax
 from .methods import Explanation, class_index, top_k
@@ -23,7 +23,7 @@ from .models import LoadedModel
 from .protocols import Protocol, get_protocol
 from .registry import METHOD_LABELS
 from .road import RoadResult, queue_road, read_road
-from .settings import FILLS
+from .settings import SETTINGS, validate
 from .verdict import removal_sentence
 
 BASELINES = {"random": "Random map (baseline)", "centre": "Centred Gaussian (baseline)"}
@@ -91,13 +91,11 @@ def fill_pixels(pixels: torch.Tensor, fill: str) -> torch.Tensor:
         return blurred(pixels)
     if fill == "mean":
         return pixels.mean(dim=(0, 1), keepdim=True).expand_as(pixels).clone()
-    raise MicamError(f"Unknown fill '{shorten(fill)}'; choose from {', '.join(FILLS)}.")
+    raise SETTINGS["fill"].refuse(fill)
 
 
 def region(saliency: np.ndarray, threshold: float) -> torch.Tensor:
-    """Boolean ``H x W`` mask of the salient region: normalised map >= threshold."""
-    if not 0.0 <= threshold <= 1.0:
-        raise MicamError(f"The threshold must lie in [0, 1], got {threshold}.")
+    """Boolean ``H x W`` mask of the salient region: normalised map >= threshold (checked by the caller)."""
     return torch.from_numpy(np.asarray(saliency, dtype=np.float32)) >= threshold
 
 
@@ -347,7 +345,11 @@ def analyse(loaded: LoadedModel, exp: Explanation, threshold: float | None = Non
     here replaces the protocol's own (and the report says so). ``seed`` seeds the random baseline
     and ROAD's noise.
     """
-    proto = get_protocol(protocol).with_settings(threshold, fill, steps)
+    if isinstance(protocol, str):
+        protocol = validate("protocol", protocol)
+    given = {name: None if value is None else validate(name, value)
+             for name, value in (("threshold", threshold), ("fill", fill), ("steps", steps))}
+    proto = get_protocol(protocol).with_settings(**given)
     threshold, fill, steps = proto.threshold, proto.fill, proto.steps
     pixels = pixels_of(exp.crop)
     filled, start = fill_pixels(pixels, fill), blurred(pixels)

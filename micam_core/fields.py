@@ -34,6 +34,12 @@ class Setting:
     step: float | None = None  # slider step in the UI
     choices: tuple[str, ...] = ()
     help: str = ""
+    stage: str = "explain"  # who reads it: "explain" (the maps), "counterfactual" (analyse's keyword) or "display"
+
+    @property
+    def display(self) -> bool:
+        """Only changes how results are drawn (colour map, opacity): nothing is recomputed."""
+        return self.stage == "display"
 
     def describe(self) -> str:
         """What the setting accepts, as a phrase."""
@@ -57,8 +63,7 @@ class Setting:
 
     def refuse(self, value: Any) -> SettingError:
         """The error for a value this setting does not accept."""
-        shown = shorten(repr(value) if not isinstance(value, str) else f"'{value}'")
-        return SettingError(f"{self.label} ({self.name}) must be {self.describe()}; got {shown}.")
+        return refusal(self.name, self.label, self.describe(), value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +91,12 @@ class Param:
         kind = "choice" if self.choices else "int" if isinstance(self.default, int) else "float"
         return Setting(f"{method_id}_{self.name}", f"{method_label} {self.label or self.name}", kind, self.default,
                        self.minimum, self.maximum, self.step, self.choices, self.help)
+
+
+def refusal(name: str, label: str, accepts: str, value: Any) -> SettingError:
+    """The one sentence for a refused value: ``Label (name) must be <accepts>; got '<value>'.``"""
+    shown = shorten(repr(value) if not isinstance(value, str) else f"'{value}'")
+    return SettingError(f"{label} ({name}) must be {accepts}; got {shown}.")
 
 
 def _fmt(x: float | None) -> str:
@@ -123,6 +134,10 @@ def _methods(setting: Setting, value: Any) -> tuple[str, ...]:
         raise setting.refuse(value) from None
     ids = list(dict.fromkeys(i for i in ids if i))
     unknown = [i for i in ids if i not in setting.choices]
-    if unknown or not ids:
+    if unknown:  # the unknown ids first: the list of choices is long
+        raise SettingError(f"{setting.label} ({setting.name}): {shorten(', '.join(unknown))} "
+                           f"{'is not a method id' if len(unknown) == 1 else 'are not method ids'}; "
+                           f"choose {setting.describe()}.")
+    if not ids:
         raise setting.refuse(value)
     return tuple(ids)

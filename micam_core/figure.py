@@ -31,6 +31,7 @@ from .registry import METHOD_LABELS, REGISTRY, display_mode
 from .render import overlay
 from .settings import COLORMAPS
 from .verdict import percent
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,6 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
                  revision: str | None = None, cmap: str = "jet", opacity: float = 0.5,
                  faith: Faithfulness | None = None, notes: Sequence[str] = ()) -> str:
     """One paragraph: model, layer, target, methods and every setting that shaped the figure."""
-    from . import __version__
-
     short = revision[:12] if revision and len(revision) == 40 else revision  # a commit hash, shortened
     rev = f" (revision {short})" if short else ""
     prob = float(exp.probs[exp.target]) if exp.target < len(exp.probs) else float("nan")

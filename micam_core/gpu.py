@@ -35,7 +35,7 @@ def forward_images(n_maps: int, steps: int) -> int:
     return max(0, int(n_maps)) * (FIXED_IMAGES_PER_MAP + 2 * (max(0, int(steps)) + 1))
 
 
-def estimate_seconds(images: int, model_bytes: int = 100 * 2**20, *, minimum: int = MIN_SECONDS,
+def request_seconds(images: int, model_bytes: int = 100 * 2**20, *, minimum: int = MIN_SECONDS,
                      maximum: int = MAX_SECONDS) -> int:
     """GPU seconds to request for classifying ``images`` images with a model of ``model_bytes`` of weights.
 
@@ -51,14 +51,14 @@ def estimate_seconds(images: int, model_bytes: int = 100 * 2**20, *, minimum: in
 def explain_seconds(n_methods: int = 3, model_bytes: int = 100 * 2**20, extra_passes: int = 0) -> int:
     """Duration for one explanation: one forward and one partial backward pass shared by all methods, plus
     ``extra_passes`` masked forward passes (Score-CAM: one per channel, see ``micam_core.cost.extra_passes``)."""
-    return estimate_seconds(2 + max(0, int(n_methods)) + max(0, int(extra_passes or 0)), model_bytes)
+    return request_seconds(2 + max(0, int(n_methods)) + max(0, int(extra_passes or 0)), model_bytes)
 
 
 def analyse_seconds(n_methods: int = 3, steps: int = 32, model_bytes: int = 100 * 2**20,
                     baselines: bool = True) -> int:
     """Duration for the counterfactual analysis of ``n_methods`` maps (plus the baselines)."""
     maps = max(0, int(n_methods)) + (BASELINE_MAPS if baselines else 0)
-    return estimate_seconds(forward_images(maps, steps), model_bytes)
+    return request_seconds(forward_images(maps, steps), model_bytes)
 
 
 # --- results that may cross a process boundary ---------------------------------------------------------

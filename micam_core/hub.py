@@ -16,9 +16,10 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from .hubhttp import HubError, endpoint_url, get_bytes, get_json
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,13 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
                "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 PROBE_TIMEOUT_S, PROBE_MEMORY_S = 2.0, 30.0
+SEARCH_DEADLINE_S = 8.0  # a search gives up after this (connect, read and the whole body)
+METADATA_DEADLINE_S = 10.0  # config.json, the file list: each
+SEARCH_CACHE_S, SEARCH_CACHE_ITEMS = 60.0, 256  # answers kept per query (failures a sixth as long)
+MAX_SEARCH_BYTES = 4 << 20
+MAX_INFO_BYTES = 8 << 20
+SEARCH_EXPAND = ("downloads", "safetensors", "pipeline_tag", "library_name")
+_SEARCHES: dict[tuple, tuple[float, SearchResult]] = {}
 _UNREACHABLE: dict[tuple[str, int], float] = {}  # (host, port) -> until when it counts as unreachable
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[\w.\-]{1,96}$")
 
@@ -110,27 +118,47 @@ def hub_reachable(endpoint: str | None = None, timeout: float = PROBE_TIMEOUT_S)
 
 
 def search_models(query: str = "", limit: int = 20, *, endpoint: str | None = None) -> SearchResult:
-    """timm image classifiers on the Hub matching ``query``, most downloaded first (at most ``limit``)."""
+    """timm image classifiers on the Hub matching ``query``, most downloaded first (at most ``limit``).
+
+    Gives up after :data:`SEARCH_DEADLINE_S` with a sentence saying so; answers are kept for
+    :data:`SEARCH_CACHE_S` per query, so typing the same letters again asks the Hub nothing.
+    """
     if hub_offline() or not hub_reachable(endpoint):
         return SearchResult(message=HUB_UNREACHABLE)
     query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
     limit = max(1, min(int(limit), MAX_LIMIT))
-    try:
-        from huggingface_hub import HfApi
+    key = (query.lower(), limit, endpoint_url(endpoint))
+    cached = _SEARCHES.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    result = _search(query, limit, endpoint)
+    _SEARCHES[key] = (time.monotonic() + (SEARCH_CACHE_S if result.models else SEARCH_CACHE_S / 6), result)
+    while len(_SEARCHES) > SEARCH_CACHE_ITEMS:
+        _SEARCHES.pop(next(iter(_SEARCHES)))
+    return result
 
-        api = HfApi(endpoint=endpoint)
-        infos = list(api.list_models(filter="timm", pipeline_tag="image-classification", search=query or None,
-                                     sort="downloads", limit=limit,
-                                     expand=["downloads", "safetensors", "pipeline_tag", "library_name"]))
-    except Exception as err:
+
+def _search(query: str, limit: int, endpoint: str | None) -> SearchResult:
+    params = [("filter", "timm"), ("pipeline_tag", "image-classification"), ("sort", "downloads"),
+              ("direction", "-1"), ("limit", str(limit))] + [("expand", e) for e in SEARCH_EXPAND]
+    if query:
+        params.append(("search", query))
+    try:
+        hits = get_json(f"{endpoint_url(endpoint)}/api/models", params, deadline_s=SEARCH_DEADLINE_S,
+                        max_bytes=MAX_SEARCH_BYTES)
+    except HubError as err:
         return SearchResult(message=_failure(err, "search the Hub"))
+    if not isinstance(hits, list):
+        return SearchResult(message="Could not search the Hub: the Hub's answer could not be read.")
     models, skipped = [], 0
-    for info in infos[:limit]:
-        model = _hub_model(info)
+    for hit in hits[:limit]:
+        model = _hub_model(hit)
         if model is None:
             skipped += 1
         else:
             models.append(model)
+    if not models and skipped:
+        return SearchResult(message="Could not search the Hub: the Hub's answer could not be read.", skipped=skipped)
     message = None if models else f"No timm image classifier on the Hub matches '{_plain(query)}'."
     if skipped:
         log.warning("skipped %d malformed Hub search hits", skipped)
@@ -138,7 +166,7 @@ def search_models(query: str = "", limit: int = 20, *, endpoint: str | None = No
 
 
 def precheck(repo_id: str, max_bytes: int = 1024 * 2**20, *, endpoint: str | None = None,
-             timeout: float = 10.0) -> Precheck:
+             timeout: float = METADATA_DEADLINE_S) -> Precheck:
     """Check a Hub model before downloading its weights: timm config, architecture, classes, input, size."""
     repo_id = (repo_id or "").strip().removeprefix("hf-hub:")
     shown = _plain(repo_id)
@@ -171,17 +199,17 @@ class _RefusedError(Exception):
 
 
 # --- search helpers ---------------------------------------------------------------------------------
-def _hub_model(info: Any) -> HubModel | None:
-    """A :class:`HubModel` from a ``ModelInfo``, or ``None`` when its id is not a plausible repository id."""
-    repo_id = getattr(info, "id", None)
+def _hub_model(hit: Any) -> HubModel | None:
+    """A :class:`HubModel` from one search hit (a JSON object), or ``None`` when its id is not a plausible id."""
+    repo_id = hit.get("id") if isinstance(hit, dict) else None
     if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
         return None
     params, weight_bytes = None, None
-    safetensors = getattr(info, "safetensors", None)
-    if safetensors is not None:
-        params = _count(getattr(safetensors, "total", None))
-        weight_bytes = _bytes_of(getattr(safetensors, "parameters", None))
-    return HubModel(id=repo_id, downloads=_count(getattr(info, "downloads", None)), weight_bytes=weight_bytes,
+    safetensors = hit.get("safetensors")
+    if isinstance(safetensors, dict):
+        params = _count(safetensors.get("total"))
+        weight_bytes = _bytes_of(safetensors.get("parameters"))
+    return HubModel(id=repo_id, downloads=_count(hit.get("downloads")), weight_bytes=weight_bytes,
                     parameters=params)
 
 
@@ -216,14 +244,16 @@ def _short_count(n: int) -> str:
 
 # --- precheck helpers -------------------------------------------------------------------------------
 def _read_config(repo_id: str, endpoint: str | None, timeout: float) -> dict[str, Any]:
-    """``config.json`` of the repository (only that file is downloaded), parsed and size-checked."""
-    from huggingface_hub import hf_hub_download
-
-    path = Path(hf_hub_download(repo_id, "config.json", endpoint=endpoint, etag_timeout=timeout))
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise _RefusedError(f"{repo_id}: config.json is larger than {MAX_CONFIG_BYTES // 2**10} kB; not a timm config.")
+    """``config.json`` of the repository (only that file, at most 1 MB, within ``timeout``), parsed."""
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        body = get_bytes(f"{endpoint_url(endpoint)}/{repo_id}/resolve/main/config.json", deadline_s=timeout,
+                         max_bytes=MAX_CONFIG_BYTES)
+    except HubError as err:
+        if err.status == 404 and err.code != "RepoNotFound":
+            raise _RefusedError(f"{repo_id} has no config.json, so it is not a timm model.") from None
+        raise
+    try:
+        config = json.loads(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise _RefusedError(f"{repo_id}: config.json is not valid JSON.") from None
     if not isinstance(config, dict):
@@ -259,10 +289,8 @@ def _config_facts(repo_id: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def _weight_bytes(repo_id: str, endpoint: str | None, timeout: float) -> int | None:
     """Size of the largest weight file, from the file list with sizes (nothing downloaded)."""
-    from huggingface_hub import HfApi
-
-    info = HfApi(endpoint=endpoint).model_info(repo_id, files_metadata=True, timeout=timeout)
-    sizes = [_count(s.size) for s in (info.siblings or []) if s.rfilename.endswith(WEIGHT_SUFFIXES)]
+    sizes = [_count(size) for name, size in file_sizes(repo_id, endpoint=endpoint, timeout=timeout)
+             if name.endswith(WEIGHT_SUFFIXES)]
     if not sizes:
         raise _RefusedError(f"{repo_id} has no weights file (.safetensors, .bin or .pth).")
     if any(s is None for s in sizes):
@@ -270,11 +298,29 @@ def _weight_bytes(repo_id: str, endpoint: str | None, timeout: float) -> int | N
     return max(s for s in sizes if s is not None)
 
 
+def file_sizes(repo_id: str, revision: str | None = None, *, endpoint: str | None = None,
+               timeout: float = METADATA_DEADLINE_S) -> list[tuple[str, Any]]:
+    """``(file name, size as the Hub states it)`` of every file of a model repository (:class:`HubError`)."""
+    path = f"/api/models/{repo_id}" + (f"/revision/{revision}" if revision else "")
+    info = get_json(endpoint_url(endpoint) + path, [("blobs", "true")], deadline_s=timeout,
+                    max_bytes=MAX_INFO_BYTES)
+    siblings = info.get("siblings") if isinstance(info, dict) else None
+    if not isinstance(siblings, list):
+        raise HubError("the Hub's answer could not be read")
+    return [(str(f.get("rfilename", "")), f.get("size")) for f in siblings if isinstance(f, dict)]
+
+
 # --- errors -----------------------------------------------------------------------------------------
 def _failure(err: Exception, doing: str) -> str:
-    """A sentence for a failed Hub call: unreachable, not found, or a malformed answer."""
+    """A sentence for a failed Hub call: no answer in time, an HTTP error, not found, unreachable, unreadable."""
     name = type(err).__name__
     log.info("could not %s: %s: %s", doing, name, err)
+    if isinstance(err, HubError):
+        if err.status in (401, 403, 404):
+            return f"Could not {doing}: no such public model on the Hub."
+        if "cannot be reached" in str(err):
+            return HUB_UNREACHABLE
+        return f"Could not {doing}: {err}."
     if name in ("RepositoryNotFoundError", "GatedRepoError"):
         return f"Could not {doing}: no such public model on the Hub."
     if name in ("EntryNotFoundError", "RemoteEntryNotFoundError"):

@@ -27,7 +27,7 @@ from .registry import (
     needs_of,
     objectives_of,
 )
-from .settings import UPSAMPLING, validate
+from .settings import DEFAULTS, UPSAMPLING, validate
 
 __all__ = ["DEFAULT_METHODS", "METHODS", "METHOD_LABELS", "UPSAMPLING", "Explanation", "class_index", "explain",
            "gaussian_blur", "minmax", "paper_kernel", "render_map", "top_k"]
@@ -79,8 +79,8 @@ def explain(
     image: ImageInput | Sequence[ImageInput],
     target: int | str | Sequence[int | str] | None = None,
     layer: str | None = None,
-    methods: Sequence[str] | str = DEFAULT_METHODS,
-    upsampling: str = "paper",
+    methods: Sequence[str] | str = DEFAULTS["methods"],
+    upsampling: str = DEFAULTS["upsampling"],
     params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Explanation | list[Explanation]:
     """Explain one image (returns an :class:`Explanation`) or a list of images (returns a list).

@@ -22,6 +22,11 @@ def local_models_allowed() -> bool:
     return os.environ.get("MICAM_ALLOW_LOCAL_MODELS", "0").strip() == "1"
 
 
+def private_urls_allowed() -> bool:
+    """The MCP tool fetches image URLs on private or loopback addresses only where ``MICAM_ALLOW_PRIVATE_URLS=1``."""
+    return os.environ.get("MICAM_ALLOW_PRIVATE_URLS", "0").strip() == "1"
+
+
 def load_timeout() -> float:
     """Seconds a visitor's model load may take (``MICAM_LOAD_TIMEOUT``, default 180)."""
     return _env_number("MICAM_LOAD_TIMEOUT", 180.0)

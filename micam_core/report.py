@@ -5,22 +5,21 @@ from __future__ import annotations
 import platform
 from typing import Any
 
+import numpy
+import PIL
+import timm
+import torch
+
 from .methods import Explanation
 from .models import LoadedModel
 from .registry import REGISTRY, display_mode
+from .version import __version__
 
 SCHEMA_VERSION = 2  # 2: method registry (any subset of methods), "schema_version", per-method facts
 
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that decide the numbers."""
-    import numpy
-    import PIL
-    import timm
-    import torch
-
-    from . import __version__
-
     return {"micam_core": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "numpy": numpy.__version__, "pillow": PIL.__version__, "python": platform.python_version()}
 

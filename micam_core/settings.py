@@ -32,14 +32,14 @@ def _build() -> dict[str, Setting]:
         Setting("upsampling", "Display upsampling of MI maps", "choice", "paper", choices=UPSAMPLING,
                 help="paper: nearest + Gaussian blur; bilinear"),
         Setting("threshold", "Region threshold (map >= threshold)", "float", 0.5, 0.0, 1.0, 0.05,
-                help="pixels where a map is at least this value form its region"),
-        Setting("fill", "Fill of masked pixels", "choice", "black", choices=FILLS),
+                help="pixels where a map is at least this value form its region", stage="counterfactual"),
+        Setting("fill", "Fill of masked pixels", "choice", "black", choices=FILLS, stage="counterfactual"),
         Setting("steps", "Deletion/insertion steps", "int", 32, 2, 100, 2,
-                help="each step costs two forward passes per map"),
+                help="each step costs two forward passes per map", stage="counterfactual"),
         Setting("protocol", "Evaluation protocol", "choice", DEFAULT_PROTOCOL, choices=tuple(PROTOCOLS),
-                help="; ".join(f"{p.name}: {p.label}" for p in PROTOCOLS.values())),
-        Setting("cmap", "Colour map", "choice", "jet", choices=COLORMAPS),
-        Setting("opacity", "Map opacity", "float", 0.5, 0.0, 1.0, 0.05),
+                help="; ".join(f"{p.name}: {p.label}" for p in PROTOCOLS.values()), stage="counterfactual"),
+        Setting("cmap", "Colour map", "choice", "jet", choices=COLORMAPS, stage="display"),
+        Setting("opacity", "Map opacity", "float", 0.5, 0.0, 1.0, 0.05, stage="display"),
     ]
     records += [s for method in REGISTRY.values() for s in method.settings()]
     return {s.name: s for s in records}

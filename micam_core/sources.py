@@ -132,12 +132,36 @@ def _read_json(path: Path, shown: str) -> dict:
 
 
 def _hub_config(repo: str) -> dict:
-    """The repository's config.json (from the cache, or downloaded alone under the Hub deadlines)."""
-    from huggingface_hub import hf_hub_download
-
+    """The repository's config.json: from the cache offline, else fetched alone under the Hub deadlines."""
     repo_id, _, revision = repo.partition("@")
-    path = hf_hub_download(repo_id, "config.json", revision=revision or None)
-    return _read_json(Path(path), repo_id)
+    if _offline():
+        from huggingface_hub import hf_hub_download
+
+        return _read_json(Path(hf_hub_download(repo_id, "config.json", revision=revision or None)), repo_id)
+    from .hub import METADATA_DEADLINE_S, endpoint_url, get_bytes
+
+    url = f"{endpoint_url()}/{repo_id}/resolve/{revision or 'main'}/config.json"
+    body = _from_hub(lambda: get_bytes(url, deadline_s=METADATA_DEADLINE_S, max_bytes=MAX_CONFIG_BYTES), repo_id)
+    try:
+        config = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ModelLoadError(f"{repo_id}: config.json is not valid JSON.") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{repo_id}: config.json is not a JSON object.")
+    return config
+
+
+def _from_hub(call, shown: str):
+    """``call()``, with a failed Hub request turned into a sentence naming the model."""
+    from .hubhttp import HubError
+
+    try:
+        return call()
+    except HubError as err:
+        if err.status in (401, 403, 404):
+            raise ModelLoadError(f"'{shorten(shown)}' was not found on the Hugging Face Hub (check the spelling; "
+                                 "private repos are not supported).") from None
+        raise ModelLoadError(f"Could not load '{shorten(shown)}': {err}.") from None
 
 
 def _check_timm_config(config: dict, where: str) -> None:
@@ -174,11 +198,11 @@ def _check_hub_size(repo: str, max_bytes: int, filename: str | None = None, show
         if largest is None:
             raise ModelLoadError(_not_cached(shown or "hf-hub:" + repo))
     else:
-        from huggingface_hub import HfApi
+        from .hub import file_sizes
 
-        info = HfApi().model_info(repo_id, revision=revision or None, files_metadata=True, timeout=15)
-        weights = [s for s in (info.siblings or []) if s.rfilename.endswith(WEIGHT_SUFFIXES)]
-        largest = max((s.size or 0 for s in weights), default=0)
+        sizes = _from_hub(lambda: file_sizes(repo_id, revision or None), shown or repo_id)
+        largest = max((int(size) if isinstance(size, (int, float)) and size > 0 else 0
+                       for name, size in sizes if name.endswith(WEIGHT_SUFFIXES)), default=0)
     _refuse_if_too_large(repo_id, largest, max_bytes)
 
 

@@ -96,6 +96,64 @@ REPOS: dict[str, dict] = {
 }
 
 
+HANG_S = 60.0  # longer than any deadline
+
+
+def _hang(handler) -> None:
+    """Accept the connection, then say nothing."""
+    time.sleep(HANG_S)
+
+
+def _drip(handler) -> None:
+    """Headers at once, then one byte a second."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    for _ in range(int(HANG_S)):
+        try:
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(1.0)
+
+
+def _error(status: int):
+    def answer(handler) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
+    return answer
+
+
+def _huge(declared: bool):
+    """300 MB of JSON-looking bytes, with or without a Content-Length saying so."""
+    def answer(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        if declared:
+            handler.send_header("Content-Length", str(300 * MB))
+        else:
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        try:
+            handler.wfile.write(b"[")
+            for _ in range(300):
+                handler.wfile.write(b" " * MB)
+        except OSError:
+            return
+    return answer
+
+
+HOSTILE_SEARCHES = {"hang": _hang, "drip": _drip, "error500": _error(500), "huge": _huge(True),
+                    "huge-undeclared": _huge(False)}
+HOSTILE_REPOS = {"evil/hang-config": _hang, "evil/drip-config": _drip, "evil/http-500": _error(500),
+                 "evil/huge-config": _huge(False)}
+
+
 class StubHub:
     """The server, on a free loopback port, in a daemon thread (``with StubHub() as hub: hub.url``)."""
 
@@ -142,6 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
             search = query.get("search", [""])[0]
             if search == "slow":
                 time.sleep(SLOW_S)
+            if search in HOSTILE_SEARCHES:
+                HOSTILE_SEARCHES[search](self)
+                return
             self._send(200, SEARCHES.get(search, "[]").encode(), "application/json", head)
             return
         if path.startswith("/api/models/"):
@@ -156,6 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, b"{}", "application/json", head)
 
     def _model_info(self, repo_id: str, head: bool) -> None:
+        if repo_id in HOSTILE_REPOS:
+            HOSTILE_REPOS[repo_id](self)
+            return
         repo = REPOS.get(repo_id)
         if repo is None:
             self._not_found(head)
@@ -166,6 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, "application/json", head)
 
     def _file(self, repo_id: str, filename: str, head: bool) -> None:
+        if repo_id in HOSTILE_REPOS:
+            HOSTILE_REPOS[repo_id](self)
+            return
         repo = REPOS.get(repo_id)
         if repo is None:
             self._not_found(head)

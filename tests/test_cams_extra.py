@@ -302,3 +302,13 @@ def test_figure_caption_says_what_a_method_ignores(bundled, cat_path):
     exp = explain(bundled, cat_path, methods=("fullgrad", "cam"))
     text = caption_text(exp, list(exp.maps), {m: REGISTRY[m].label for m in exp.maps})
     assert REGISTRY["fullgrad"].note in text and REGISTRY["cam"].note in text
+
+
+def test_a_batch_gives_each_image_its_own_map(resnet18_random, cat_path, coffee_path):
+    """The extras (HVP, bias and guided gradients, Finer-CAM's objective) are per image in a batch."""
+    methods = ("shapleycam", "finercam", "fullgrad", "guidedgradcam", "micambinned", "kpcacam", "cam")
+    both = explain(resnet18_random, [cat_path, coffee_path], target=[3, 5], layer="layer4", methods=methods)
+    for exp, path, target in zip(both, (cat_path, coffee_path), (3, 5)):
+        alone = explain(resnet18_random, path, target=target, layer="layer4", methods=methods)
+        for method in methods:
+            np.testing.assert_allclose(exp.maps[method], alone.maps[method], atol=1e-4, err_msg=method)

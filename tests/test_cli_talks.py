@@ -98,3 +98,10 @@ def test_every_public_name_resolves():
 
     for name in micam_core.__all__:
         assert getattr(micam_core, name) is not None, name
+
+
+def test_app_without_gradio_says_what_to_install():
+    code = "import sys, runpy; sys.modules['gradio'] = None; runpy.run_path('app.py', run_name='__main__')"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "needs gradio" in proc.stderr and "pip install -r requirements.txt" in proc.stderr

@@ -100,13 +100,19 @@ def test_the_limit_holds_for_deep_layers_and_the_gpu_duration_follows(which, lay
     with pytest.raises(MicamError, match=f"{passes} extra forward passes"):
         work.check_cost(loaded, layer, ("scorecam",))
     with pytest.raises(MicamError, match="forward passes"):  # the GPU function itself refuses too
-        work.gpu_explain("x", None, layer, None, "paper", ("scorecam",))
+        work.gpu_explain(_view(layer, "scorecam"), None)
     monkeypatch.setenv("MICAM_MAX_EXTRA_PASSES", str(passes))
     work.check_cost(loaded, layer, ("scorecam",))
-    duration = work.explain_duration("x", None, layer, None, "paper", ("scorecam",))
+    duration = work.explain_duration(_view(layer, "scorecam"), None)
     assert duration == explain_seconds(1, loaded.num_bytes, passes)
-    assert duration >= work.explain_duration("x", None, layer, None, "paper", ("gradcam",))
+    assert duration >= work.explain_duration(_view(layer, "gradcam"), None)
     if which == "vit":  # 769 passes: more than the 15 s the uncounted layer was given in round 3
         assert duration > 15
-    assert work.explain_duration("x", None, "no.such.layer", None, "paper", ("scorecam",)) == explain_seconds(
+    assert work.explain_duration(_view("no.such.layer", "scorecam"), None) == explain_seconds(
         1, loaded.num_bytes, 0)  # refused at once inside gpu_explain
+
+
+def _view(layer: str, method: str):
+    from micam_core.view import View
+
+    return View(layer=layer).replace(methods=(method,))

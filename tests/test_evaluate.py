@@ -26,7 +26,7 @@ from micam_core.cli import main
 from micam_core.evaluation.store import ResultStore
 from micam_core.evaluation.summary import bootstrap_ci, summarize, wilcoxon_p
 
-DEFAULT = tuple(getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS))  # what evaluate runs by default
+DEFAULT = micam_core.DEFAULT_METHODS  # what evaluate runs by default
 ROWS_PER_IMAGE = len(DEFAULT) + 2  # every method, then the random and centred baselines
 
 
@@ -135,9 +135,17 @@ def test_resume_refuses_other_settings_and_existing_results(local_run, photos, t
     assert len(_rows(local_run)) == before
 
 
-def test_unknown_method_is_refused(tmp_path, photos, tiny_spec, capsys):
-    assert _evaluate(tmp_path / "o", photos, tiny_spec, "--methods", "micam,nosuch") == 2
-    assert "nosuch" in capsys.readouterr().err
+@pytest.mark.parametrize("flag,value", [("--threshold", "2"), ("--steps", "0"), ("--methods", "micam,nosuch"),
+                                        ("--fill", "sideways"), ("--upsampling", "cubic")])
+def test_bad_values_are_refused_as_explain_refuses_them_and_nothing_is_written(tmp_path, photos, tiny_spec, capsys,
+                                                                                flag, value):
+    out = tmp_path / "o"
+    assert main(["explain", str(EXAMPLES / "coffee.jpg"), "--out", str(out), "--metrics", flag, value]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("error: ") and value.split(",")[-1] in said
+    assert _evaluate(out, photos, tiny_spec, flag, value) == 2
+    assert capsys.readouterr().err == said
+    assert not out.exists()
 
 
 def test_resume_after_kill_9_has_no_duplicate_and_no_missing_row(tmp_path, photos, tiny_spec):
@@ -224,13 +232,13 @@ def test_ray_worker_that_dies_is_retried_without_losing_or_doubling_rows(ray_clu
                                                                            tiny_spec, tmp_path):
     from micam_core.evaluation.ray_engine import run_ray
     from micam_core.evaluation.records import Source, iter_records
-    from micam_core.evaluation.rows import Settings
+    from micam_core.view import View
 
     marker = tmp_path / "crashed"
     store = ResultStore(tmp_path / "ray")
-    settings = Settings(methods=DEFAULT, steps=3)
+    view = View().replace(methods=DEFAULT, steps=3)
     records = list(iter_records(Source(images=str(photos), labels="folders")))
-    done = run_ray(micam_core.models.normalize_spec(tiny_spec), records, settings, store, batch_size=2,
+    done = run_ray(micam_core.models.normalize_spec(tiny_spec), records, view, store, batch_size=2,
                    crash_once=("3/coffee.jpg", str(marker)))
     assert marker.exists(), "the worker did not die: the test tested nothing"
     assert done == 8

@@ -18,8 +18,8 @@ from conftest import ROOT
 from micam_core.evaluation import EXTRAS
 from micam_core.evaluation.cli import idle_cores
 from micam_core.evaluation.local import run_local
-from micam_core.evaluation.rows import Settings
 from micam_core.evaluation.store import ResultStore
+from micam_core.view import View
 
 
 def test_extras_list_is_the_eval_extra_of_pyproject():
@@ -85,10 +85,10 @@ def test_parts_are_flushed_after_a_few_seconds_not_only_per_batch(tmp_path, phot
 
     loaded = load_model(tiny_spec, device="cpu")
     records = list(iter_records(Source(images=str(photos / "3")), None))
-    settings = Settings(methods=("micam",), threshold=0.5, fill="black", steps=2, target="top1", layer=None)
+    settings = View().replace(methods=("micam",), steps=2)
     by_time, by_batch = ResultStore(tmp_path / "time"), ResultStore(tmp_path / "batch")
-    run_local(loaded, records, settings, by_time, batch_size=8, flush_seconds=0.0)
-    run_local(loaded, records, settings, by_batch, batch_size=8, flush_seconds=1e9)
+    run_local(loaded, records, settings, by_time, batch_size=8, flush_seconds=0.0, target="top1")
+    run_local(loaded, records, settings, by_batch, batch_size=8, flush_seconds=1e9, target="top1")
     assert len(by_time.parts()) == len(records) == 3  # every image written as soon as the time was up
     assert len(by_batch.parts()) == 1  # only the final flush: the batch never filled
 

@@ -18,9 +18,9 @@ from micam_core.gpu import (
     analyse_seconds,
     cpu_result,
     device_tensors,
-    estimate_seconds,
     explain_seconds,
     forward_images,
+    request_seconds,
     to_cpu,
 )
 
@@ -31,8 +31,8 @@ def test_durations_grow_with_the_work_and_stay_in_bounds():
     assert explain_seconds(3) < explain_seconds(3, extra_passes=1281)  # Score-CAM on 1280 channels
     assert analyse_seconds(1, 32) < analyse_seconds(3, 32)
     assert analyse_seconds(3, 32, model_bytes=100 * 2**20) < analyse_seconds(3, 32, model_bytes=2**30)
-    assert estimate_seconds(10**9) == MAX_SECONDS and MIN_SECONDS <= estimate_seconds(0) <= 15
-    assert estimate_seconds(-5, -1) == estimate_seconds(0)
+    assert request_seconds(10**9) == MAX_SECONDS and MIN_SECONDS <= request_seconds(0) <= 15
+    assert request_seconds(-5, -1) == request_seconds(0)
     for value in (explain_seconds(3), analyse_seconds(3, 32)):
         assert isinstance(value, int) and value % 5 == 0
 
@@ -68,18 +68,17 @@ def test_fake_spaces_refuses_tensors_off_the_cpu():
 
 def test_app_gpu_functions_through_a_process_boundary():
     from micam_app import work
+    from micam_core.view import View
 
-    explain_fn = fake_spaces.GPU(duration=lambda spec, image, layer, target, up, methods: explain_seconds(
-        len(methods)))(work.gpu_explain)
-    analyse_fn = fake_spaces.GPU(duration=lambda spec, exp, threshold, fill, steps: analyse_seconds(
-        len(exp.maps), steps))(work.gpu_analyse)
-    methods = ("micam", "gradcam", "migradcam")
+    explain_fn = fake_spaces.GPU(duration=lambda view, image: explain_seconds(len(view.methods)))(work.gpu_explain)
+    analyse_fn = fake_spaces.GPU(duration=lambda view, exp: analyse_seconds(len(exp.maps), view.steps))(
+        work.gpu_analyse)
+    view = View().replace(methods=("micam", "gradcam", "migradcam"), steps=4)  # the arguments cross as the view
     try:
-        exp = explain_fn("bundled:efficientnet_lite0", str(EXAMPLES / "chelsea_cat.jpg"), None, None, "paper",
-                         methods)
+        exp = explain_fn(view, str(EXAMPLES / "chelsea_cat.jpg"))
         assert isinstance(exp, Explanation) and set(exp.maps) == {"micam", "gradcam", "migradcam"}
         assert exp.maps["micam"].shape == (224, 224)
-        faith = analyse_fn("bundled:efficientnet_lite0", exp, 0.5, "black", 4)
+        faith = analyse_fn(view, exp)
         assert isinstance(faith, Faithfulness) and faith.target == exp.target
         assert {"micam", "gradcam", "migradcam", "random", "centre"} <= set(faith.results)
     finally:

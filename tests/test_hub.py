@@ -21,6 +21,7 @@ from micam_core.hub import HUB_UNREACHABLE, HubModel, precheck, search_models
 CHILD = textwrap.dedent("""
     import json, sys, time
     from dataclasses import asdict
+    import httpx, huggingface_hub.constants  # imported before the clock starts
     from micam_core.hub import precheck, search_models
 
     out = {}
@@ -32,7 +33,7 @@ CHILD = textwrap.dedent("""
         out["precheck:" + repo] = asdict(precheck(repo, max_bytes=1024 * 2**20))
     print(json.dumps(out))
 """)
-SEARCHES = "slow,resnet,hostile,broken,garbage,nothing"
+SEARCHES = "slow,resnet,hostile,broken,garbage,nothing,resnet,Resnet"
 REPOS = ("timm/resnet18.a1_in1k,evil/unknown-arch,evil/huge-weights,evil/absurd-config,evil/not-json,"
          "evil/no-weights,evil/bert,missing/repo,hf-hub:timm/resnet18.a1_in1k,evil/crop-tiny,evil/crop-1e-9,"
          "evil/input-2048,evil/mean-nan,evil/std-zero,evil/labels-long,evil/classes-many,ok/at-the-bounds")
@@ -74,6 +75,11 @@ def test_search_lists_timm_classifiers_with_downloads_and_size(stub_run):
         assert part in search, (part, search)
 
 
+def test_searches_are_cached_briefly_per_query(stub_run):
+    asked = [r for r in stub_run[1] if r.startswith("GET /api/models?") and "search=resnet" in r.lower()]
+    assert len(asked) == 1, asked  # "resnet" three times (once capitalised): the Hub was asked once
+
+
 def test_search_answers_within_a_second_of_the_hub(stub_run):
     slow = stub_run[0]["search:slow"]
     assert ids(slow) == ["timm/resnet50.a1_in1k"]
@@ -88,9 +94,10 @@ def test_hostile_search_answers(stub_run):
     for repo in ("ok/huge-numbers", "ok/nan", "ok/strings", "ok/missing-fields"):
         assert by_id[repo]["downloads"] is None and by_id[repo]["weight_bytes"] is None, by_id[repo]
     assert by_id["ok/fine"] == {"id": "ok/fine", "downloads": 7, "weight_bytes": 2000, "parameters": 1000}
-    for name in ("broken", "garbage"):
-        assert stub_run[0][f"search:{name}"]["models"] == []
-        assert "could not be read" in stub_run[0][f"search:{name}"]["message"], stub_run[0][f"search:{name}"]
+    garbage = stub_run[0]["search:garbage"]
+    assert garbage["models"] == [] and "could not be read" in garbage["message"], garbage
+    broken = stub_run[0]["search:broken"]  # "total" missing: the hit is kept, its parameter count unknown
+    assert broken["models"] == [{"id": "ok/x", "downloads": None, "weight_bytes": 4, "parameters": None}]
     assert "No timm image classifier" in stub_run[0]["search:nothing"]["message"]
 
 
@@ -185,3 +192,74 @@ def test_the_model_box_keeps_the_curated_list_offline():
 
     choices, note = hub_choices("resnet")  # this test session is offline
     assert choices == POPULAR_MODELS and "cannot be reached" in note
+
+
+# --- a Hub that hangs, drips, fails or floods: every call gives up within its deadline, saying what happened ---
+HOSTILE_SEARCH = "hang,drip,error500,huge,huge-undeclared"
+HOSTILE_REPOS = "evil/hang-config,evil/drip-config,evil/http-500,evil/huge-config"
+SEARCH_LIMIT_S, MODEL_LIMIT_S = 10.0, 30.0
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    child = CHILD.replace('out["precheck:" + repo] = asdict(precheck(repo, max_bytes=1024 * 2**20))',
+                          'start = time.perf_counter(); out["precheck:" + repo] = {**asdict(precheck(repo)), '
+                          '"seconds": time.perf_counter() - start}')
+    child = child.replace("out = {}", textwrap.dedent("""
+        import resource, timm, micam_core.model_config  # everything a precheck imports, before the baseline
+        out = {"steady_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}"""))
+    child = child.replace("print(json.dumps(out))", textwrap.dedent("""
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        from micam_core import load_model
+        for spec in ("hf-hub:evil/hang-config", "hf-hub:evil/http-500"):
+            start = time.perf_counter()
+            try:
+                load_model(spec, device="cpu")
+                message = "loaded"
+            except Exception as err:
+                message = f"{type(err).__name__}: {err}"
+            out["load:" + spec] = {"message": message, "seconds": time.perf_counter() - start}
+        print(json.dumps(out))"""))
+    with StubHub() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "HF_HOME": str(tmp_path_factory.mktemp("hf")), "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run([sys.executable, "-c", child, HOSTILE_SEARCH, HOSTILE_REPOS], env=env,
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("query, words", [
+    ("hang", "the Hub did not answer in 8 s"), ("drip", "the Hub did not answer in 8 s"),
+    ("error500", "the Hub answered with an error (HTTP 500)"), ("huge", "larger than 4 MB"),
+    ("huge-undeclared", "larger than 4 MB")])
+def test_a_hostile_hub_search_gives_up_in_time_with_the_right_sentence(hostile_run, query, words):
+    result = hostile_run[f"search:{query}"]
+    assert result["models"] == [] and words in result["message"], result
+    assert "matches" not in result["message"] and result["seconds"] < SEARCH_LIMIT_S
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("repo, words", [
+    ("evil/hang-config", "the Hub did not answer in 10 s"), ("evil/drip-config", "the Hub did not answer in 10 s"),
+    ("evil/http-500", "the Hub answered with an error (HTTP 500)"), ("evil/huge-config", "larger than 1 MB")])
+def test_a_hostile_hub_precheck_gives_up_in_time_with_the_right_sentence(hostile_run, repo, words):
+    check = hostile_run[f"precheck:{repo}"]
+    assert not check["ok"] and words in check["message"], check
+    assert "cannot be reached" not in check["message"] and check["seconds"] < MODEL_LIMIT_S
+
+
+@pytest.mark.slow
+def test_hostile_answers_are_not_held_in_memory(hostile_run):
+    grew = hostile_run["peak_rss_mb"] - hostile_run["steady_rss_mb"]
+    assert grew < 50, grew  # 300 MB answers were refused, not read (round 3: +480 MB)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec, words", [("hf-hub:evil/hang-config", "the Hub did not answer in 10 s"),
+                                         ("hf-hub:evil/http-500", "the Hub answered with an error (HTTP 500)")])
+def test_a_model_load_from_a_hostile_hub_gives_up_in_time(hostile_run, spec, words):
+    load = hostile_run[f"load:{spec}"]
+    assert load["message"].startswith("ModelLoadError") and words in load["message"], load
+    assert load["seconds"] < MODEL_LIMIT_S

@@ -8,7 +8,6 @@ import pytest
 
 from micam_core import DEFAULTS, METHODS, SETTINGS, SettingError, validate, validate_all
 from micam_core.cli import build_parser
-from micam_core.protocols import get_protocol
 
 
 @pytest.mark.parametrize("name,value", [
@@ -49,10 +48,15 @@ def test_defaults_are_valid_and_complete():
 
 
 def test_command_line_reads_the_same_record():
-    args = build_parser().parse_args(["explain", "x.png"])
-    assert args.steps is None and args.fill is None  # the protocol's own unless given
-    protocol = get_protocol(args.protocol)
-    assert args.protocol == DEFAULTS["protocol"]
-    assert (protocol.steps, protocol.fill, protocol.threshold) == (DEFAULTS["steps"], DEFAULTS["fill"],
-                                                                   DEFAULTS["threshold"])
-    assert args.methods == ",".join(DEFAULTS["methods"])
+    from micam_core.flags import view_of
+
+    parser = build_parser()
+    assert view_of(parser.parse_args(["explain", "x.png"])).settings == DEFAULTS
+    every = [f"--{name.replace('_', '-')}" for name in SETTINGS]
+    assert all(flag in parser.format_help() or flag in _explain_help(parser) for flag in every)
+    args = parser.parse_args(["explain", "x.png", "--steps", "8", "--alpha", "0.3"])
+    assert (view_of(args).steps, view_of(args).opacity) == (8, 0.3)
+
+
+def _explain_help(parser) -> str:
+    return next(a for a in parser._subparsers._group_actions if a.dest == "command").choices["explain"].format_help()

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from ..errors import MicamError
-from . import EXTRAS
+from ..flags import add_settings, view_of
+from ..settings import DEFAULT_SPEC
+from . import ENGINES, EXTRAS, TARGETS
 from .interrupt import exit_code, stop_on_signals
 
 EXAMPLES = """examples:
@@ -17,7 +19,9 @@ EXAMPLES = """examples:
   micam evaluate --images photos/ --sanity --out runs/s
   micam evaluate --dataset imagefolder --data-dir photos/ --split train --out runs/b
   micam evaluate --dataset ILSVRC/imagenet-1k --split validation --limit 1000 --engine ray --out runs/c
-  micam summarize runs/a"""
+  micam summarize runs/a
+
+The random and centred baselines are evaluated with every method."""
 
 
 THREADS_HELP = ("local engine: torch threads (default: the idle cores, i.e. the CPU count minus the load "
@@ -26,9 +30,6 @@ THREADS_HELP = ("local engine: torch threads (default: the idle cores, i.e. the 
 
 
 def add_parsers(sub) -> None:
-    from ..settings import DEFAULT_SPEC, FILLS
-    from . import ENGINES, TARGETS
-
     p = sub.add_parser("evaluate", help="faithfulness metrics over a folder or data set, into Parquet rows",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("source (one of --images, --dataset)")
@@ -42,17 +43,8 @@ def add_parsers(sub) -> None:
     src.add_argument("--image-column", default="image")
     src.add_argument("--label-column", default="label", help="'' for none")
     p.add_argument("--models", default=DEFAULT_SPEC, help=f"comma-separated model specs (default {DEFAULT_SPEC})")
-    p.add_argument("--methods", default=None, help="comma-separated method ids (default: the registry's default set); "
-                                                   "the random and centred baselines always run")
-    p.add_argument("--layer", default=None, help="target layer (default: each model's last spatial map)")
-    from ..protocols import DEFAULT_PROTOCOL, PROTOCOLS
-
-    p.add_argument("--protocol", choices=tuple(PROTOCOLS), default=DEFAULT_PROTOCOL,
-                   help="; ".join(f"{q.name}: {q.label}" for q in PROTOCOLS.values())
-                   + f" (default {DEFAULT_PROTOCOL}); the baselines run with every protocol")
-    p.add_argument("--threshold", type=float, default=None, help="region threshold (default: the protocol's)")
-    p.add_argument("--fill", choices=FILLS, default=None, help="fill of removed pixels (default: the protocol's)")
-    p.add_argument("--steps", type=int, default=None, help="deletion/insertion steps (default: the protocol's)")
+    p.add_argument("--layer", default=None, help="target layer (default: each model's default layer)")
+    add_settings(p, numbers_only=True)
     p.add_argument("--target", choices=TARGETS, default="label",
                    help="label: the image's label when it names a class of the model, else top-1; top1: always top-1")
     p.add_argument("--sanity", action="store_true",
@@ -117,30 +109,19 @@ def _missing_sentence(command: str, missing: list[str]) -> str:
 
 
 def _evaluate(args) -> int:
-    import micam_core
-
-    from ..protocols import get_protocol
-    from ..settings import validate
+    view = view_of(args, "layer")  # every value checked before torch loads, any image is read or anything written
     from .records import Source
-    from .rows import Settings
-    from .run import Plan, checked_methods, evaluate
+    from .run import Plan, evaluate
 
-    protocol = get_protocol(args.protocol).with_settings(
-        None if args.threshold is None else validate("threshold", args.threshold), args.fill,
-        None if args.steps is None else validate("steps", args.steps))
     if args.images is None and args.dataset is None:
         raise MicamError("Give a source: --images DIR or --dataset NAME (see --help).")
     source = Source(images=str(args.images) if args.images else None, labels=args.labels, dataset=args.dataset,
                     data_dir=args.data_dir, split=args.split, image_column=args.image_column,
                     label_column=args.label_column or None)
-    default = getattr(micam_core, "DEFAULT_METHODS", micam_core.METHODS)  # the registry's default set, if any
-    settings = Settings(methods=checked_methods(args.methods or ",".join(default)),
-                        threshold=protocol.threshold, fill=protocol.fill, steps=protocol.steps, target=args.target,
-                        layer=args.layer, protocol=protocol.name, sanity=args.sanity)
     plan = Plan(models=[m.strip() for m in args.models.split(",") if m.strip()], source=source,
-                settings=settings, out=str(args.out), engine=args.engine, resume=args.resume, limit=args.limit,
-                batch_size=max(1, args.batch_size), device=args.device, ray_address=args.ray_address,
-                ray_workers=args.ray_workers, progress=not args.no_progress)
+                view=view, target=args.target, sanity=args.sanity, out=str(args.out), engine=args.engine,
+                resume=args.resume, limit=args.limit, batch_size=max(1, args.batch_size), device=args.device,
+                ray_address=args.ray_address, ray_workers=args.ray_workers, progress=not args.no_progress)
     threads = _set_threads(args.threads, plan)
     try:
         with stop_on_signals():

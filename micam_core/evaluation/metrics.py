@@ -37,10 +37,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("paper_increase", "paper's Increase %", +1, digits=1),
     Metric("flipped", "target no longer top-1 when removed", +1, 100.0, binary=True, digits=0),
     Metric("region_fraction", "region fraction", 0),
-    # ROAD (protocol road): mean target probability over the removed fractions, noisy linear imputation.
+    # ROAD (protocol road): mean target probability over the removed fractions; combined = (LeRF - MoRF) / 2
     Metric("road_morf", "ROAD MoRF", -1),
     Metric("road_lerf", "ROAD LeRF", +1),
-    Metric("road_combined", "ROAD combined (LeRF-MoRF)/2", +1),
+    Metric("road_combined", "ROAD combined", +1),
     # Sanity: lower similarity to the original = the map responds to what it should.
     Metric("rand_spearman_target", "Randomisation Spearman (target layer random)", -1, group="sanity"),
     Metric("rand_ssim_target", "Randomisation SSIM (target layer random)", -1, group="sanity"),
@@ -50,6 +50,32 @@ METRICS: tuple[Metric, ...] = (
     Metric("logit_identical", "Random-logit map identical", -1, 100.0, binary=True, digits=0, group="sanity"),
 )
 KNOWN = {m.column: m for m in METRICS}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A per-image curve column and where its points lie on the x axis (equally spaced over ``x_range``)."""
+
+    column: str
+    title: str
+    x_label: str
+    x_range: tuple[float, float] = (0.0, 1.0)
+
+
+CURVES: tuple[Curve, ...] = (
+    Curve("deletion_curve", "deletion", "fraction of pixels deleted"),
+    Curve("insertion_curve", "insertion", "fraction of pixels inserted"),
+    Curve("road_morf_curve", "ROAD MoRF", "fraction removed, most relevant first", (0.1, 0.9)),
+    Curve("road_lerf_curve", "ROAD LeRF", "fraction removed, least relevant first", (0.1, 0.9)),
+)
+
+
+def curves_in(ok: pd.DataFrame) -> list[Curve]:
+    """The curve columns with values: the records first, then any other ``*_curve`` column."""
+    known = {c.column: c for c in CURVES}
+    found = [c for c in CURVES if c.column in ok and ok[c.column].notna().any()]
+    return found + [Curve(col, col.removesuffix("_curve").replace("_", " "), "position")
+                    for col in ok.columns if col.endswith("_curve") and col not in known and ok[col].notna().any()]
 # Per-image columns that describe the image or the run, not the map's quality.
 NOT_METRICS = {"label_index", "target", "top1", "top1_correct", "p_original", "p_keep", "p_remove",
                "p_explanation", "seconds", "sanity_seconds", "rand_target_step", "logit_class",

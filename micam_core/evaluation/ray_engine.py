@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
-from .rows import Settings, to_table
+from ..view import View
+from .rows import to_table
 from .store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,12 @@ def _read(record: dict) -> dict:
 class EvalWorker:
     """A Ray Data actor: loads the model once, turns a batch of records into rows (an Arrow table)."""
 
-    def __init__(self, spec: str, settings: dict, device: str = "auto", crash_once: tuple[str, str] | None = None):
+    def __init__(self, spec: str, view: View, target: str = "label", sanity: bool = False, device: str = "auto",
+                 crash_once: tuple[str, str] | None = None):
         from ..models import load_model
 
         self.loaded = load_model(spec, device=device)
-        self.settings = Settings(**{**settings, "methods": tuple(settings["methods"])})
+        self.view, self.target, self.sanity = view, target, sanity
         self.crash_once = crash_once  # testing: (image_id, marker file) -> die once on that image
 
     def __call__(self, batch):
@@ -66,7 +68,7 @@ class EvalWorker:
         rows = []
         for record in batch.to_pylist():
             self._maybe_crash(record["image_id"])
-            rows.extend(image_rows(self.loaded, record, self.settings, chunk=chunk))
+            rows.extend(image_rows(self.loaded, record, self.view, self.target, chunk=chunk, sanity=self.sanity))
         return to_table(rows)
 
     def _maybe_crash(self, image_id: str) -> None:
@@ -81,9 +83,10 @@ def _windows(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield window
 
 
-def run_ray(spec: str, records: Iterable[dict], settings: Settings, store: ResultStore, batch_size: int = 8,
+def run_ray(spec: str, records: Iterable[dict], view: View, store: ResultStore, batch_size: int = 8,
             workers: int | None = None, on_image: Callable[[int], None] | None = None,
-            crash_once: tuple[str, str] | None = None, window: int = WINDOW) -> int:
+            crash_once: tuple[str, str] | None = None, window: int = WINDOW, target: str = "label",
+            sanity: bool = False) -> int:
     """Evaluate ``records`` with model ``spec`` on the connected Ray cluster. Returns images done."""
     import ray
 
@@ -97,7 +100,7 @@ def run_ray(spec: str, records: Iterable[dict], settings: Settings, store: Resul
         ds = ray.data.from_items(part, override_num_blocks=min(len(part), 4 * size))
         ds = ds.map(_read, num_cpus=0)  # I/O: must not wait for the CPUs the model workers hold
         ds = ds.map_batches(
-            EvalWorker, fn_constructor_kwargs={"spec": spec, "settings": settings.as_dict(),
+            EvalWorker, fn_constructor_kwargs={"spec": spec, "view": view, "target": target, "sanity": sanity,
                                                "device": "cuda" if gpus else "cpu", "crash_once": crash_once},
             batch_size=batch_size, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1),

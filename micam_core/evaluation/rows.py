@@ -7,20 +7,23 @@ one failed row per method with the reason, and never raises.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from dataclasses import asdict, dataclass
+from typing import Any
 
 import pyarrow as pa
 
+from ..counterfactual import BASELINES, analyse
 from ..errors import MicamError
+from ..images import load_image
+from ..methods import class_index, explain
 from ..models import LoadedModel
-from . import TARGETS  # noqa: F401 (re-exported)
+from ..settings import DEFAULTS
+from ..view import View
 
 log = logging.getLogger(__name__)
 
-BASELINE_IDS = ("random", "centre")
+BASELINE_IDS = tuple(BASELINES)
 
 SCHEMA = pa.schema([
     ("model", pa.string()), ("method", pa.string()), ("image_id", pa.string()),
@@ -49,35 +52,28 @@ SCHEMA = pa.schema([
 KEY = ("model", "method", "image_id")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What decides the numbers (written to run.json, checked on --resume)."""
+def run_settings(view: View, target: str, sanity: bool = False) -> dict[str, Any]:
+    """What decides the numbers (written to run.json, checked on --resume): the view's, the target mode, sanity.
 
-    methods: tuple[str, ...]
-    threshold: float = 0.5
-    fill: str = "black"
-    steps: int = 32
-    target: str = "label"  # "label": the label when it names a class of the model, else top-1
-    layer: str | None = None
-    protocol: str = "rise"  # a name from micam_core.protocols.PROTOCOLS (threshold, fill, steps as resolved)
-    sanity: bool = False  # also run the sanity checks (cascading randomisation, random logit), seed 0
-
-    def as_dict(self) -> dict:
-        out = {**asdict(self), "methods": list(self.methods)}
-        if not self.sanity:  # runs recorded before --sanity existed resume unchanged
-            out.pop("sanity")
-        return out
+    ``target``: ``"label"``, the image's label when it names a class of the model (else top-1), or ``"top1"``.
+    ``sanity``: also run the sanity checks (cascading randomisation, random logit), seed 0.
+    """
+    out = {**view.computed(), "methods": list(view.methods), "target": target, "layer": view.layer, "sanity": sanity}
+    # Runs recorded before --sanity and --upsampling existed resume unchanged.
+    for name, default in (("sanity", False), ("upsampling", DEFAULTS["upsampling"]),
+                          ("protocol", DEFAULTS["protocol"])):
+        if out[name] == default:
+            out.pop(name)
+    return out
 
 
-def row_names(settings: Settings) -> tuple[str, ...]:
+def row_names(view: View) -> tuple[str, ...]:
     """The rows every image gets: each method, then the baselines."""
-    return tuple(settings.methods) + BASELINE_IDS
+    return tuple(view.methods) + BASELINE_IDS
 
 
 def label_index(loaded: LoadedModel, label: str | None) -> int | None:
     """The model's class for a label (an index, or a class name), or None when it names none."""
-    from .. import class_index
-
     if label is None or str(label).strip() in ("", "-1"):
         return None
     try:
@@ -86,26 +82,24 @@ def label_index(loaded: LoadedModel, label: str | None) -> int | None:
         return None
 
 
-def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int | None = None) -> list[dict]:
+def image_rows(loaded: LoadedModel, record: dict, view: View, target: str = "label",
+               chunk: int | None = None, sanity: bool = False) -> list[dict]:
     """Explain + analyse one record; one row per method and baseline (failed rows on any error)."""
-    from .. import analyse, explain, load_image
-
     start = time.perf_counter()
     base = {"model": loaded.spec, "image_id": record["image_id"], "label": record.get("label")}
     try:
         image = load_image(record["bytes"] if record.get("bytes") else record["path"])
         wanted = label_index(loaded, record.get("label"))
-        use_label = settings.target == "label" and wanted is not None
-        exp = explain(loaded, image, target=wanted if use_label else None, layer=settings.layer,
-                      methods=list(settings.methods))
-        extra = {"chunk": chunk} if chunk and "chunk" in inspect.signature(analyse).parameters else {}
-        faith = analyse(loaded, exp, threshold=settings.threshold, fill=settings.fill, steps=settings.steps,
-                        protocol=settings.protocol, **extra)
-        sanity = _sanity_columns(loaded, exp) if settings.sanity else {}
+        use_label = target == "label" and wanted is not None
+        exp = explain(loaded, image, target=wanted if use_label else None, layer=view.layer, methods=view.methods,
+                      upsampling=view.upsampling, params=view.params())
+        extra = {"chunk": chunk} if chunk else {}
+        faith = analyse(loaded, exp, **view.stage("counterfactual"), **extra)
+        checks = _sanity_columns(loaded, exp) if sanity else {}
     except Exception as err:  # any failure of one image becomes its failed rows; the run goes on
         log.warning("%s: %s failed: %s", loaded.spec, record.get("image_id"), err)
         reason = f"{type(err).__name__}: {err}"
-        return [{**base, "method": name, "status": "failed", "error": reason} for name in row_names(settings)]
+        return [{**base, "method": name, "status": "failed", "error": reason} for name in row_names(view)]
     seconds = time.perf_counter() - start
     top1 = int(exp.probs.argmax())
     common = {**base, "status": "ok", "error": None, "label_index": wanted, "target": int(exp.target),
@@ -113,7 +107,7 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
               "top1": top1, "top1_correct": None if wanted is None else top1 == wanted, "layer": exp.layer,
               "seconds": seconds, "protocol": faith.protocol.name}
     rows = []
-    for name in row_names(settings):
+    for name in row_names(view):
         r = faith.results[name]
         rows.append({**common, "method": name, "p_original": r.p_original, "p_keep": r.p_keep,
                      "p_remove": r.p_remove, "p_explanation": r.p_explanation, "average_drop": r.average_drop,
@@ -123,7 +117,7 @@ def image_rows(loaded: LoadedModel, record: dict, settings: Settings, chunk: int
                      "target_rank_original": r.rank_original, "target_rank_keep": r.rank_keep,
                      "target_rank_remove": r.rank_remove,
                      **{f"{kind}_curve": curve for kind, curve in r.curves.as_lists().items()},
-                     **(_road_columns(r.road) if r.road is not None else {}), **sanity.get(name, {})})
+                     **(_road_columns(r.road) if r.road is not None else {}), **checks.get(name, {})})
     return rows
 
 

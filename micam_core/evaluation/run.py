@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from ..errors import MicamError
+from ..view import View
 from . import ENGINES, TARGETS
 from .lock import RunLock
 from .records import Source, iter_records
-from .rows import Settings
+from .rows import run_settings
 from .store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,10 @@ class Plan:
 
     models: list[str]
     source: Source
-    settings: Settings
+    view: View
     out: str
+    target: str = "label"  # see rows.run_settings
+    sanity: bool = False
     engine: str = "local"
     resume: bool = False
     limit: int | None = None
@@ -37,18 +40,6 @@ class Plan:
     ray_workers: int | None = None
     progress: bool = True
     timings: dict = field(default_factory=dict)  # filled in: ray start-up, seconds per model
-
-
-def checked_methods(text: str | list[str]) -> tuple[str, ...]:
-    """Method ids from ``a,b``, validated against the registry (read now, so new methods count)."""
-    import micam_core
-
-    methods = [m.strip() for m in text.split(",")] if isinstance(text, str) else list(text)
-    methods = [m for m in methods if m]
-    unknown = [m for m in methods if m not in micam_core.METHODS]
-    if unknown or not methods:
-        raise MicamError(f"Unknown method(s) {unknown}; choose from {', '.join(micam_core.METHODS)}.")
-    return tuple(dict.fromkeys(methods))
 
 
 def versions() -> dict[str, str]:
@@ -81,7 +72,7 @@ def evaluate(plan: Plan) -> ResultStore:
 
     if plan.engine not in ENGINES:
         raise MicamError(f"--engine must be one of {', '.join(ENGINES)}.")
-    if plan.settings.target not in TARGETS:
+    if plan.target not in TARGETS:
         raise MicamError(f"--target must be one of {', '.join(TARGETS)}.")
     specs = [normalize_spec(m) for m in plan.models]
     with RunLock(plan.out):  # one writer per --out: a second process is refused here
@@ -91,8 +82,8 @@ def evaluate(plan: Plan) -> ResultStore:
 def _evaluate_locked(plan: Plan, specs: list[str]) -> ResultStore:
     store = ResultStore(plan.out)
     config = {"command": "evaluate", "models": specs, "engine": plan.engine, "source": plan.source.describe(),
-              "settings": plan.settings.as_dict(), "limit": plan.limit, "batch_size": plan.batch_size,
-              "device": run_device(plan), "started": time.time(), "versions": versions()}
+              "settings": run_settings(plan.view, plan.target, plan.sanity), "limit": plan.limit,
+              "batch_size": plan.batch_size, "device": run_device(plan), "started": time.time(), "versions": versions()}
     store.start(config, plan.resume)
     if plan.engine == "ray":
         from .ray_engine import start_ray
@@ -119,12 +110,14 @@ def _evaluate_model(spec: str, plan: Plan, store: ResultStore) -> None:
         if plan.engine == "ray":
             from .ray_engine import run_ray
 
-            run_ray(spec, todo, plan.settings, store, plan.batch_size, plan.ray_workers, bar.update)
+            run_ray(spec, todo, plan.view, store, plan.batch_size, plan.ray_workers, bar.update, target=plan.target,
+                    sanity=plan.sanity)
         else:
             from ..models import load_model
             from .local import run_local
 
             loaded = load_model(spec, device=plan.device)
-            run_local(loaded, todo, plan.settings, store, plan.batch_size, bar.update)
+            run_local(loaded, todo, plan.view, store, plan.batch_size, bar.update, target=plan.target,
+                      sanity=plan.sanity)
     finally:
         bar.close()

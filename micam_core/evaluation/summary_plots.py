@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import Metric, bootstrap_ci, label_of, values, wilson
+from .metrics import Metric, bootstrap_ci, curves_in, label_of, values, wilson
 
 REFERENCE_MAP = "random"
 
@@ -81,43 +81,37 @@ def _err(mean: float, lo: float, hi: float) -> list[list[float]]:
     return [[max(0.0, mean - lo)], [max(0.0, hi - mean)]]
 
 
-def _curve_columns(group: pd.DataFrame) -> list[str]:
-    found = [c for c in group.columns if c.endswith("_curve") and group[c].notna().any()]
-    first = [c for c in ("deletion_curve", "insertion_curve") if c in found]
-    return first + [c for c in found if c not in first]
-
-
 def _has_sanity(group: pd.DataFrame) -> bool:
     return "rand_spearman" in group and group["rand_spearman"].notna().any()
 
 
 def _curves_figure(plt, group: pd.DataFrame):
     methods = list(group["method"].unique())
-    kinds = _curve_columns(group)
+    kinds = curves_in(group)
     sanity = _has_sanity(group)
     cols = len(kinds) + (2 if sanity else 0)
     fig = plt.figure(figsize=(3.3 * cols, 1.9 * len(methods) + 1.2))
     grid = fig.add_gridspec(len(methods), cols)
     first = None
     for col, kind in enumerate(kinds):
-        reference = _stack(group, REFERENCE_MAP, kind)
+        reference = _stack(group, REFERENCE_MAP, kind.column)
         for row, method in enumerate(methods):
             ax = fig.add_subplot(grid[row, col], sharey=first)
             first = first or ax
-            curves = _stack(group, method, kind)
+            curves = _stack(group, method, kind.column)
             if curves is not None:
-                _band(ax, curves, "C0", "mean, 95% band")
+                _band(ax, curves, kind.x_range, "mean, 95% band")
             if reference is not None and method != REFERENCE_MAP:
-                ax.plot(np.linspace(0, 1, reference.shape[1]), reference.mean(0), "--", color="0.5", lw=1,
+                ax.plot(np.linspace(*kind.x_range, reference.shape[1]), reference.mean(0), "--", color="0.5", lw=1,
                         label=f"{label_of(REFERENCE_MAP)}, mean")
             if row == 0:
-                ax.set_title(kind.removesuffix("_curve").replace("_", " "), fontsize=9)
+                ax.set_title(kind.title, fontsize=9)
                 ax.legend(fontsize=7, loc="best")
             if col == 0:
                 ax.set_ylabel(label_of(method), fontsize=8)
             ax.tick_params(labelsize=7)
             if row == len(methods) - 1:
-                ax.set_xlabel("fraction of pixels changed", fontsize=8)
+                ax.set_xlabel(kind.x_label, fontsize=8)
     if sanity:
         third = max(1, len(methods) // 2)
         _depth_panel(fig.add_subplot(grid[:third, len(kinds):]), group, methods, "rand_spearman", "Spearman")
@@ -134,12 +128,12 @@ def _stack(group: pd.DataFrame, method: str, kind: str) -> np.ndarray | None:
     return np.stack(curves)
 
 
-def _band(ax, curves: np.ndarray, colour: str, label: str) -> None:
+def _band(ax, curves: np.ndarray, x_range: tuple[float, float], label: str) -> None:
     mean = curves.mean(0)
     half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-    x = np.linspace(0, 1, len(mean))
-    ax.plot(x, mean, color=colour, label=label)
-    ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.25, lw=0)
+    x = np.linspace(*x_range, len(mean))
+    ax.plot(x, mean, color="C0", label=label)
+    ax.fill_between(x, mean - half, mean + half, color="C0", alpha=0.25, lw=0)
 
 
 def _depth_panel(ax, group: pd.DataFrame, methods: list[str], column: str, name: str) -> None:

@@ -1,4 +1,4 @@
-"""Permalinks: round trips, and hostile parameters refused with clear, escaped messages."""
+"""Permalinks (unit tests of micam_core.permalink): round trips, hostile parameters refused with escaped messages."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from micam_core import DEFAULT_METHODS
 from micam_core.permalink import DEFAULTS, PARAMS, build_query, echo, example_index, parse_query, permalink
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = example_index(ROOT / "examples")
-METHODS = ("micam", "gradcam", "migradcam")
+METHODS = DEFAULT_METHODS
 
 
 def parse(query: str | dict, **kwargs):
     pairs = dict(parse_qsl(query, keep_blank_values=True)) if isinstance(query, str) else query
-    return parse_query(pairs, EXAMPLES, methods=METHODS, **kwargs)
+    return parse_query(pairs, EXAMPLES, **kwargs)
 
 
 def test_example_index_lists_stems_of_images_only():
@@ -68,7 +69,7 @@ def test_example_lookup_is_exact_stem_only():
                     "chelsea_cat\x00", "..", "."):
         parsed, messages = parse({"example": hostile})
         assert parsed["example"] is None and parsed["example_path"] is None, hostile
-        assert len(messages) == 1 and "no example called" in messages[0], hostile
+        assert len(messages) == 1 and "must be the name of an example" in messages[0], hostile
 
 
 @pytest.mark.parametrize("key, value", [
@@ -80,11 +81,13 @@ def test_example_lookup_is_exact_stem_only():
 def test_absurd_numbers_are_refused(key, value):
     parsed, messages = parse({key: value})
     assert parsed[key] == DEFAULTS[key]
-    assert len(messages) == 1 and f"'{key}'" in messages[0]
+    assert len(messages) == 1 and f"\\({key}\\) must be" in messages[0]
 
 
 def test_choices_and_methods():
     parsed, messages = parse({"fill": "lava", "cmap": "<b>", "upsampling": "cubic", "methods": "micam,evil"})
+    fill = "Ignored: Fill of masked pixels \\(fill\\) must be one of black, blur, mean; got &#x27;lava&#x27;."
+    assert fill in messages
     assert (parsed["fill"], parsed["cmap"], parsed["upsampling"]) == ("black", "jet", "paper")
     assert parsed["methods"] == METHODS
     assert len(messages) == 4
@@ -93,9 +96,13 @@ def test_choices_and_methods():
     assert messages == [] and parsed["methods"] == ("migradcam", "micam")
 
 
-def test_methods_follow_the_registry_passed_in():
-    parsed, messages = parse_query({"methods": "scorecam"}, EXAMPLES, methods=("micam", "scorecam"))
-    assert messages == [] and parsed["methods"] == ("scorecam",)
+def test_link_messages_are_the_sentences_of_every_other_entrance():
+    from micam_core.view import parse as parse_view
+
+    _, direct = parse_view({"threshold": "2"})
+    _, linked = parse({"threshold": "2"})
+    assert direct == ["Region threshold (map >= threshold) (threshold) must be a number from 0 to 1; got '2'."]
+    assert linked == [f"Ignored: {echo(direct[0], 300)}"]
 
 
 def test_script_in_class_name_is_refused_and_escaped():

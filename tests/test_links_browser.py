@@ -1,4 +1,4 @@
-"""Permalinks in a real browser: a link restores its view and explains it; hostile links stay harmless."""
+"""Permalinks in a real browser (Chromium): a link restores and explains its view; hostile links are refused."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_hostile_link_is_refused_in_words(page_url):  # noqa: F811
             page.goto(f"{page_url}?{hostile}", wait_until="domcontentloaded")
             alert = page.locator("#link-alert")
             expect(alert).to_contain_text("Some link parameters were ignored", timeout=120_000)
-            for words in ("no example called", "steps", "local folders", "unknown method", "opacity", "colour"):
+            for words in ("name of an example", "steps", "local folders", "Methods (methods)", "opacity", "colour"):
                 expect(alert).to_contain_text(words)
             assert page.locator("#link-alert script, #link-alert img, #link-alert b").count() == 0
             assert page.evaluate("() => window.pwned === undefined")
