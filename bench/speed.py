@@ -124,7 +124,8 @@ def token_reshape(loaded, layer: str):
 
 
 def torchcam_fn(loaded, x, method: str):
-    """torchcam 0.5's implementation of ``method`` (tensor in, same layer and target); hooks stay on."""
+    """torchcam 0.5's implementation of ``method`` (tensor in, same layer and target); ``run.cleanup()`` removes
+    its hooks (left on, they would slow every later pass on the model)."""
     import torchcam.methods
 
     cls = getattr(torchcam.methods, TORCHCAM_CLASSES[method])
@@ -142,6 +143,7 @@ def torchcam_fn(loaded, x, method: str):
             with torch.no_grad():
                 return extractor(0, loaded.model(x))
         return extractor(0, loaded.model(x))
+    run.cleanup = extractor.remove_hooks
     return run
 
 
@@ -161,7 +163,10 @@ def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_rep
                                      ("torchcam 0.5", torchcam_fn, TORCHCAM_CLASSES)):
             if method in names and not (peer.startswith("torchcam") and token_reshape(loaded, loaded.default_layer)):
                 try:
-                    t = median_time(builder(loaded, x, method), n, warm)
+                    fn = builder(loaded, x, method)
+                    t = median_time(fn, n, warm)
+                    getattr(fn, "cleanup", lambda: None)()
+                    del fn  # pytorch-grad-cam releases its hooks when its object goes
                 except (RuntimeError, ValueError) as error:  # e.g. pytorch-grad-cam's ShapleyCAM on tokens
                     yield (f"{METHOD_LABELS[method]}: {peer} (tensor in)", float("nan"),
                            f"fails: {str(error).splitlines()[0][:60]}")
@@ -173,8 +178,73 @@ def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_rep
     yield (f"all {len(runnable)} single-pass methods together, end to end", together, None)
 
 
+def paired_rows(loaded, image: Path, x, methods: tuple[str, ...], repeats: int):
+    """For each method, ours (image in), each peer (tensor in) and the plain forward, called in turn in every
+    round: a busy machine slows all of them alike. Rows give medians and the median of the per-round ratios."""
+    def forward():
+        with torch.no_grad():
+            loaded.model(x)
+
+    for method in methods:
+        if REGISTRY[method].why_not(loaded):
+            continue
+        fns = {"ours": lambda m=method: explain(loaded, image, methods=(m,), target=0), "forward": forward}
+        for peer, builder, names in (("pytorch-grad-cam", pytorch_grad_cam_fn, PGC_CLASSES),
+                                     ("torchcam 0.5", torchcam_fn, TORCHCAM_CLASSES)):
+            if method in names and not (peer.startswith("torchcam") and token_reshape(loaded, loaded.default_layer)):
+                fns[peer] = builder(loaded, x, method)
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        failed: dict[str, str] = {}
+        for round_ in range(repeats + 1):
+            for key, fn in fns.items():
+                if key in failed:
+                    continue
+                start = time.perf_counter()
+                try:
+                    fn()
+                except (RuntimeError, ValueError) as error:  # e.g. pytorch-grad-cam's ShapleyCAM on tokens
+                    failed[key] = str(error).splitlines()[0][:60]
+                    continue
+                if round_:  # the first round warms up
+                    times[key].append(time.perf_counter() - start)
+        for fn in fns.values():
+            getattr(fn, "cleanup", lambda: None)()
+        del fns
+        ours = times.pop("ours")
+        fwd = times.pop("forward")
+        label = METHOD_LABELS[method]
+        yield (f"{label}: micam_core end to end (image in)", statistics.median(ours),
+               f"{statistics.median([o / f for o, f in zip(ours, fwd)]):.2f}x forward")
+        for peer, reason in failed.items():
+            yield f"{label}: {peer} (tensor in)", float("nan"), f"fails: {reason}"
+            times.pop(peer)
+        for peer, ts in times.items():
+            yield (f"{label}: {peer} (tensor in)", statistics.median(ts),
+                   f"{statistics.median([t / f for t, f in zip(ts, fwd)]):.2f}x forward; ours "
+                   f"{statistics.median([t / o for t, o in zip(ts, ours)]):.2f}x faster")
+    runnable = tuple(m for m in SINGLE_PASS if REGISTRY[m].why_not(loaded) is None)
+    lighter = tuple(m for m in runnable if "bias_grads" not in REGISTRY[m].needs and "guided" not in REGISTRY[m].needs)
+    sets = {f"all {len(runnable)} single-pass methods together": runnable,
+            f"the {len(lighter)} of them without a backward pass to the input": lighter}
+    times = {name: [] for name in sets}
+    fwd = []
+    for round_ in range(repeats + 1):
+        for name, chosen in sets.items():
+            start = time.perf_counter()
+            explain(loaded, image, methods=chosen, target=0)
+            if round_:
+                times[name].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        forward()
+        if round_:
+            fwd.append(time.perf_counter() - start)
+    for name, ts in times.items():
+        yield (f"{name}, end to end", statistics.median(ts),
+               f"{statistics.median([t / f for t, f in zip(ts, fwd)]):.2f}x forward")
+
+
 def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, methods: tuple[str, ...] = METHODS,
-               mi_loop: bool = True):
+               mi_loop: bool = True, paired: bool = False):
     """Rows ``(label, seconds, ratio note)``, yielded as they are measured (``mi_loop``: time sklearn's loop)."""
     loaded = build(name)
     crop = loaded.crop(__import__("micam_core").load_image(image))
@@ -205,10 +275,11 @@ def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, 
         t_mi = median_time(lambda: mutual_information(gray, acts), repeats)
         rows += [(f"MI weights, sklearn loop ({acts.shape[0]} channels)", t_sklearn, None),
                  ("MI weights, micam_core (exact, same values)", t_mi, f"{t_sklearn / t_mi:.0f}x faster than sklearn")]
+    per_method = (paired_rows(loaded, image, x, methods, repeats) if paired else
+                  method_rows(loaded, image, x, t_fwd, repeats, scorecam_repeats, methods))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the peers warn about hooks and tqdm
-        for label, t, note in itertools.chain(rows, method_rows(loaded, image, x, t_fwd, repeats, scorecam_repeats,
-                                                                methods)):
+        for label, t, note in itertools.chain(rows, per_method):
             yield label, t, note or f"{t / t_fwd:.2f}x forward"
 
 
@@ -262,13 +333,15 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="methods to time (default: all)")
     parser.add_argument("--no-mi-loop", action="store_true", help="skip timing sklearn's MI loop (minutes)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--paired", action="store_true",
+                        help="time ours, the peers and the forward pass in turn, round by round (busy machines)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, image {args.image.name}")
     for name in args.models.split(","):
         methods = tuple(m for m in args.methods.split(",") if m)
         print_table(f"{name} at 224 px", time_table(name, args.image, args.repeats, args.scorecam_repeats, methods,
-                                                    mi_loop=not args.no_mi_loop))
+                                                    mi_loop=not args.no_mi_loop, paired=args.paired))
         if args.no_memory:
             continue
         forward_mb = peak_rss_mb(name, args.image, "forward")

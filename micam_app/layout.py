@@ -47,9 +47,9 @@ def inputs_column(ui: UI) -> None:
     c["target"] = gr.Dropdown(choices=[(views.TOP1_LABEL, views.TOP1)], value=views.TOP1, filterable=True,
                               label="Target class", info="Type to filter the class names", elem_id="target")
     c["methods"] = gr.CheckboxGroup(choices=views.method_choices(), value=list(DEFAULT_METHODS), label="Methods",
-                                    info="Any subset, grouped by kind, each with its cost on this layer; all run on "
-                                         "the same layer, target and image. Greyed-out methods cannot run on this "
-                                         "model and layer: the reason follows their name.",
+                                    info="Any subset, grouped by kind, each with its cost (extra forward passes on "
+                                         "this layer); all run on the same layer, target and image. Greyed out: "
+                                         "cannot run on this model and layer, the reason follows the name.",
                                     elem_id="methods")
     c["explain_btn"] = gr.Button("Explain", variant="primary", elem_id="explain-btn")
 

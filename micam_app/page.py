@@ -25,6 +25,8 @@ CSS = """
 #explain-btn {min-height: 48px; font-size: 1.05rem;}
 footer {display: none !important;}
 .method-row {flex-wrap: wrap !important;}
+#methods label {font-size: 0.85rem; padding: 2px 6px;}
+#methods .wrap {max-height: 15rem; overflow-y: auto;}
 #methods label.method-off {opacity: 0.45; cursor: not-allowed;}
 .method-row > .method-col {flex: 0 1 calc(33.33% - var(--layout-gap, 16px)) !important; min-width: 240px !important;}
 """

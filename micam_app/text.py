@@ -38,16 +38,21 @@ def class_note(methods: tuple[str, ...]) -> str:
 
 def upsampling_note(exp: Explanation) -> str:
     """A sentence saying how the maps on screen were upsampled, and for which layer and target."""
-    h, w = next(iter(exp.lowres.values())).shape
     size = f"{exp.crop.size[0]}x{exp.crop.size[1]}"
     follows = [METHOD_LABELS[m] for m in exp.maps if REGISTRY[m].follows_display]
-    bilinear = [METHOD_LABELS[m] for m in exp.maps if display_mode(m, exp.upsampling) == "bilinear"]
+    h, w = next(exp.lowres[m] for m in exp.maps if REGISTRY[m].follows_display or m == exp.methods[-1]).shape
     parts = []
     if follows and exp.upsampling == "paper":
         parts.append(f"{' and '.join(follows)} shown the paper's way: the {h}x{w} map is upsampled to {size} by "
                      "nearest neighbour, then smoothed with a Gaussian (kernel 11, sigma 7 at 224 px)")
-    if bilinear:
-        parts.append(f"{', '.join(bilinear)}: bilinear upsampling of the {h}x{w} map to {size}")
+    by_shape: dict[tuple[int, int], list[str]] = {}
+    for m in exp.maps:
+        if display_mode(m, exp.upsampling) == "bilinear":
+            by_shape.setdefault(exp.lowres[m].shape, []).append(METHOD_LABELS[m])
+    for (mh, mw), labels in by_shape.items():  # methods on other grids (RefineCAM: the input size) say so
+        already = (mw, mh) == tuple(exp.crop.size)
+        parts.append(f"{', '.join(labels)}: " + ("computed at the input size" if already else
+                                                  f"bilinear upsampling of the {mh}x{mw} map to {size}"))
     return (f"{'; '.join(parts)}. Layer {md(exp.layer)}, target class {exp.target} (*{md(exp.target_label)}*). "
             "The MI weights are always computed as in the paper.")
 

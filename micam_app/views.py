@@ -74,7 +74,8 @@ def method_choices(loaded: LoadedModel | None = None, layer: str | None = None) 
     out = []
     for method in ordered_methods():
         record = REGISTRY[method]
-        shown = f"{FAMILIES[record.group]} › {METHOD_LABELS[method]} ({cost_phrase(loaded, layer, method)})"
+        family = FAMILIES[record.group].split(" (")[0]
+        shown = f"{family} › {METHOD_LABELS[method]} · {cost_phrase(loaded, layer, method)}"
         reason = unavailable_reason(loaded, layer, method)
         out.append((shown + (UNAVAILABLE + reason if reason else ""), method))
     return out
@@ -101,11 +102,10 @@ def runnable(loaded: LoadedModel, layer: str | None, methods: Any) -> list[str]:
 
 
 def cost_phrase(loaded: LoadedModel | None, layer: str | None, method: str) -> str:
-    """E.g. ``"shared pass"``, ``"1 extra pass"`` or ``"slow: up to 1281 forward passes, about 40 s on CPU"``.
+    """E.g. ``"shared pass"``, ``"+1 pass"`` or ``"+1281 passes, ~40 s on CPU"`` (extra forward passes, at most)."""
 
-    Seconds are measured only for models on the CPU: on a ZeroGPU Space the main process, where this
-    runs, must not run CUDA work (only ``spaces.GPU`` functions may).
-    """
+    # Seconds are measured only for models on the CPU: on a ZeroGPU Space the main process, where this
+    # runs, must not run CUDA work (only ``spaces.GPU`` functions may).
     if REGISTRY[method].single_pass:
         return "shared pass"
     try:
@@ -113,13 +113,11 @@ def cost_phrase(loaded: LoadedModel | None, layer: str | None, method: str) -> s
     except MicamError:  # a layer without a map: refused when explained
         passes = None
     if passes is None:
-        return "extra forward passes"
-    if passes <= FEW_PASSES:
-        return f"{passes} extra pass{'es' * (passes != 1)}"
-    if loaded.device.type != "cpu":
-        return f"slow: up to {passes} forward passes"
+        return "extra passes"
+    if passes <= FEW_PASSES or loaded.device.type != "cpu":
+        return f"+{passes} pass{'es' * (passes != 1)}"
     seconds = estimate_seconds(loaded, layer, [method]) or 0.0
-    return f"slow: up to {passes} forward passes, about {seconds:.0f} s on CPU"
+    return f"+{passes} passes, ~{seconds:.0f} s on CPU"
 
 
 def label_dict(top: list[tuple[int, str, float]]) -> dict[str, float]:

@@ -6,11 +6,13 @@ is then the identity. Equal to pytorch-grad-cam 1.5.7 (tests/test_cams_extra.py)
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from .maps import combine
-from .mi import mutual_information_torch
+from .mi import nearest_cell_index
 from .registry import MapInputs, MapResult
 
 SCALE_EPS = 1e-7  # pytorch-grad-cam's scale_cam_image
@@ -67,11 +69,25 @@ def quantile_bins(values: torch.Tensor, bins: int) -> torch.Tensor:
 
 
 def binned_mi(gray: torch.Tensor, acts: torch.Tensor, bins: int) -> torch.Tensor:
-    """``K`` MI values between the grey image and each channel, both cut into ``bins`` quantile bins first."""
+    """``K`` MI values (nats) between the grey image and each channel, both cut into ``bins`` quantile bins first.
+
+    The plug-in MI of two variables with ``bins`` values each, from each channel's ``bins x bins`` joint
+    table: one ``cells x bins`` table of grey-bin counts per feature cell (nearest upsampling sends each
+    pixel to one cell), added up over the cells of each activation bin by one scatter.
+    """
     k, h, w = acts.shape
-    gray_bins = quantile_bins(gray.reshape(1, -1), bins).reshape(gray.shape).to(torch.uint8)
-    act_bins = quantile_bins(acts.reshape(k, -1), bins).reshape(k, h, w).to(torch.float32)
-    return mutual_information_torch(gray_bins, act_bins)
+    height, width = gray.shape
+    n = height * width
+    cell = nearest_cell_index(height, width, h, w, device=acts.device).reshape(-1)
+    gray_bins = quantile_bins(gray.reshape(1, -1), bins)[0].to(acts.device)
+    counts = torch.bincount(cell * bins + gray_bins, minlength=h * w * bins).reshape(h * w, bins).to(torch.float64)
+    act_bins = quantile_bins(acts.reshape(k, -1), bins)  # K x cells
+    joint = torch.zeros(k, bins, bins, dtype=torch.float64, device=acts.device).scatter_add_(
+        1, act_bins[..., None].expand(-1, -1, bins), counts.expand(k, -1, -1))  # joint[k, bin of c, g] += counts[c, g]
+    rows, grey = joint.sum(2), counts.sum(0)
+    mi = (torch.xlogy(joint, joint).sum((1, 2)) + math.log(n) * n - torch.xlogy(rows, rows).sum(1)
+          - torch.xlogy(grey, grey).sum()) / n
+    return mi.clamp_min(0.0)
 
 
 def micam_binned(x: MapInputs, bins: int = 16) -> MapResult:

@@ -151,8 +151,9 @@ def capture(
     module = get_module(model, layer)
     full = bool(extras & _FULL_GRAPH)
     tap = _LayerTap(copies=max(len(wanted), 1), record=bool(wanted), full=full)
-    x = batch.detach().requires_grad_(True) if full else batch
     with torch.inference_mode(False):  # also works when the caller is in inference mode
+        # A fresh leaf for the input gradient (a clone: the caller's batch may be an inference tensor).
+        x = batch.detach().clone().requires_grad_(True) if full else batch
         handle = module.register_forward_hook(tap)
         taps = FullTaps(model, "bias_grads" in extras, "guided" in extras) if full else None
         try:

@@ -177,3 +177,47 @@ def test_vision_transformer_in_browser(page_url, hub_models):
             page.screenshot(path=str(SCREENSHOT.with_name("vit.png")), full_page=True)
         finally:
             browser.close()
+
+
+def test_one_method_of_each_family_in_browser(page_url, hub_models):
+    """One method of each family of the selector: its overlay and counterfactual column appear. On the CNN,
+    the transformer-only LeGrad is listed greyed out with its reason; on a ViT it runs."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = open_page(p, page_url)
+        try:
+            methods = page.locator("#methods")
+            legrad = methods.get_by_label("LeGrad")
+            expect(legrad).to_be_disabled(timeout=30_000)
+            expect(methods).to_contain_text("Transformer-only › LeGrad · +1 pass — unavailable: it reads the "
+                                            "attention maps of vision-transformer blocks")
+            page.locator("#input-image input[type=file]").set_input_files(str(CAT))
+            expect(page.locator("#input-image img").first).to_be_visible(timeout=30_000)
+            methods.get_by_label("MI-Grad-CAM").uncheck()
+            methods.get_by_label("SmoothGrad-CAM++").check()  # perturbation (extra passes)
+            methods.get_by_label("RefineCAM").check()  # multi-layer
+            page.locator("#explain-btn").click()
+            for method in ("micam", "gradcam", "smoothgradcampp", "refinecam"):  # free, gradient, and the two
+                for part in ("overlay", "keep"):
+                    image = page.locator(f"#{part}-{method} img").first
+                    expect(image).to_be_attached(timeout=180_000)
+                    image.scroll_into_view_if_needed()  # lazy images below the fold have no size yet
+                    expect(image).to_be_visible(timeout=30_000)
+            expect(page.locator("#metrics")).to_contain_text("RefineCAM", timeout=30_000)
+            box = page.locator("#custom-spec textarea, #custom-spec input").first
+            box.fill(f"hf-hub:{hub_models['vit']}")
+            box.press("Enter")
+            expect(page.locator("#model-info")).to_contain_text("VisionTransformer", timeout=120_000)
+            expect(legrad).to_be_enabled(timeout=30_000)
+            legrad.check()  # transformer-only
+            page.locator("#explain-btn").click()
+            for part in ("overlay", "keep"):
+                image = page.locator(f"#{part}-legrad img").first
+                expect(image).to_be_attached(timeout=180_000)
+                image.scroll_into_view_if_needed()
+                expect(image).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(SCREENSHOT.with_name("families.png")), full_page=True)
+        finally:
+            browser.close()

@@ -312,3 +312,12 @@ def test_a_batch_gives_each_image_its_own_map(resnet18_random, cat_path, coffee_
         alone = explain(resnet18_random, path, target=target, layer="layer4", methods=methods)
         for method in methods:
             np.testing.assert_allclose(exp.maps[method], alone.maps[method], atol=1e-4, err_msg=method)
+
+
+def test_extras_work_when_the_caller_is_in_inference_mode(resnet18_random, cat_path):
+    methods = ("fullgrad", "guidedgradcam", "shapleycam", "finercam")
+    plain = explain(resnet18_random, cat_path, target=3, layer="layer3", methods=methods)
+    with torch.inference_mode():
+        inside = explain(resnet18_random, cat_path, target=3, layer="layer3", methods=methods)
+    for method in methods:
+        np.testing.assert_allclose(inside.maps[method], plain.maps[method], atol=1e-6, err_msg=method)

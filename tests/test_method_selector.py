@@ -26,8 +26,8 @@ def test_choices_are_grouped_by_family_in_the_families_order():
     assert families == sorted(families, key=list(FAMILIES).index)  # one block per family, in FAMILIES order
     assert set(families) == set(FAMILIES)
     for shown, method in choices:
-        assert shown.startswith(f"{FAMILIES[REGISTRY[method].group]} › {REGISTRY[method].label} (")
-    assert dict((m, s) for s, m in choices)["gradcam"].endswith("(shared pass)")
+        assert shown.startswith(f"{FAMILIES[REGISTRY[method].group].split(' (')[0]} › {REGISTRY[method].label} · ")
+    assert dict((m, s) for s, m in choices)["gradcam"].endswith(" · shared pass")
     assert set(DEFAULT_METHODS) == {"micam", "gradcam", "migradcam"}
 
 
@@ -35,8 +35,8 @@ def test_costs_and_unavailable_methods_on_a_cnn_and_a_vit(monkeypatch):
     monkeypatch.setenv("MICAM_MAX_EXTRA_PASSES", "1000")
     cnn, vit = tiny("test_resnet"), tiny("test_vit")
     on_cnn = {m: s for s, m in views.method_choices(cnn, "layer2")}  # 48 channels
-    assert "(1 extra pass)" in on_cnn["refinecam"] and "(4 extra passes)" in on_cnn["smoothgradcampp"]
-    assert "up to 49 forward passes" in on_cnn["ablationcam"] and views.UNAVAILABLE not in on_cnn["ablationcam"]
+    assert on_cnn["refinecam"].endswith(" · +1 pass") and on_cnn["smoothgradcampp"].endswith(" · +4 passes")
+    assert "+49 passes, ~" in on_cnn["ablationcam"] and views.UNAVAILABLE not in on_cnn["ablationcam"]
     assert views.UNAVAILABLE + "it reads the attention maps" in on_cnn["legrad"]  # listed, with the reason
     assert views.UNAVAILABLE + "1680 forward passes on this layer, over this server's limit of 1000" in on_cnn["sscam"]
     assert views.runnable(cnn, "layer2", ["micam", "legrad", "sscam", "ablationcam"]) == ["micam", "ablationcam"]
