@@ -194,10 +194,17 @@ def paired_rows(loaded, image: Path, x, methods: tuple[str, ...], repeats: int):
             if method in names and not (peer.startswith("torchcam") and token_reshape(loaded, loaded.default_layer)):
                 fns[peer] = builder(loaded, x, method)
         times: dict[str, list[float]] = {k: [] for k in fns}
+        failed: dict[str, str] = {}
         for round_ in range(repeats + 1):
             for key, fn in fns.items():
+                if key in failed:
+                    continue
                 start = time.perf_counter()
-                fn()
+                try:
+                    fn()
+                except (RuntimeError, ValueError) as error:  # e.g. pytorch-grad-cam's ShapleyCAM on tokens
+                    failed[key] = str(error).splitlines()[0][:60]
+                    continue
                 if round_:  # the first round warms up
                     times[key].append(time.perf_counter() - start)
         for fn in fns.values():
@@ -208,10 +215,32 @@ def paired_rows(loaded, image: Path, x, methods: tuple[str, ...], repeats: int):
         label = METHOD_LABELS[method]
         yield (f"{label}: micam_core end to end (image in)", statistics.median(ours),
                f"{statistics.median([o / f for o, f in zip(ours, fwd)]):.2f}x forward")
+        for peer, reason in failed.items():
+            yield f"{label}: {peer} (tensor in)", float("nan"), f"fails: {reason}"
+            times.pop(peer)
         for peer, ts in times.items():
             yield (f"{label}: {peer} (tensor in)", statistics.median(ts),
                    f"{statistics.median([t / f for t, f in zip(ts, fwd)]):.2f}x forward; ours "
                    f"{statistics.median([t / o for t, o in zip(ts, ours)]):.2f}x faster")
+    runnable = tuple(m for m in SINGLE_PASS if REGISTRY[m].why_not(loaded) is None)
+    lighter = tuple(m for m in runnable if "bias_grads" not in REGISTRY[m].needs and "guided" not in REGISTRY[m].needs)
+    sets = {f"all {len(runnable)} single-pass methods together": runnable,
+            f"the {len(lighter)} of them without a backward pass to the input": lighter}
+    times = {name: [] for name in sets}
+    fwd = []
+    for round_ in range(repeats + 1):
+        for name, chosen in sets.items():
+            start = time.perf_counter()
+            explain(loaded, image, methods=chosen, target=0)
+            if round_:
+                times[name].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        forward()
+        if round_:
+            fwd.append(time.perf_counter() - start)
+    for name, ts in times.items():
+        yield (f"{name}, end to end", statistics.median(ts),
+               f"{statistics.median([t / f for t, f in zip(ts, fwd)]):.2f}x forward")
 
 
 def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, methods: tuple[str, ...] = METHODS,
