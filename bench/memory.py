@@ -8,7 +8,9 @@ network), then runs requests (explain + counterfactual analysis, every tenth one
 image) cycling through them and the bundled model with a ModelCache of ``--max-models``; it
 prints the RSS curve. ``--cases`` starts the app in this process (offline, empty Hugging Face
 cache) and prints, per request sent through its API (thin images, uncached large models, a
-decompression bomb, ...), the steady RSS before it, the peak RSS during it and the difference.
+decompression bomb, model configs at and beyond the bounds, Score-CAM at deep layers under
+``MICAM_MAX_EXTRA_PASSES=100``, ...), the steady RSS before it, the peak RSS during it, the
+difference and the seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if "--cases" in sys.argv:  # the config cases are written into a Hugging Face cache of this run's own
+    os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="micam_bench_hf_"))
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -137,12 +141,52 @@ def image_cases(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def request_cases(folder: Path) -> dict[str, tuple[Path, str]]:
-    """``case -> (image, model spec)``: a normal request, the odd images, the uncached large models."""
+# Model configs at and beyond the bounds (micam_core.policy), on a bundled-size random-weight model.
+CONFIG_CASES = {
+    "family default (224 px, crop 0.875)": {},
+    "input 448 px (the bound)": {"input_size": (3, 448, 448)},
+    "input 1024 px (measured +2.5 GB, 45x the time)": {"input_size": (3, 1024, 1024)},
+    "crop_pct 0.5 (the bound)": {"crop_pct": 0.5},
+    "crop_pct 0.01 (round 3: 2.5 GB)": {"crop_pct": 0.01},
+    "input 2048 px (round 3: 5.9 GB)": {"input_size": (3, 2048, 2048)},
+    "std 1e-300": {"std": (1e-300, 0.2, 0.2)},
+}
+MAX_EXTRA_PASSES = 100  # MICAM_MAX_EXTRA_PASSES for the layer cases (round 3 used this limit)
+# Score-CAM at layers the picker does not list (two or more dots): counted, within or over the limit.
+LAYER_CASES = {"scorecam at blocks.1.0.conv_pwl (deep, 24 channels)": "blocks.1.0.conv_pwl",
+               "scorecam at blocks.6.0.conv_pw (deep, 1152 channels)": "blocks.6.0.conv_pw",
+               "scorecam at blocks.6.0.conv_pwl (deep, 320 channels)": "blocks.6.0.conv_pwl",
+               "scorecam at blocks.6.0.se (an identity)": "blocks.6.0.se"}
+
+
+def config_models() -> dict[str, str]:
+    """``case -> hf-hub spec`` of efficientnet_lite0-sized models in the run's Hugging Face cache."""
+    from huggingface_hub import constants
+
+    commit = "0" * 40
+    specs = {}
+    for i, (case, pretrained) in enumerate(CONFIG_CASES.items()):
+        repo = f"micam-bench/config-{i}"
+        snapshot = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "snapshots" / commit
+        model = timm.create_model("efficientnet_lite0", pretrained=False)
+        model.pretrained_cfg = {**model.pretrained_cfg, **pretrained}
+        save_for_hf(model, str(snapshot), safe_serialization=True)
+        (snapshot.parent.parent / "refs").mkdir(exist_ok=True)
+        (snapshot.parent.parent / "refs" / "main").write_text(commit)
+        specs[case] = f"hf-hub:{repo}"
+    return specs
+
+
+def request_cases(folder: Path) -> dict[str, tuple[Path, str, dict]]:
+    """``case -> (image, model spec, options)``: a normal request, the odd images, the uncached large
+    models, the model-config cases and Score-CAM at deep layers."""
     photo = ROOT / "examples" / "chelsea_cat.jpg"
-    cases = {"normal photo": (photo, BUNDLED)}
-    cases.update({name: (path, BUNDLED) for name, path in image_cases(folder).items()})
-    cases.update({f"model {spec}": (photo, spec) for spec in UNCACHED_MODELS})
+    cases = {"normal photo": (photo, BUNDLED, {})}
+    cases.update({name: (path, BUNDLED, {}) for name, path in image_cases(folder).items()})
+    cases.update({f"model {spec}": (photo, spec, {}) for spec in UNCACHED_MODELS})
+    cases.update({f"config {case}": (photo, spec, {}) for case, spec in config_models().items()})
+    cases.update({case: (photo, BUNDLED, {"layer": layer, "methods": "scorecam"})
+                  for case, layer in LAYER_CASES.items()})
     return cases
 
 
@@ -166,16 +210,18 @@ def run_cases(steps: int) -> None:
 
     client = Client(start_app(), verbose=False)
 
-    def send(image: Path, spec: str) -> object:
-        return client.predict(handle_file(str(image)), spec, api_name="/explain", steps=steps)
+    def send(image: Path, spec: str, **options) -> object:
+        return client.predict(handle_file(str(image)), spec, api_name="/explain", steps=steps, **options)
+
+    os.environ["MICAM_MAX_EXTRA_PASSES"] = str(MAX_EXTRA_PASSES)
 
     send(ROOT / "examples" / "chelsea_cat.jpg", BUNDLED)  # the bundled model loaded: the steady state
     print("| case | steady RSS MB | peak RSS MB | delta MB | seconds | outcome |")
     print("|---|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for case, (image, spec) in request_cases(Path(tmp)).items():
+        for case, (image, spec, options) in request_cases(Path(tmp)).items():
             start = time.perf_counter()
-            steady, peak, outcome = measure(lambda image=image, spec=spec: send(image, spec))
+            steady, peak, outcome = measure(lambda image=image, spec=spec, o=options: send(image, spec, **o))
             print(f"| {case} | {steady:.0f} | {peak:.0f} | {peak - steady:+.0f} | "
                   f"{time.perf_counter() - start:.1f} | {outcome[:70]} |")
 

@@ -86,7 +86,7 @@ REPOS: dict[str, dict] = {
                           "files": {"config.json": 100, "model.safetensors": MB}},
     "ok/at-the-bounds": {
         "config": json.dumps({"architecture": "resnet18", "num_classes": 10, "pretrained_cfg": {
-            "input_size": [3, 1024, 32], "crop_pct": 0.5, "mean": [0, 0, 1], "std": [0.01, 10, 1]}}),
+            "input_size": [3, 448, 32], "crop_pct": 0.5, "mean": [0, 0, 1], "std": [0.01, 10, 1]}}),
         "files": {"config.json": 100, "model.safetensors": MB},
     },
     "evil/bert": {

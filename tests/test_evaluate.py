@@ -71,7 +71,7 @@ def local_run(tmp_path_factory, photos, tiny_spec):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert _evaluate(out, photos, tiny_spec, "--batch-size", "3") == 0
+        assert _evaluate(out, photos, tiny_spec, "--batch-size", "3", "--threads", "1") == 0
     finally:
         torch.set_num_threads(threads)
     return out

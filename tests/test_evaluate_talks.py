@@ -102,3 +102,26 @@ def test_threads_follow_the_idle_cores(monkeypatch):
     assert idle_cores() == 16
     monkeypatch.setattr(os, "getloadavg", lambda: (5.6, 5.0, 5.0))
     assert idle_cores() == 10
+
+
+def test_thread_choice_respects_the_flag_and_omp_and_is_undone(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from micam_core.evaluation.cli import _set_threads
+
+    plan = SimpleNamespace(engine="local")
+    start = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _set_threads(None, plan) == (0, 0) and torch.get_num_threads() == start  # the person's setting
+    try:
+        assert _set_threads(1, plan) == (start, 1)
+    finally:
+        torch.set_num_threads(start)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+    try:
+        assert _set_threads(None, plan)[1] == 1  # a saturated machine: one thread
+    finally:
+        torch.set_num_threads(start)

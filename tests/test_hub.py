@@ -109,7 +109,7 @@ def test_precheck_reads_only_the_config_and_the_file_list(stub_run):
     assert good["weight_bytes"] == 47 * 2**20
     assert results["precheck:hf-hub:timm/resnet18.a1_in1k"]["ok"]
     bounds = results["precheck:ok/at-the-bounds"]
-    assert bounds["ok"] and bounds["input_size"] == [3, 1024, 32], bounds
+    assert bounds["ok"] and bounds["input_size"] == [3, 448, 32], bounds
     fetched = [r for r in requests if "/resolve/" in r]
     assert fetched and all(r.split("?")[0].endswith("/config.json") for r in fetched), fetched
     assert any(r.startswith("GET /api/models/timm/resnet18.a1_in1k") and "blobs=true" in r.lower() for r in requests)
@@ -122,7 +122,7 @@ def test_precheck_reads_only_the_config_and_the_file_list(stub_run):
     ("evil/crop-tiny", "crop_pct = 0.01; this server allows a number from 0.5 to 1.25"),
     ("evil/crop-1e-9", "crop_pct = 1e-09"),
     ("evil/input-2048", "input_size = [3, 2048, 2048]; this server allows [3, H, W] with H and W whole numbers "
-                        "from 32 to 1024 px"),
+                        "from 32 to 448 px"),
     ("evil/mean-nan", "mean = [nan, 0.5, 0.5]; this server allows three finite numbers from 0 to 1"),
     ("evil/std-zero", "std = [0.0, 0.2, 0.2]"),
     ("evil/labels-long", "label_names = 'a name of 5000 characters'"),

@@ -24,9 +24,9 @@ EXAMPLES = """examples:
 The random and centred baselines are evaluated with every method."""
 
 
-THREADS_HELP = ("local engine: torch threads (default: the idle cores, i.e. the CPU count minus the load "
-                "average, at least 1; on a busy machine extra threads wait for each other, so one thread is "
-                "then faster: see docs/evaluate.md)")
+THREADS_HELP = ("local engine: torch threads (default: OMP_NUM_THREADS when set, else the idle cores, i.e. "
+                "the CPU count minus the load average, at least 1; on a busy machine extra threads wait for "
+                "each other, so one thread is then faster: see docs/evaluate.md)")
 
 
 def add_parsers(sub) -> None:
@@ -122,7 +122,7 @@ def _evaluate(args) -> int:
                 view=view, target=args.target, sanity=args.sanity, out=str(args.out), engine=args.engine,
                 resume=args.resume, limit=args.limit, batch_size=max(1, args.batch_size), device=args.device,
                 ray_address=args.ray_address, ray_workers=args.ray_workers, progress=not args.no_progress)
-    threads = _set_threads(args.threads, plan)
+    before, threads = _set_threads(args.threads, plan)
     try:
         with stop_on_signals():
             evaluate(plan)
@@ -131,7 +131,13 @@ def _evaluate(args) -> int:
         print(f"\nstopped ({err}): {saved} image{'' if saved == 1 else 's'} saved in {args.out}; "
               "rerun the same command with --resume", file=sys.stderr)
         return exit_code(err)
-    print(f"torch threads: {threads}", file=sys.stderr)
+    finally:
+        if before:
+            import torch
+
+            torch.set_num_threads(before)  # in-process callers (tests, notebooks) get their setting back
+    if threads:
+        print(f"torch threads: {threads}", file=sys.stderr)
     for key, seconds in plan.timings.items():
         print(f"{key}: {seconds:.1f} s", file=sys.stderr)
     if args.no_summary:
@@ -139,15 +145,16 @@ def _evaluate(args) -> int:
     return _summarize(args.out, "micam", 2000)
 
 
-def _set_threads(requested: int | None, plan) -> int:
-    """torch's intra-op threads for the local engine: ``--threads``, else the idle cores (see --help)."""
-    if plan.engine != "local":
-        return 0
+def _set_threads(requested: int | None, plan) -> tuple[int, int]:
+    """torch's intra-op threads for the local engine: ``--threads``, else ``OMP_NUM_THREADS`` when set, else the
+    idle cores (see --help). Returns (the count before, the count now); (0, 0) when left alone."""
+    if plan.engine != "local" or (not requested and os.environ.get("OMP_NUM_THREADS")):
+        return 0, 0
     import torch
 
-    n = requested if requested else idle_cores()
-    torch.set_num_threads(max(1, n))
-    return torch.get_num_threads()
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, requested or idle_cores()))
+    return before, torch.get_num_threads()
 
 
 def idle_cores() -> int:
