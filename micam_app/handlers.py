@@ -18,6 +18,7 @@ import gradio as gr
 from micam_core import METHODS, LoadedModel, MicamError
 from micam_core.errors import shorten
 from micam_core.outputs import new_download_dir, write_results
+from micam_core.protocols import get_protocol
 from micam_core.render import colorbar, curves_figure, overlay
 from micam_core.report import build_report
 from micam_core.view import View, checked, part
@@ -161,20 +162,31 @@ class Handlers:
         return out
 
     # --- counterfactuals --------------------------------------------------------------------------
+    def on_protocol(self, protocol: str) -> dict:
+        """A protocol was chosen: the threshold, fill and steps widgets take its values."""
+        try:
+            chosen = get_protocol(checked({"protocol": protocol}).protocol)
+        except MicamError as err:
+            raise fail(err) from None
+        c = self.ui.c
+        return {c["threshold"]: chosen.threshold, c["fill"]: chosen.fill, c["steps"]: chosen.steps}
+
     def on_counterfactuals(self, session: dict | None, threshold: float, fill: str, steps: float, cmap: str,
-                           opacity: float, progress: gr.Progress = gr.Progress()) -> dict:
+                           opacity: float, protocol: str | None = None, progress: gr.Progress = gr.Progress()) -> dict:
         """Counterfactual panel, metrics, curves and downloads for the session's current explanation."""
         c = self.ui.c
         if not session or session.get("exp") is None:
             return self.nothing()
         try:
-            view = session_view(session, threshold=threshold, fill=fill, steps=steps, cmap=cmap, opacity=opacity)
+            view = session_view(session, threshold=threshold, fill=fill, steps=steps, cmap=cmap, opacity=opacity,
+                                protocol=protocol)
             progress(0.1, desc="Counterfactuals: masking and re-classifying ...")
             exp = session["exp"]
             loaded = work.load(session["spec"])
             faith = work.analyse_view(loaded, exp, view)
-            figure = curves_figure(faith.curves(), labels=faith.labels(),
-                                   title=f"Target: {faith.target_label} (fill: {view.fill}, {view.steps} steps)")
+            figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label}", labels=faith.labels(),
+                                   road=faith.road_curves(), removed=faith.protocol.removed,
+                                   protocol=faith.protocol.describe())
             session = {**session, "view": view, "faith": faith}
             files = self.downloads(loaded, session, view, figure)
         except Exception as err:
@@ -186,7 +198,7 @@ class Handlers:
             out.update({self.ui.keep[m]: result.keep_image, self.ui.remove[m]: result.remove_image,
                         self.ui.keep_top[m]: views.label_dict(result.top_keep),
                         self.ui.remove_top[m]: views.label_dict(result.top_remove),
-                        self.ui.flip[m]: text.flip_markdown(result, faith.top_original)})
+                        self.ui.flip[m]: text.flip_markdown(faith, m)})
         return out
 
     def downloads(self, loaded: LoadedModel, session: dict, view: View, curves: Any = None) -> list[str]:

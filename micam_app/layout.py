@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from micam_core import BUNDLED_SPEC, DEFAULT_METHODS, METHOD_LABELS, METHODS, REGISTRY, SETTINGS, policy
+from micam_core.protocols import PROTOCOLS
 
 from . import agent, api, page, sanity_panel, text, views
 from .handlers import UI, Handlers, colorbar_html
@@ -108,6 +109,10 @@ def counterfactual_panel(ui: UI) -> None:
                 "*remove* fills the region. A faithful map keeps the prediction when kept and changes it when "
                 "removed.", elem_classes="note")
     with gr.Row():
+        c["protocol"] = gr.Radio(choices=[(f"{p.name}: {p.label}", p.name) for p in PROTOCOLS.values()],
+                                 value=SETTINGS["protocol"].default, label=SETTINGS["protocol"].label,
+                                 elem_id="protocol")
+    with gr.Row():
         c["threshold"] = slider("threshold", "threshold")
         c["fill"] = gr.Radio(choices=list(SETTINGS["fill"].choices), value=SETTINGS["fill"].default,
                              label=SETTINGS["fill"].label, elem_id="fill")
@@ -161,7 +166,7 @@ def wire(ui: UI, h: Handlers) -> None:
 
     panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
              *ui.flip.values()]
-    cf_inputs = [c["session"], c["threshold"], c["fill"], c["steps"], c["cmap"], c["opacity"]]
+    cf_inputs = [c["session"], c["threshold"], c["fill"], c["steps"], c["cmap"], c["opacity"], c["protocol"]]
     cf = {"fn": h.on_counterfactuals, "inputs": cf_inputs, **PRIVATE, "show_progress_on": [c["metrics"]],
           "outputs": {*panel, c["metrics"], c["curves"], c["files"], c["session"], c["link_query"]}}
     explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(),
@@ -182,8 +187,10 @@ def wire(ui: UI, h: Handlers) -> None:
     c["threshold"].release(**cf)
     c["steps"].release(**cf)
     c["fill"].change(**cf)
-    link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "threshold", "fill",
-                                    "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
+    c["protocol"].input(h.on_protocol, [c["protocol"]], {c["threshold"], c["fill"], c["steps"]},
+                        **PRIVATE).success(**cf)
+    link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "protocol", "threshold",
+                                    "fill", "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
     link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec", "cmap", "opacity")]
     c["demo_load"](None, None, None, js=DISABLE_JS, **PRIVATE)
     c["demo_load"](p.on_link, None, link_restored, **PRIVATE).then(

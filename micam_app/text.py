@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from micam_core import METHOD_LABELS, REGISTRY, Explanation, LoadedModel
-from micam_core.counterfactual import MethodResult
+from micam_core.counterfactual import Faithfulness
 from micam_core.errors import shorten
 from micam_core.permalink import echo
 from micam_core.registry import display_mode
@@ -80,14 +80,9 @@ def alert(message: str) -> str:
     return f"**Could not finish:** {md(message, 400)}"
 
 
-def flip_markdown(result: MethodResult, top_original: list[tuple[int, str, float]]) -> str:
-    """A short verdict on whether removing the salient region changes the top-1 class."""
-    before = md(top_original[0][1]) if top_original else "?"
-    after = md(result.top_remove[0][1]) if result.top_remove else "?"
-    area = f"{100 * result.region_fraction:.0f}% of the image kept"
-    if result.flipped:
-        return f"**Flipped** when the region is removed: *{before}* becomes *{after}* ({area})."
-    return f"**Not flipped**: *{before}* stays top-1 when the region is removed ({area})."
+def flip_markdown(faith: Faithfulness, method: str) -> str:
+    """What removing the method's region did to the target class (a flip only when the target was top-1)."""
+    return faith.sentence(method, name=lambda label: f"*{md(label)}*", strong=lambda word: f"**{word}**")
 
 
 def methods_table() -> str:

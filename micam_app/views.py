@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError, policy
+from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError, metrics_table, policy
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import Faithfulness
 from micam_core.permalink import build_query, example_index
@@ -34,11 +34,7 @@ POPULAR_MODELS: list[tuple[str, str]] = [
     ("MaxViT-T (timm/maxvit_tiny_tf_224.in1k)", "timm/maxvit_tiny_tf_224.in1k"),
 ]
 TOP1_LABEL = "predicted class (top-1)"
-METRIC_HEADERS = [
-    "Method", "Average Drop % (lower better)", "Increase in Confidence", "Paper's Drop % (lower better)",
-    "Paper's Increase % (higher better)", "Deletion AUC (lower better)", "Insertion AUC (higher better)",
-    "Prediction flips when removed",
-]
+METRIC_HEADERS = list(metrics_table.HEADERS)
 
 
 def resolve_spec(choice: str | None, custom: str | None) -> str:
@@ -135,15 +131,7 @@ def label_dict(top: list[tuple[int, str, float]]) -> dict[str, float]:
 
 def metrics_rows(faith: Faithfulness) -> list[list[Any]]:
     """Rows of the metrics table (see :data:`METRIC_HEADERS`), methods first, then the baselines."""
-    rows = []
-    for result in faith.results.values():
-        rows.append([
-            result.label, round(result.average_drop, 2), "yes" if result.increase else "no",
-            round(result.paper_drop, 2), round(result.paper_increase, 2),
-            round(result.curves.deletion_auc, 4), round(result.curves.insertion_auc, 4),
-            "yes" if result.flipped else "no",
-        ])
-    return rows
+    return metrics_table.rows(faith)
 
 
 def example_stem(path: str | None) -> str | None:

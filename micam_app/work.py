@@ -27,6 +27,7 @@ from micam_core.errors import ModelLoadError
 from micam_core.gpu import analyse_seconds, cpu_result, explain_seconds
 from micam_core.hub import HUB_UNREACHABLE, hub_offline, precheck
 from micam_core.models import normalize_spec
+from micam_core.protocols import get_protocol
 from micam_core.view import View
 
 log = logging.getLogger("micam_app")
@@ -118,8 +119,9 @@ def explain_duration(view: View, image: Any) -> int:
 
 
 def analyse_duration(view: View, exp: Explanation) -> int:
-    """ZeroGPU duration for :func:`gpu_analyse`."""
-    return analyse_seconds(len(exp.maps), view.steps, load(view.model).num_bytes)
+    """ZeroGPU duration for :func:`gpu_analyse` (ROAD's imputations counted as about 40 more steps)."""
+    extra = 40 if get_protocol(view.protocol).has("road") else 0
+    return analyse_seconds(len(exp.maps), view.steps + extra, load(view.model).num_bytes)
 
 
 # The GPU functions take the view (picklable, as ZeroGPU needs) and find the model in this process's cache.
@@ -136,7 +138,7 @@ def gpu_explain(view: View, image: Any) -> Explanation:
 @gpu(duration=analyse_duration)
 @cpu_result
 def gpu_analyse(view: View, exp: Explanation) -> Faithfulness:
-    """Counterfactual keep/remove predictions and deletion/insertion curves for every map."""
+    """Counterfactual keep/remove predictions and the protocol's curves (deletion/insertion, ROAD) for every map."""
     return analyse(load(view.model), exp, **view.stage("counterfactual"))
 
 

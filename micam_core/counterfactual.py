@@ -20,8 +20,11 @@ from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax
 from .methods import Explanation, class_index, top_k
 from .models import LoadedModel
+from .protocols import Protocol, get_protocol
 from .registry import METHOD_LABELS
-from .settings import DEFAULTS, SETTINGS, validate
+from .road import RoadResult, queue_road, read_road
+from .settings import SETTINGS, validate
+from .verdict import removal_sentence
 
 BASELINES = {"random": "Random map (baseline)", "centre": "Centred Gaussian (baseline)"}
 # Petsiuk et al.'s insertion start: Gaussian blur, kernel 11, sigma 5 at 224 px.
@@ -123,50 +126,60 @@ def auc(curve: np.ndarray) -> float:
 
 @dataclass
 class _CurvePlan:
-    """Where each point of a deletion/insertion curve sits in the evaluator's results."""
+    """Where each point of a deletion/insertion curve sits in the evaluator's results (None: not run)."""
 
-    deletion: list[int]
-    insertion: list[int]
+    deletion: list[int] | None
+    insertion: list[int] | None
 
-    def read(self, target_probs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        return (target_probs[self.deletion].numpy().astype(np.float64),
-                target_probs[self.insertion].numpy().astype(np.float64))
+    def read(self, target_probs: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return tuple(None if idx is None else target_probs[idx].numpy().astype(np.float64)
+                     for idx in (self.deletion, self.insertion))
 
 
 def _plan_curves(ev: _Evaluator, pixels: torch.Tensor, filled: torch.Tensor, start: torch.Tensor,
-                 saliency: np.ndarray, steps: int, shared: tuple[int, int, int]) -> _CurvePlan:
-    """Queue the inner steps of both curves; ``shared`` = indices of original, all-filled, start."""
+                 saliency: np.ndarray, steps: int, shared: tuple[int, int, int],
+                 kinds: tuple[str, ...] = ("deletion", "insertion")) -> _CurvePlan:
+    """Queue the inner steps of the curves in ``kinds``; ``shared`` = indices of original, all-filled, start."""
     if steps < 2:
         raise MicamError(f"steps must be at least 2, got {steps}.")
     original, all_filled, blur_start = shared
+    if not kinds:
+        return _CurvePlan(None, None)
     ranks = pixel_ranks(saliency)
     counts = step_counts(ranks.numel(), steps)
     deletion, insertion = [original], [blur_start]
     for count in counts[1:-1]:
         changed = ranks < count
-        deletion.append(ev.add(masked(pixels, filled, changed)))
-        insertion.append(ev.add(masked(start, pixels, changed)))
+        if "deletion" in kinds:
+            deletion.append(ev.add(masked(pixels, filled, changed)))
+        if "insertion" in kinds:
+            insertion.append(ev.add(masked(start, pixels, changed)))
     deletion.append(all_filled)
     insertion.append(original)
-    return _CurvePlan(deletion, insertion)
+    return _CurvePlan(deletion if "deletion" in kinds else None, insertion if "insertion" in kinds else None)
 
 
 @dataclass
 class CurveResult:
-    """Deletion and insertion curves (``steps + 1`` points each) and their AUCs."""
+    """Deletion and insertion curves (``steps + 1`` points each, ``None`` when the protocol skips one) and AUCs."""
 
-    deletion: np.ndarray
-    insertion: np.ndarray
+    deletion: np.ndarray | None
+    insertion: np.ndarray | None
     steps: int
     fill: str
 
     @property
     def deletion_auc(self) -> float:
-        return auc(self.deletion)
+        return float("nan") if self.deletion is None else auc(self.deletion)
 
     @property
     def insertion_auc(self) -> float:
-        return auc(self.insertion)
+        return float("nan") if self.insertion is None else auc(self.insertion)
+
+    def as_lists(self) -> dict[str, list[float]]:
+        """The curves that were run, as lists."""
+        return {kind: curve.tolist() for kind, curve in (("deletion", self.deletion), ("insertion", self.insertion))
+                if curve is not None}
 
 
 def deletion_insertion(loaded: LoadedModel, image: ImageInput, saliency: np.ndarray,
@@ -214,9 +227,21 @@ class MethodResult:
     p_remove: float
     p_explanation: float  # target probability on saliency x image
     p_paper_baseline: float  # target probability with every pixel of map > 0 filled
-    flipped: bool
     curves: CurveResult
     region_fraction: float
+    rank_original: int = 1  # the target's rank (1 = top-1) on the original image
+    rank_keep: int = 1  # ... on the keep image
+    rank_remove: int = 1  # ... on the remove image
+    road: RoadResult | None = None  # when the protocol runs ROAD
+
+    @property
+    def target_was_top1(self) -> bool:
+        return self.rank_original == 1
+
+    @property
+    def flipped(self) -> bool | None:
+        """The target lost top-1 when the region was removed; ``None`` (undefined) when it was not top-1."""
+        return self.rank_remove != 1 if self.target_was_top1 else None
 
     @property
     def average_drop(self) -> float:
@@ -247,11 +272,13 @@ class MethodResult:
             "target_probability": {"original": self.p_original, "keep": self.p_keep,
                                    "remove": self.p_remove, "saliency_x_image": self.p_explanation},
             "keep_predictions": preds(self.top_keep), "remove_predictions": preds(self.top_remove),
+            "target_rank": {"original": self.rank_original, "keep": self.rank_keep, "remove": self.rank_remove},
             "flipped_when_removed": self.flipped,
             "average_drop_pct": self.average_drop, "increase_in_confidence": self.increase,
             "paper_drop_pct": self.paper_drop, "paper_increase_pct": self.paper_increase,
-            "deletion_auc": self.curves.deletion_auc, "insertion_auc": self.curves.insertion_auc,
-            "deletion_curve": self.curves.deletion.tolist(), "insertion_curve": self.curves.insertion.tolist(),
+            **{f"{kind}_auc": getattr(self.curves, f"{kind}_auc") for kind in self.curves.as_lists()},
+            **{f"{kind}_curve": curve for kind, curve in self.curves.as_lists().items()},
+            **(self.road.to_report() if self.road is not None else {}),
         }
 
 
@@ -268,20 +295,31 @@ class Faithfulness:
     images_evaluated: int
     forward_calls: int
     top_original: list[tuple[int, str, float]] = field(default_factory=list)
+    protocol: Protocol = field(default_factory=lambda: get_protocol(None))
 
     def labels(self) -> dict[str, str]:
         """The label of every map (methods and baselines)."""
         return {name: r.label for name, r in self.results.items()}
 
     def curves(self) -> dict[str, dict[str, list[float]]]:
-        return {name: {"deletion": r.curves.deletion.tolist(), "insertion": r.curves.insertion.tolist()}
-                for name, r in self.results.items()}
+        return {name: r.curves.as_lists() for name, r in self.results.items()}
+
+    def road_curves(self) -> dict[str, dict[str, list[float]]]:
+        """MoRF and LeRF curves of every map (empty when the protocol has no ROAD)."""
+        return {name: {"morf": r.road.morf.tolist(), "lerf": r.road.lerf.tolist()}
+                for name, r in self.results.items() if r.road is not None}
 
     def to_report(self) -> dict[str, Any]:
         """Per-map facts for the JSON report, with the settings next to every number."""
-        settings = {"threshold": self.threshold, "fill": self.fill, "steps": self.steps,
+        settings = {"protocol": self.protocol.name, "protocol_description": self.protocol.describe(),
+                    "threshold": self.threshold, "fill": self.fill, "steps": self.steps,
                     "images_evaluated": self.images_evaluated, "forward_calls": self.forward_calls}
-        return {name: {**r.to_report(), "settings": settings} for name, r in self.results.items()}
+        return {name: {**r.to_report(), "removal_sentence": self.sentence(name), "settings": settings}
+                for name, r in self.results.items()}
+
+    def sentence(self, method: str, **style: Any) -> str:
+        """What removing map ``method``'s region did to the target, in words (see :func:`removal_sentence`)."""
+        return removal_sentence(self.results[method], self.target_label, self.threshold, **style)
 
 
 def baseline_maps(size: tuple[int, int], lowres_shape: tuple[int, int], seed: int = 0) -> dict[str, np.ndarray]:
@@ -297,14 +335,22 @@ def baseline_maps(size: tuple[int, int], lowres_shape: tuple[int, int], seed: in
     return {"random": random_map.numpy(), "centre": centre.numpy()}
 
 
-def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = DEFAULTS["threshold"],
-            fill: str = DEFAULTS["fill"], steps: int = DEFAULTS["steps"], baselines: bool = True, top: int = 5,
-            chunk: int = DEFAULT_CHUNK, seed: int = 0) -> Faithfulness:
+def analyse(loaded: LoadedModel, exp: Explanation, threshold: float | None = None, fill: str | None = None,
+            steps: int | None = None, baselines: bool = True, top: int = 5, chunk: int = DEFAULT_CHUNK,
+            seed: int = 0, protocol: str | Protocol | None = None) -> Faithfulness:
     """Counterfactuals and metrics for every map of ``exp`` (and the baselines), in one batch stream.
 
-    ``threshold``, ``fill`` and ``steps`` are checked by their setting records (a view's are already).
+    ``protocol`` (a name from :data:`~micam_core.protocols.PROTOCOLS` or a record; default ``rise``)
+    decides the metrics and the defaults of ``threshold``, ``fill`` and ``steps``; a value given
+    here replaces the protocol's own (and the report says so). ``seed`` seeds the random baseline
+    and ROAD's noise.
     """
-    threshold, fill, steps = validate("threshold", threshold), validate("fill", fill), validate("steps", steps)
+    if isinstance(protocol, str):
+        protocol = validate("protocol", protocol)
+    given = {name: None if value is None else validate(name, value)
+             for name, value in (("threshold", threshold), ("fill", fill), ("steps", steps))}
+    proto = get_protocol(protocol).with_settings(**given)
+    threshold, fill, steps = proto.threshold, proto.fill, proto.steps
     pixels = pixels_of(exp.crop)
     filled, start = fill_pixels(pixels, fill), blurred(pixels)
     maps = dict(exp.maps)
@@ -314,6 +360,7 @@ def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = DEFAULTS["
     ev = _Evaluator(loaded, chunk)
     shared = (ev.add(pixels), ev.add(filled), ev.add(start))
     black = torch.zeros_like(pixels)
+    kinds = tuple(k for k in ("deletion", "insertion") if proto.has(k))
     plans = {}
     for name, saliency in maps.items():
         keep_mask = region(saliency, threshold)
@@ -326,12 +373,12 @@ def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = DEFAULTS["
             "paper_base": ev.add(masked(pixels, black, torch.from_numpy(saliency > 0))),
         }
         plans[name] = (idx, keep_mask, (keep_px, remove_px),
-                       _plan_curves(ev, pixels, filled, start, saliency, steps, shared))
+                       _plan_curves(ev, pixels, filled, start, saliency, steps, shared, kinds))
+    road = queue_road(ev, pixels, maps, proto.removed, proto.noise, seed) if proto.has("road") else {}
     probs = ev.results()
     t = exp.target
     names = loaded.class_names
     p0 = float(probs[shared[0], t])
-    top1 = int(probs[shared[0]].argmax())
     results = {}
     for name, (idx, keep_mask, (keep_px, remove_px), plan) in plans.items():
         deletion, insertion = plan.read(probs[:, t])
@@ -343,13 +390,20 @@ def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = DEFAULTS["
             p_original=p0, p_keep=float(probs[idx["keep"], t]), p_remove=float(probs[idx["remove"], t]),
             p_explanation=float(probs[idx["explanation"], t]),
             p_paper_baseline=float(probs[idx["paper_base"], t]),
-            flipped=int(np.argmax(remove_probs)) != top1,
             curves=CurveResult(deletion, insertion, steps, fill),
-            region_fraction=float(keep_mask.float().mean()),
+            region_fraction=float(keep_mask.float().mean()), rank_original=rank_of(probs[shared[0]], t),
+            rank_keep=rank_of(probs[idx["keep"]], t), rank_remove=rank_of(probs[idx["remove"]], t),
+            road=read_road(road[name], probs[:, t], proto.removed, proto.noise, seed) if name in road else None,
         )
     return Faithfulness(target=t, target_label=exp.target_label, threshold=threshold, fill=fill,
                         steps=steps, results=results, images_evaluated=ev.images,
-                        forward_calls=ev.forward_calls, top_original=top_k(probs[shared[0]].numpy(), names, top))
+                        forward_calls=ev.forward_calls, top_original=top_k(probs[shared[0]].numpy(), names, top),
+                        protocol=proto)
+
+
+def rank_of(probs: torch.Tensor, index: int) -> int:
+    """1-based rank of class ``index`` in ``probs`` (1 = top-1; classes with equal probability share a rank)."""
+    return int((probs > probs[index]).sum()) + 1
 
 
 def _to_image(pixels: torch.Tensor) -> Image.Image:

@@ -30,6 +30,7 @@ from .methods import Explanation
 from .registry import METHOD_LABELS, REGISTRY, display_mode
 from .render import overlay
 from .settings import COLORMAPS
+from .verdict import percent
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,14 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
         parts.append(f"{', '.join(agnostic)}: class-agnostic (the map does not depend on the target class).")
     parts += [REGISTRY[m].note for m in methods if m in REGISTRY and REGISTRY[m].note]
     if faith is not None:
+        parts.append(f"Protocol {faith.protocol.describe()}.")
         parts.append(f"Counterfactuals: region = map >= {faith.threshold:g}, masked pixels filled with "
                      f"{faith.fill}; deletion/insertion curves with {faith.steps} steps "
-                     "(lower deletion AUC and higher insertion AUC are better).")
+                     "(lower deletion AUC and higher insertion AUC are better); ROAD: mean target probability "
+                     "after removing and imputing each fraction (MoRF lower, LeRF higher, combined (LeRF-MoRF)/2 "
+                     "higher is better). 'Flips': the target, top-1 on the "
+                     "input, is no longer top-1 once the region is removed; where it was not top-1 the target's "
+                     "probability before and after removal is shown instead.")
     parts += list(notes)
     parts.append(f"Made with micam_core {__version__}.")
     return " ".join(parts)
@@ -218,30 +224,56 @@ def _counterfactual_row(fig: Figure, geo: FigureLayout, top: float, faith: Faith
     for column, method in enumerate(methods, start=1):
         result = faith.results[method]
         left = _column_left(geo, column)
-        remove_title = "remove (flips)" if result.flipped else "remove"
+        remove_title = _remove_title(result)
         _picture(_axes(fig, geo, left, top - TITLE_IN, half, height), result.keep_image, "keep", len("remove (flips)"))
         _picture(_axes(fig, geo, left + half + GAP_IN, top - TITLE_IN, half, height), result.remove_image,
                  remove_title, len("remove (flips)"))
 
 
+def _remove_title(result) -> str:
+    """``remove (flips)`` only when the target was top-1 and loses it; else the target's probability change."""
+    if result.flipped is None:
+        return f"remove: {percent(result.p_original)}→{percent(result.p_remove)}"
+    return "remove (flips)" if result.flipped else "remove"
+
+
+PANELS = {  # kind -> (title, x label)
+    "deletion": ("Deletion (lower AUC is better)", "fraction of pixels deleted"),
+    "insertion": ("Insertion (higher AUC is better)", "fraction of pixels inserted"),
+    "morf": ("ROAD MoRF (lower is better)", "fraction removed, most relevant first"),
+    "lerf": ("ROAD LeRF (higher is better)", "fraction removed, least relevant first"),
+}
+
+
+def _series(faith: Faithfulness, name: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x, y) of one map's curve of ``kind``, or None when the protocol did not run it."""
+    result = faith.results[name]
+    if kind in ("morf", "lerf"):
+        return None if result.road is None else (np.asarray(result.road.removed), getattr(result.road, kind))
+    curve = getattr(result.curves, kind)
+    return None if curve is None else (np.linspace(0.0, 1.0, len(curve)), curve)
+
+
 def _curves_row(fig: Figure, geo: FigureLayout, top: float, faith: Faithfulness, methods: Sequence[str],
                 labels: Mapping[str, str]) -> None:
-    """Deletion and insertion curves side by side, one legend (with both AUCs) below them."""
+    """The protocol's curves side by side (deletion/insertion, ROAD MoRF/LeRF), one legend below them."""
     names = [m for m in methods if m in faith.results] + [b for b in BASELINES if b in faith.results]
-    plot_w = (WIDTH_IN - 2 * MARGIN_IN - 0.9) / 2
+    kinds = [k for k in PANELS if names and _series(faith, names[0], k) is not None]
+    count = max(1, len(kinds))
+    plot_w = (WIDTH_IN - 2 * MARGIN_IN - 0.45 * (count + 0)) / count
     plot_h = geo.curves_row - LEGEND_IN - 0.7
     handles = []
-    for index, kind in enumerate(("deletion", "insertion")):
-        ax = _axes(fig, geo, MARGIN_IN + 0.45 + index * (plot_w + 0.45), top - 0.25, plot_w, plot_h)
+    for index, kind in enumerate(kinds):
+        ax = _axes(fig, geo, MARGIN_IN + 0.45 + index * (plot_w + 0.45), top - 0.25, plot_w - 0.1, plot_h)
         for name in names:
-            curve = getattr(faith.results[name].curves, kind)
-            xs = np.linspace(0.0, 1.0, len(curve))
+            xs, ys = _series(faith, name, kind)
             style = "--" if name in BASELINES else "-"
-            (line,) = ax.plot(xs, curve, style, linewidth=1.0, label=_curve_label(faith, name, labels))
+            (line,) = ax.plot(xs, ys, style, linewidth=1.0, label=_curve_label(faith, name, labels))
             if index == 0:
                 handles.append(line)
-        ax.set_title(f"{kind.capitalize()} ({'lower' if kind == 'deletion' else 'higher'} AUC is better)", pad=3)
-        ax.set_xlabel(f"fraction of pixels {'deleted' if kind == 'deletion' else 'inserted'}", labelpad=1)
+        title, xlabel = PANELS[kind]
+        ax.set_title(title, pad=3)
+        ax.set_xlabel(xlabel, labelpad=1)
         ax.set_ylabel("target probability")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
@@ -252,8 +284,13 @@ def _curves_row(fig: Figure, geo: FigureLayout, top: float, faith: Faithfulness,
 
 
 def _curve_label(faith: Faithfulness, name: str, labels: Mapping[str, str]) -> str:
-    curves = faith.results[name].curves
-    return f"{labels.get(name, name)} (AUC del. {curves.deletion_auc:.3f}, ins. {curves.insertion_auc:.3f})"
+    result = faith.results[name]
+    scores = [f"{kind} {value:.3f}" for kind, value in (("AUC del.", result.curves.deletion_auc),
+                                                        ("ins.", result.curves.insertion_auc)) if not np.isnan(value)]
+    if result.road is not None:
+        scores.append(f"ROAD MoRF {result.road.morf_score:.3f}, LeRF {result.road.lerf_score:.3f}, "
+                      f"comb. {result.road.combined:.3f}")
+    return f"{labels.get(name, name)} ({', '.join(scores)})"
 
 
 def _short(text: str, limit: int) -> str:
