@@ -29,7 +29,7 @@ from micam_core.registry import METHOD_LABELS  # noqa: E402
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 COLUMNS = ("method", "deletion AUC (lower better)", "insertion AUC (higher better)",
            "Average Drop % (lower better)", "Increase in Confidence % (higher better)",
-           "paper's Drop %", "paper's Increase %", "flips when removed %")
+           "paper's Drop %", "paper's Increase %", "target loses top-1 when removed % (where top-1)")
 
 
 def rows_for(per_image: list[dict]) -> list[list]:
@@ -46,9 +46,15 @@ def rows_for(per_image: list[dict]) -> list[list]:
             100.0 * statistics.mean(float(r.increase) for r in results),
             statistics.mean(r.paper_drop for r in results),
             statistics.mean(r.paper_increase for r in results),
-            100.0 * statistics.mean(float(r.flipped) for r in results),
+            _flip_rate([r.flipped for r in results]),
         ])
     return rows
+
+
+def _flip_rate(flips: list) -> float:
+    """Share of images (in %) where the target lost top-1, over those where it was top-1 (NaN if none)."""
+    defined = [float(f) for f in flips if f is not None]
+    return 100.0 * statistics.mean(defined) if defined else float("nan")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ subprocesses (ru_maxrss) that differ only in the operation they repeat.
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import os
 import statistics
@@ -210,6 +211,10 @@ def paired_rows(loaded, image: Path, x, methods: tuple[str, ...], repeats: int):
         for fn in fns.values():
             getattr(fn, "cleanup", lambda: None)()
         del fns
+        gc.collect()  # a peer that raised may hold its hooks until collected
+        if "ours" in failed:
+            yield f"{METHOD_LABELS[method]}: micam_core", float("nan"), f"fails: {failed['ours']}"
+            continue
         ours = times.pop("ours")
         fwd = times.pop("forward")
         label = METHOD_LABELS[method]

@@ -20,6 +20,7 @@ import gradio as gr
 from micam_core import METHODS, LoadedModel, MicamError
 from micam_core.errors import shorten
 from micam_core.outputs import new_download_dir, write_results
+from micam_core.protocols import get_protocol
 from micam_core.render import colorbar, curves_figure, overlay
 from micam_core.report import build_report
 from micam_core.view import View, checked, part
@@ -189,6 +190,15 @@ class Handlers:
         return out
 
     # --- counterfactuals --------------------------------------------------------------------------
+    def on_protocol(self, protocol: str) -> dict:
+        """A protocol was chosen: the threshold, fill and steps widgets take its values."""
+        try:
+            chosen = get_protocol(checked({"protocol": protocol}).protocol)
+        except MicamError as err:
+            raise fail(err) from None
+        c = self.ui.c
+        return {c["threshold"]: chosen.threshold, c["fill"]: chosen.fill, c["steps"]: chosen.steps}
+
     def cf_cleared(self, methods: tuple[str, ...], note: str = text.UPDATING) -> dict:
         """The counterfactual panel emptied at once (the results on screen no longer match the controls)."""
         ui, c = self.ui, self.ui.c
@@ -198,7 +208,7 @@ class Handlers:
                         ui.flip[m]: note if m in methods else ""})
         return out
 
-    def cf_kept(self, part: work.Partial, exp: Any) -> dict:
+    def cf_kept(self, part: work.Partial, exp: Any, view: View) -> dict:
         """Each method's keep/remove images, predictions and verdict, as soon as they exist."""
         ui = self.ui
         out: dict = {}
@@ -207,20 +217,22 @@ class Handlers:
                 out.update({ui.keep[m]: kept.keep_image, ui.remove[m]: kept.remove_image,
                             ui.keep_top[m]: text.top_line("Kept", kept.top_keep),
                             ui.remove_top[m]: text.top_line("Removed", kept.top_remove),
-                            ui.flip[m]: text.flip_markdown(kept, exp.top(5))})
+                            ui.flip[m]: text.flip_markdown(kept, exp.target_label, view.threshold)})
         return out
 
     def on_counterfactuals(self, session: dict | None, threshold: float, fill: str, steps: float, cmap: str,
-                           opacity: float) -> Iterator[dict]:
+                           opacity: float, protocol: str | None = None) -> Iterator[dict]:
         """Counterfactual panel, metrics, curves and downloads for the session's current explanation, in stages:
-        keep/remove of every method first, then the metrics map by map, then the curves and the downloads."""
+        keep/remove of every method first, then the metrics map by map (the protocol's), then the curves and the
+        downloads."""
         c = self.ui.c
         if not session or session.get("exp") is None:
             yield self.nothing()
             return
         exp = session["exp"]
         try:
-            view = session_view(session, threshold=threshold, fill=fill, steps=steps, cmap=cmap, opacity=opacity)
+            view = session_view(session, threshold=threshold, fill=fill, steps=steps, cmap=cmap, opacity=opacity,
+                                protocol=protocol)
             yield {**self.cf_cleared(exp.methods), **self.status("Counterfactuals: keep and remove each map's region, "
                                                                  "and classify again ...", 0.15)}
             loaded = work.load(session["spec"])
@@ -228,16 +240,17 @@ class Handlers:
             for part in work.analyse_stages(loaded, exp, view):
                 out = {c["metrics"]: views.metrics_rows(part.scored, exp.methods)}
                 if part.kept and not shown:  # the pictures travel once
-                    out.update(self.cf_kept(part, exp))
+                    out.update(self.cf_kept(part, exp, view))
                     shown = True
                 faith = part.faith
                 if faith is None:
                     done = len(part.scored) / max(1, part.total)
-                    out.update(self.status(f"Metrics: {len(part.scored)} of {part.total} maps scored (deletion and "
-                                           f"insertion curves, {view.steps} steps each) ...", 0.2 + 0.75 * done))
+                    out.update(self.status(f"Metrics: {len(part.scored)} of {part.total} maps scored (protocol "
+                                           f"{view.protocol}) ...", 0.2 + 0.75 * done))
                 yield out
-            figure = curves_figure(faith.curves(), labels=faith.labels(),
-                                   title=f"Target: {faith.target_label} (fill: {view.fill}, {view.steps} steps)")
+            figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label}", labels=faith.labels(),
+                                   road=faith.road_curves(), removed=faith.protocol.removed,
+                                   protocol=faith.protocol.describe())
             session = {**session, "view": view, "faith": faith}
             yield {c["curves"]: figure, c["session"]: session,
                    c["link_query"]: views.view_query(session, loaded.default_layer, view), **self.status()}

@@ -18,6 +18,7 @@ from micam_core import (
     MicamError,
     policy,
 )
+from micam_core.protocols import PROTOCOLS
 
 from . import agent, api, page, sanity_panel, text, views, work
 from .handlers import UI, Handlers, colorbar_html
@@ -130,6 +131,10 @@ def counterfactual_panel(ui: UI) -> None:
                 "region; a faithful map keeps the prediction when kept and changes it when removed.",
                 elem_classes="note")
     with gr.Row():
+        c["protocol"] = gr.Radio(choices=[(f"{p.name}: {p.label}", p.name) for p in PROTOCOLS.values()],
+                                 value=SETTINGS["protocol"].default, label=SETTINGS["protocol"].label,
+                                 elem_id="protocol")
+    with gr.Row():
         c["threshold"] = slider("threshold", "threshold")
         c["fill"] = gr.Radio(choices=list(SETTINGS["fill"].choices), value=SETTINGS["fill"].default,
                              label=SETTINGS["fill"].label, elem_id="fill")
@@ -213,7 +218,7 @@ def wire(ui: UI, h: Handlers) -> None:
 
     panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
              *ui.flip.values()]
-    cf_inputs = [c["session"], c["threshold"], c["fill"], c["steps"], c["cmap"], c["opacity"]]
+    cf_inputs = [c["session"], c["threshold"], c["fill"], c["steps"], c["cmap"], c["opacity"], c["protocol"]]
     cf = {"fn": h.on_counterfactuals, "inputs": cf_inputs, **hidden,
           "outputs": {*panel, *status, c["metrics"], c["curves"], c["files"], c["session"], c["link_query"],
                       c["alert"]}}
@@ -251,9 +256,14 @@ def wire(ui: UI, h: Handlers) -> None:
         event.then(None, js=mark(None, "cf"), **PRIVATE)
     for slider_input in (c["threshold"].input, c["steps"].input):
         slider_input(None, js=mark("pending", "cf"), **PRIVATE)
+    c["protocol"].input(None, js=mark("updating", "cf"), **PRIVATE)  # its threshold, fill and steps, then the panel
+    chosen = c["protocol"].input(h.on_protocol, [c["protocol"]], {c["threshold"], c["fill"], c["steps"]}, **hidden)
+    done = chosen.success(**cf)
+    work_events.extend([chosen, done])
+    done.then(None, js=mark(None, "cf"), **PRIVATE)
 
-    link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "threshold", "fill",
-                                    "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
+    link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "protocol", "threshold",
+                                    "fill", "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
     link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec", "cmap", "opacity")]
     c["demo_load"](None, None, None, js=DISABLE_JS, **PRIVATE)
     opened = c["demo_load"](p.on_link, [c["model_choice"]], link_restored, **hidden).then(

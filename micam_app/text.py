@@ -10,6 +10,7 @@ from micam_core.counterfactual import MethodResult
 from micam_core.errors import shorten
 from micam_core.permalink import echo
 from micam_core.registry import display_mode
+from micam_core.verdict import removal_sentence
 
 PAPER_URL = "https://arxiv.org/abs/2507.09092"
 
@@ -81,14 +82,10 @@ def alert(message: str) -> str:
     return f"**Could not finish:** {md(message, 400)}"
 
 
-def flip_markdown(result: KeepRemove | MethodResult, top_original: list[tuple[int, str, float]]) -> str:
-    """A short verdict on whether removing the salient region changes the top-1 class."""
-    before = md(top_original[0][1]) if top_original else "?"
-    after = md(result.top_remove[0][1]) if result.top_remove else "?"
-    area = f"region: {100 * result.region_fraction:.0f}% of the image"
-    if result.flipped:
-        return f"**Flipped** when removed: *{before}* → *{after}* ({area})."
-    return f"**Not flipped**: *{before}* stays top-1 when removed ({area})."
+def flip_markdown(result: KeepRemove | MethodResult, target_label: str, threshold: float) -> str:
+    """What removing the map's region did to the target class (a flip only when the target was top-1)."""
+    return removal_sentence(result, target_label, threshold, name=lambda label: f"*{md(label)}*",
+                            strong=lambda word: f"**{word}**")
 
 
 def methods_table() -> str:

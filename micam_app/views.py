@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError, policy
+from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError, metrics_table, policy
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import BASELINES, MethodResult
 from micam_core.permalink import build_query, example_index
@@ -35,11 +35,7 @@ POPULAR_MODELS: list[tuple[str, str]] = [
     ("MaxViT-T (timm/maxvit_tiny_tf_224.in1k)", "timm/maxvit_tiny_tf_224.in1k"),
 ]
 TOP1_LABEL = "predicted class (top-1)"
-METRIC_HEADERS = [
-    "Method", "Average Drop % (lower better)", "Increase in Confidence", "Paper's Drop % (lower better)",
-    "Paper's Increase % (higher better)", "Deletion AUC (lower better)", "Insertion AUC (higher better)",
-    "Prediction flips when removed",
-]
+METRIC_HEADERS = list(metrics_table.HEADERS)
 
 
 def resolve_spec(choice: str | None, custom: str | None) -> str:
@@ -142,13 +138,8 @@ def metrics_rows(results: Mapping[str, MethodResult], methods: Sequence[str]) ->
         result = results.get(name)
         if result is None:
             rows.append([METHOD_LABELS.get(name) or BASELINES[name], *(["scoring ..."] * (len(METRIC_HEADERS) - 1))])
-            continue
-        rows.append([
-            result.label, round(result.average_drop, 2), "yes" if result.increase else "no",
-            round(result.paper_drop, 2), round(result.paper_increase, 2),
-            round(result.curves.deletion_auc, 4), round(result.curves.insertion_auc, 4),
-            "yes" if result.flipped else "no",
-        ])
+        else:
+            rows.append(metrics_table.row(result))
     return rows
 
 

@@ -30,6 +30,7 @@ from micam_core.errors import ModelLoadError
 from micam_core.gpu import analyse_seconds, cpu_result, explain_seconds, forward_images, request_seconds
 from micam_core.hub import HUB_UNREACHABLE, hub_offline, precheck
 from micam_core.models import normalize_spec
+from micam_core.protocols import get_protocol
 from micam_core.view import View
 
 log = logging.getLogger("micam_app")
@@ -133,8 +134,9 @@ def explain_duration(view: View, image: Any) -> int:
 
 
 def analyse_duration(view: View, exp: Explanation) -> int:
-    """ZeroGPU duration for :func:`gpu_analyse`."""
-    return analyse_seconds(len(exp.maps), view.steps, load(view.model).num_bytes)
+    """ZeroGPU duration for :func:`gpu_analyse` (ROAD's imputations counted as about 40 more steps)."""
+    extra = 40 if get_protocol(view.protocol).has("road") else 0
+    return analyse_seconds(len(exp.maps), view.steps + extra, load(view.model).num_bytes)
 
 
 # The GPU functions take the view (picklable, as ZeroGPU needs) and find the model in this process's cache.
@@ -151,7 +153,7 @@ def gpu_explain(view: View, image: Any) -> Explanation:
 @gpu(duration=analyse_duration)
 @cpu_result
 def gpu_analyse(view: View, exp: Explanation) -> Faithfulness:
-    """Counterfactual keep/remove predictions and deletion/insertion curves for every map."""
+    """Counterfactual keep/remove predictions and the protocol's curves (deletion/insertion, ROAD) for every map."""
     return analyse(load(view.model), exp, **view.stage("counterfactual"))
 
 
@@ -196,15 +198,16 @@ def score_duration(view: View, exp: Explanation, name: str, kept: KeepRemove | N
 @cpu_result
 def gpu_keep_remove(view: View, exp: Explanation) -> Stage:
     """Keep and remove images of every method's map, classified in one batch."""
-    return keep_remove(load(view.model), exp, threshold=view.threshold, fill=view.fill)
+    settings = view.stage("counterfactual")
+    return keep_remove(load(view.model), exp, threshold=settings["threshold"], fill=settings["fill"],
+                       protocol=settings["protocol"])
 
 
 @gpu(duration=score_duration)
 @cpu_result
 def gpu_score(view: View, exp: Explanation, name: str, kept: KeepRemove | None, ends: CurveEnds | None) -> Stage:
-    """One map's metrics and curves (and its keep/remove pair when not given)."""
-    return score_map(load(view.model), exp, name, kept, threshold=view.threshold, fill=view.fill, steps=view.steps,
-                     ends=ends)
+    """One map's metrics and the protocol's curves (and its keep/remove pair when not given)."""
+    return score_map(load(view.model), exp, name, kept, ends=ends, **view.stage("counterfactual"))
 
 
 @dataclass
@@ -242,6 +245,6 @@ def analyse_stages(loaded: LoadedModel, exp: Explanation, view: View) -> Iterato
         part.scored.update(stage.results)
         part.forward_seconds += stage.forward_seconds
         yield part
-    part.faith = assemble(exp, stages, view.threshold, view.fill, view.steps)
+    part.faith = assemble(exp, stages, **view.stage("counterfactual"))
     EXAMPLE_CACHE.put(key, part.faith)
     yield part

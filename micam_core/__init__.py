@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Explanation", "class_index", "explain"], "methods"),
     "mutual_information": "mi",
     "randomised_copy": "randomise",
+    **dict.fromkeys(["RoadResult", "road_impute", "road_scores"], "road"),
+    **dict.fromkeys(["PROTOCOLS", "Protocol", "get_protocol"], "protocols"),
     **dict.fromkeys(["Randomisation", "RandomLogit", "Sanity", "random_logit_check", "randomisation_check",
                      "sanity_checks"], "sanity"),
     **dict.fromkeys(["LoadedModel", "ModelCache", "from_module", "load_model"], "models"),

@@ -4,9 +4,11 @@ results as they come.
 The stages: :func:`keep_remove` classifies each map's keep and remove images (two images a map: what
 the counterfactual panel shows first); :func:`score_map` then scores one map (saliency x image, the
 paper's baseline and the inner points of both curves; the first call also classifies the curves'
-fixed ends); :func:`assemble` puts the stages together into a :class:`Faithfulness`. The original
-image's prediction is the explanation's own (``exp.probs``): it is never classified again.
-:func:`analyse` queues every stage into one batch stream and gives the same numbers.
+fixed ends, and ROAD's curves when the protocol runs ROAD); :func:`assemble` puts the stages together
+into a :class:`Faithfulness`. The original image's prediction is the explanation's own (``exp.probs``):
+it is never classified again. A :class:`~micam_core.protocols.Protocol` decides which curves run and
+the defaults of threshold, fill and steps. :func:`analyse` queues every stage into one batch stream
+and gives the same numbers.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ from .counterfactual import (
     fill_pixels,
     masked,
     pixels_of,
+    rank_of,
     region,
 )
 from .errors import MicamError
 from .methods import Explanation, top_k
 from .models import LoadedModel
+from .protocols import Protocol, get_protocol
 from .registry import METHOD_LABELS
-from .settings import DEFAULTS, validate
+from .road import queue_road, read_road
+from .settings import validate
 
 
 @dataclass
@@ -52,10 +57,22 @@ class KeepRemove:
     remove_image: Image.Image
     top_keep: list[tuple[int, str, float]]
     top_remove: list[tuple[int, str, float]]
+    p_original: float
     p_keep: float
     p_remove: float
-    flipped: bool  # the top-1 class changes when the region is removed
     region_fraction: float
+    rank_original: int  # the target's rank (1 = top-1) on the original image
+    rank_keep: int
+    rank_remove: int
+
+    @property
+    def target_was_top1(self) -> bool:
+        return self.rank_original == 1
+
+    @property
+    def flipped(self) -> bool | None:
+        """The target lost top-1 when the region was removed; ``None`` (undefined) when it was not top-1."""
+        return self.rank_remove != 1 if self.target_was_top1 else None
 
 
 @dataclass
@@ -124,12 +141,13 @@ def _queue_keep_remove(ev: _Evaluator, inp: _Inputs, saliency: np.ndarray, thres
 def _read_keep_remove(name: str, plan: _KeepRemovePlan, probs: torch.Tensor, exp: Explanation,
                       top: int) -> KeepRemove:
     names, t = exp.class_names, exp.target
-    remove_probs = probs[plan.remove].numpy()
     return KeepRemove(
         name=name, label=label_of(name), keep_image=_to_image(plan.keep_px), remove_image=_to_image(plan.remove_px),
-        top_keep=top_k(probs[plan.keep].numpy(), names, top), top_remove=top_k(remove_probs, names, top),
-        p_keep=float(probs[plan.keep, t]), p_remove=float(probs[plan.remove, t]),
-        flipped=int(np.argmax(remove_probs)) != exp.predicted, region_fraction=float(plan.keep_mask.float().mean()))
+        top_keep=top_k(probs[plan.keep].numpy(), names, top), top_remove=top_k(probs[plan.remove].numpy(), names, top),
+        p_original=float(exp.probs[t]), p_keep=float(probs[plan.keep, t]), p_remove=float(probs[plan.remove, t]),
+        region_fraction=float(plan.keep_mask.float().mean()),
+        rank_original=rank_of(torch.as_tensor(exp.probs), t), rank_keep=rank_of(probs[plan.keep], t),
+        rank_remove=rank_of(probs[plan.remove], t))
 
 
 @dataclass
@@ -137,25 +155,34 @@ class _ScorePlan:
     explanation: int
     paper_base: int
     curves: _CurvePlan
+    road: dict[str, list[int]] | None
 
 
-def _queue_scores(ev: _Evaluator, inp: _Inputs, saliency: np.ndarray, steps: int) -> _ScorePlan:
+def _queue_scores(ev: _Evaluator, inp: _Inputs, name: str, saliency: np.ndarray, proto: Protocol,
+                  seed: int) -> _ScorePlan:
     sal = torch.from_numpy(np.asarray(saliency, dtype=np.float32)).unsqueeze(-1)
     black = torch.zeros_like(inp.pixels)
-    return _ScorePlan(ev.add(inp.pixels * sal), ev.add(masked(inp.pixels, black, torch.from_numpy(saliency > 0))),
-                      _plan_curves(ev, inp.pixels, inp.filled, inp.start, saliency, steps))
+    kinds = tuple(k for k in ("deletion", "insertion") if proto.has(k))
+    explanation = ev.add(inp.pixels * sal)
+    paper_base = ev.add(masked(inp.pixels, black, torch.from_numpy(saliency > 0)))
+    curves = _plan_curves(ev, inp.pixels, inp.filled, inp.start, saliency, proto.steps, kinds)
+    road = (queue_road(ev, inp.pixels, {name: saliency}, proto.removed, proto.noise, seed)[name]
+            if proto.has("road") else None)
+    return _ScorePlan(explanation, paper_base, curves, road)
 
 
 def _read_scores(kept: KeepRemove, plan: _ScorePlan, probs: torch.Tensor, exp: Explanation, ends: CurveEnds,
-                 steps: int, fill: str) -> MethodResult:
+                 proto: Protocol, seed: int) -> MethodResult:
     t = exp.target
     deletion, insertion = plan.curves.read(probs[:, t], ends)
+    road = None if plan.road is None else read_road(plan.road, probs[:, t], proto.removed, proto.noise, seed)
     return MethodResult(
         name=kept.name, label=kept.label, keep_image=kept.keep_image, remove_image=kept.remove_image,
         top_keep=kept.top_keep, top_remove=kept.top_remove, p_original=ends.original, p_keep=kept.p_keep,
         p_remove=kept.p_remove, p_explanation=float(probs[plan.explanation, t]),
-        p_paper_baseline=float(probs[plan.paper_base, t]), flipped=kept.flipped,
-        curves=CurveResult(deletion, insertion, steps, fill), region_fraction=kept.region_fraction)
+        p_paper_baseline=float(probs[plan.paper_base, t]),
+        curves=CurveResult(deletion, insertion, proto.steps, proto.fill), region_fraction=kept.region_fraction,
+        rank_original=kept.rank_original, rank_keep=kept.rank_keep, rank_remove=kept.rank_remove, road=road)
 
 
 def _queue_ends(ev: _Evaluator, inp: _Inputs) -> tuple[int, int]:
@@ -173,10 +200,23 @@ def _cost(stage: Stage, ev: _Evaluator) -> Stage:
 
 
 # --- the stages ------------------------------------------------------------------------------------
-def keep_remove(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, fill: str = "black",
+def protocol_of(protocol: str | Protocol | None = None, threshold: float | None = None, fill: str | None = None,
+                steps: int | None = None) -> Protocol:
+    """The protocol record (default ``rise``) with any setting given here in place of its own, each checked
+    by its setting record (the report names a changed setting)."""
+    if isinstance(protocol, str):
+        protocol = validate("protocol", protocol)
+    given = {name: None if value is None else validate(name, value)
+             for name, value in (("threshold", threshold), ("fill", fill), ("steps", steps))}
+    return get_protocol(protocol).with_settings(**given)
+
+
+def keep_remove(loaded: LoadedModel, exp: Explanation, threshold: float | None = None, fill: str | None = None,
                 names: Sequence[str] | None = None, top: int = 5, chunk: int = DEFAULT_CHUNK,
-                seed: int = 0) -> Stage:
+                seed: int = 0, protocol: str | Protocol | None = None) -> Stage:
     """Keep and remove images of the named maps (default: the explanation's), classified in one batch."""
+    proto = protocol_of(protocol, threshold, fill)
+    threshold, fill = proto.threshold, proto.fill
     inp = _Inputs.of(exp, fill)
     ev = _Evaluator(loaded, chunk)
     names = list(exp.maps) if names is None else list(names)
@@ -186,53 +226,62 @@ def keep_remove(loaded: LoadedModel, exp: Explanation, threshold: float = 0.5, f
 
 
 def score_map(loaded: LoadedModel, exp: Explanation, name: str, kept: KeepRemove | None = None, *,
-              threshold: float = 0.5, fill: str = "black", steps: int = 32, ends: CurveEnds | None = None,
-              top: int = 5, chunk: int = DEFAULT_CHUNK, seed: int = 0) -> Stage:
-    """One map's metrics and curves. Without ``kept`` its keep/remove pair is classified here too;
-    without ``ends`` the curves' fixed ends are (pass the returned ``ends`` to the next call)."""
-    inp = _Inputs.of(exp, fill)
+              threshold: float | None = None, fill: str | None = None, steps: int | None = None,
+              ends: CurveEnds | None = None, top: int = 5, chunk: int = DEFAULT_CHUNK, seed: int = 0,
+              protocol: str | Protocol | None = None) -> Stage:
+    """One map's metrics and curves (those of the protocol, ROAD's included). Without ``kept`` its
+    keep/remove pair is classified here too; without ``ends`` the curves' fixed ends are (pass the
+    returned ``ends`` to the next call)."""
+    proto = protocol_of(protocol, threshold, fill, steps)
+    inp = _Inputs.of(exp, proto.fill)
     ev = _Evaluator(loaded, chunk)
     saliency = _saliency(exp, name, seed)
-    pair = _queue_keep_remove(ev, inp, saliency, threshold) if kept is None else None
+    pair = _queue_keep_remove(ev, inp, saliency, proto.threshold) if kept is None else None
     end_indices = _queue_ends(ev, inp) if ends is None else None
-    plan = _queue_scores(ev, inp, saliency, steps)
+    plan = _queue_scores(ev, inp, name, saliency, proto, seed)
     probs = ev.results()
     kept = kept if pair is None else _read_keep_remove(name, pair, probs, exp, top)
     ends = ends if end_indices is None else _read_ends(end_indices, probs, exp)
-    return _cost(Stage(results={name: _read_scores(kept, plan, probs, exp, ends, steps, fill)}, ends=ends), ev)
+    return _cost(Stage(results={name: _read_scores(kept, plan, probs, exp, ends, proto, seed)}, ends=ends), ev)
 
 
-def assemble(exp: Explanation, stages: Iterable[Stage], threshold: float, fill: str, steps: int,
-             top: int = 5) -> Faithfulness:
-    """The :class:`Faithfulness` of the stages' scored maps (methods first, then baselines), with their cost."""
+def assemble(exp: Explanation, stages: Iterable[Stage], threshold: float | None = None, fill: str | None = None,
+             steps: int | None = None, top: int = 5, protocol: str | Protocol | None = None) -> Faithfulness:
+    """The :class:`Faithfulness` of the stages' scored maps (methods first, then baselines), with their cost
+    and the protocol (with the settings given) that scored them."""
+    proto = protocol_of(protocol, threshold, fill, steps)
     stages = list(stages)
     results = {name: r for s in stages for name, r in s.results.items()}
     order = [n for n in (*exp.maps, *BASELINES) if n in results]
-    return Faithfulness(target=exp.target, target_label=exp.target_label, threshold=threshold, fill=fill,
-                        steps=steps, results={n: results[n] for n in order},
+    return Faithfulness(target=exp.target, target_label=exp.target_label, threshold=proto.threshold,
+                        fill=proto.fill, steps=proto.steps, results={n: results[n] for n in order},
                         images_evaluated=sum(s.images for s in stages),
-                        forward_calls=sum(s.forward_calls for s in stages), top_original=exp.top(top))
+                        forward_calls=sum(s.forward_calls for s in stages), top_original=exp.top(top), protocol=proto)
 
 
-def analyse(loaded: LoadedModel, exp: Explanation, threshold: float = DEFAULTS["threshold"],
-            fill: str = DEFAULTS["fill"], steps: int = DEFAULTS["steps"], baselines: bool = True, top: int = 5,
-            chunk: int = DEFAULT_CHUNK, seed: int = 0) -> Faithfulness:
+def analyse(loaded: LoadedModel, exp: Explanation, threshold: float | None = None, fill: str | None = None,
+            steps: int | None = None, baselines: bool = True, top: int = 5, chunk: int = DEFAULT_CHUNK,
+            seed: int = 0, protocol: str | Protocol | None = None) -> Faithfulness:
     """Counterfactuals and metrics for every map of ``exp`` (and the baselines), in one batch stream.
 
-    ``threshold``, ``fill`` and ``steps`` are checked by their setting records (a view's are already).
+    ``protocol`` (a name from :data:`~micam_core.protocols.PROTOCOLS` or a record; default ``rise``)
+    decides the metrics and the defaults of ``threshold``, ``fill`` and ``steps``; a value given
+    here replaces the protocol's own (and the report says so). ``seed`` seeds the random baseline
+    and ROAD's noise.
     """
-    threshold, fill, steps = validate("threshold", threshold), validate("fill", fill), validate("steps", steps)
-    inp = _Inputs.of(exp, fill)
+    proto = protocol_of(protocol, threshold, fill, steps)
+    inp = _Inputs.of(exp, proto.fill)
     ev = _Evaluator(loaded, chunk)
     end_indices = _queue_ends(ev, inp)
     plans = {}
     for name, saliency in analysis_maps(exp, baselines, seed).items():
-        plans[name] = (_queue_keep_remove(ev, inp, saliency, threshold), _queue_scores(ev, inp, saliency, steps))
+        plans[name] = (_queue_keep_remove(ev, inp, saliency, proto.threshold),
+                       _queue_scores(ev, inp, name, saliency, proto, seed))
     probs = ev.results()
     ends = _read_ends(end_indices, probs, exp)
-    results = {name: _read_scores(_read_keep_remove(name, pair, probs, exp, top), plan, probs, exp, ends, steps, fill)
+    results = {name: _read_scores(_read_keep_remove(name, pair, probs, exp, top), plan, probs, exp, ends, proto, seed)
                for name, (pair, plan) in plans.items()}
-    return assemble(exp, [_cost(Stage(results=results, ends=ends), ev)], threshold, fill, steps, top)
+    return assemble(exp, [_cost(Stage(results=results, ends=ends), ev)], top=top, protocol=proto)
 
 
 def _to_image(pixels: torch.Tensor) -> Image.Image:

@@ -104,7 +104,9 @@ def _explain_one(loaded, path: Path, stem: str, args, view: View) -> str:
 
         faith = analyse(loaded, exp, **view.stage("counterfactual"))
         counterfactuals = faith.to_report()
-        curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}", labels=faith.labels())
+        curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}", labels=faith.labels(),
+                               road=faith.road_curves(), removed=faith.protocol.removed,
+                               protocol=faith.protocol.describe())
     report = build_report(loaded, exp, counterfactuals=counterfactuals, settings=view.chosen_settings())
     report["image"] = str(path)
     figure = _figure(loaded, exp, faith, stem, args.out, view) if args.figure else []
@@ -124,6 +126,7 @@ def _summary(path: Path, exp, files: list[str], out: Path, faith) -> str:
         from .metrics_table import text
 
         lines.append(f"  counterfactuals: threshold {faith.threshold}, fill {faith.fill}, {faith.steps} steps")
+        lines.append(f"  protocol: {faith.protocol.describe()}")
         lines += ["    " + line for line in text(faith).splitlines()]
     return "\n".join(lines)
 

@@ -21,7 +21,10 @@ from .images import ImageInput, load_image
 from .maps import gaussian_blur, minmax
 from .methods import class_index
 from .models import LoadedModel
+from .protocols import Protocol, get_protocol
+from .road import RoadResult
 from .settings import SETTINGS
+from .verdict import removal_sentence
 
 BASELINES = {"random": "Random map (baseline)", "centre": "Centred Gaussian (baseline)"}
 # Petsiuk et al.'s insertion start: Gaussian blur, kernel 11, sigma 5 at 224 px.
@@ -135,48 +138,61 @@ class CurveEnds:
 
 @dataclass
 class _CurvePlan:
-    """Where the inner points of a deletion/insertion curve sit in the evaluator's results."""
+    """Where the inner points of a deletion/insertion curve sit in the evaluator's results (None: not run)."""
 
-    deletion: list[int]
-    insertion: list[int]
+    deletion: list[int] | None
+    insertion: list[int] | None
 
-    def read(self, target_probs: torch.Tensor, ends: CurveEnds) -> tuple[np.ndarray, np.ndarray]:
-        deletion = [ends.original, *target_probs[self.deletion].tolist(), ends.filled]
-        insertion = [ends.blurred, *target_probs[self.insertion].tolist(), ends.original]
-        return np.asarray(deletion, dtype=np.float64), np.asarray(insertion, dtype=np.float64)
+    def read(self, target_probs: torch.Tensor, ends: CurveEnds) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Both curves with their fixed ends (``None`` for a curve the protocol does not run)."""
+        deletion = None if self.deletion is None else [ends.original, *target_probs[self.deletion].tolist(),
+                                                       ends.filled]
+        insertion = None if self.insertion is None else [ends.blurred, *target_probs[self.insertion].tolist(),
+                                                         ends.original]
+        return tuple(None if c is None else np.asarray(c, dtype=np.float64) for c in (deletion, insertion))
 
 
 def _plan_curves(ev: _Evaluator, pixels: torch.Tensor, filled: torch.Tensor, start: torch.Tensor,
-                 saliency: np.ndarray, steps: int) -> _CurvePlan:
-    """Queue the inner steps of both curves (their ends are the same for every map)."""
+                 saliency: np.ndarray, steps: int,
+                 kinds: tuple[str, ...] = ("deletion", "insertion")) -> _CurvePlan:
+    """Queue the inner steps of the curves in ``kinds`` (their ends are the same for every map)."""
     if steps < 2:
         raise MicamError(f"steps must be at least 2, got {steps}.")
+    if not kinds:
+        return _CurvePlan(None, None)
     ranks = pixel_ranks(saliency)
     counts = step_counts(ranks.numel(), steps)
     deletion, insertion = [], []
     for count in counts[1:-1]:
         changed = ranks < count
-        deletion.append(ev.add(masked(pixels, filled, changed)))
-        insertion.append(ev.add(masked(start, pixels, changed)))
-    return _CurvePlan(deletion, insertion)
+        if "deletion" in kinds:
+            deletion.append(ev.add(masked(pixels, filled, changed)))
+        if "insertion" in kinds:
+            insertion.append(ev.add(masked(start, pixels, changed)))
+    return _CurvePlan(deletion if "deletion" in kinds else None, insertion if "insertion" in kinds else None)
 
 
 @dataclass
 class CurveResult:
-    """Deletion and insertion curves (``steps + 1`` points each) and their AUCs."""
+    """Deletion and insertion curves (``steps + 1`` points each, ``None`` when the protocol skips one) and AUCs."""
 
-    deletion: np.ndarray
-    insertion: np.ndarray
+    deletion: np.ndarray | None
+    insertion: np.ndarray | None
     steps: int
     fill: str
 
     @property
     def deletion_auc(self) -> float:
-        return auc(self.deletion)
+        return float("nan") if self.deletion is None else auc(self.deletion)
 
     @property
     def insertion_auc(self) -> float:
-        return auc(self.insertion)
+        return float("nan") if self.insertion is None else auc(self.insertion)
+
+    def as_lists(self) -> dict[str, list[float]]:
+        """The curves that were run, as lists."""
+        return {kind: curve.tolist() for kind, curve in (("deletion", self.deletion), ("insertion", self.insertion))
+                if curve is not None}
 
 
 def deletion_insertion(loaded: LoadedModel, image: ImageInput, saliency: np.ndarray,
@@ -224,9 +240,21 @@ class MethodResult:
     p_remove: float
     p_explanation: float  # target probability on saliency x image
     p_paper_baseline: float  # target probability with every pixel of map > 0 filled
-    flipped: bool
     curves: CurveResult
     region_fraction: float
+    rank_original: int = 1  # the target's rank (1 = top-1) on the original image
+    rank_keep: int = 1  # ... on the keep image
+    rank_remove: int = 1  # ... on the remove image
+    road: RoadResult | None = None  # when the protocol runs ROAD
+
+    @property
+    def target_was_top1(self) -> bool:
+        return self.rank_original == 1
+
+    @property
+    def flipped(self) -> bool | None:
+        """The target lost top-1 when the region was removed; ``None`` (undefined) when it was not top-1."""
+        return self.rank_remove != 1 if self.target_was_top1 else None
 
     @property
     def average_drop(self) -> float:
@@ -257,11 +285,13 @@ class MethodResult:
             "target_probability": {"original": self.p_original, "keep": self.p_keep,
                                    "remove": self.p_remove, "saliency_x_image": self.p_explanation},
             "keep_predictions": preds(self.top_keep), "remove_predictions": preds(self.top_remove),
+            "target_rank": {"original": self.rank_original, "keep": self.rank_keep, "remove": self.rank_remove},
             "flipped_when_removed": self.flipped,
             "average_drop_pct": self.average_drop, "increase_in_confidence": self.increase,
             "paper_drop_pct": self.paper_drop, "paper_increase_pct": self.paper_increase,
-            "deletion_auc": self.curves.deletion_auc, "insertion_auc": self.curves.insertion_auc,
-            "deletion_curve": self.curves.deletion.tolist(), "insertion_curve": self.curves.insertion.tolist(),
+            **{f"{kind}_auc": getattr(self.curves, f"{kind}_auc") for kind in self.curves.as_lists()},
+            **{f"{kind}_curve": curve for kind, curve in self.curves.as_lists().items()},
+            **(self.road.to_report() if self.road is not None else {}),
         }
 
 
@@ -278,20 +308,31 @@ class Faithfulness:
     images_evaluated: int
     forward_calls: int
     top_original: list[tuple[int, str, float]] = field(default_factory=list)
+    protocol: Protocol = field(default_factory=lambda: get_protocol(None))
 
     def labels(self) -> dict[str, str]:
         """The label of every map (methods and baselines)."""
         return {name: r.label for name, r in self.results.items()}
 
     def curves(self) -> dict[str, dict[str, list[float]]]:
-        return {name: {"deletion": r.curves.deletion.tolist(), "insertion": r.curves.insertion.tolist()}
-                for name, r in self.results.items()}
+        return {name: r.curves.as_lists() for name, r in self.results.items()}
+
+    def road_curves(self) -> dict[str, dict[str, list[float]]]:
+        """MoRF and LeRF curves of every map (empty when the protocol has no ROAD)."""
+        return {name: {"morf": r.road.morf.tolist(), "lerf": r.road.lerf.tolist()}
+                for name, r in self.results.items() if r.road is not None}
 
     def to_report(self) -> dict[str, Any]:
         """Per-map facts for the JSON report, with the settings next to every number."""
-        settings = {"threshold": self.threshold, "fill": self.fill, "steps": self.steps,
+        settings = {"protocol": self.protocol.name, "protocol_description": self.protocol.describe(),
+                    "threshold": self.threshold, "fill": self.fill, "steps": self.steps,
                     "images_evaluated": self.images_evaluated, "forward_calls": self.forward_calls}
-        return {name: {**r.to_report(), "settings": settings} for name, r in self.results.items()}
+        return {name: {**r.to_report(), "removal_sentence": self.sentence(name), "settings": settings}
+                for name, r in self.results.items()}
+
+    def sentence(self, method: str, **style: Any) -> str:
+        """What removing map ``method``'s region did to the target, in words (see :func:`removal_sentence`)."""
+        return removal_sentence(self.results[method], self.target_label, self.threshold, **style)
 
 
 def baseline_maps(size: tuple[int, int], lowres_shape: tuple[int, int], seed: int = 0) -> dict[str, np.ndarray]:
@@ -305,3 +346,8 @@ def baseline_maps(size: tuple[int, int], lowres_shape: tuple[int, int], seed: in
     sigma = 0.25 * min(h, w)
     centre = minmax(torch.exp(-(ys**2 + xs**2) / (2 * sigma**2)))
     return {"random": random_map.numpy(), "centre": centre.numpy()}
+
+
+def rank_of(probs: torch.Tensor, index: int) -> int:
+    """1-based rank of class ``index`` in ``probs`` (1 = top-1; classes with equal probability share a rank)."""
+    return int((probs > probs[index]).sum()) + 1

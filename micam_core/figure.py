@@ -35,6 +35,7 @@ from .methods import Explanation
 from .registry import METHOD_LABELS, REGISTRY, display_mode
 from .render import overlay
 from .settings import COLORMAPS
+from .verdict import percent
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -119,9 +120,14 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
         parts.append(f"{', '.join(agnostic)}: class-agnostic (the map does not depend on the target class).")
     parts += [REGISTRY[m].note for m in methods if m in REGISTRY and REGISTRY[m].note]
     if faith is not None:
+        parts.append(f"Protocol {faith.protocol.describe()}.")
         parts.append(f"Counterfactuals: region = map >= {faith.threshold:g}, masked pixels filled with "
                      f"{faith.fill}; deletion/insertion curves with {faith.steps} steps "
-                     "(lower deletion AUC and higher insertion AUC are better).")
+                     "(lower deletion AUC and higher insertion AUC are better); ROAD: mean target probability "
+                     "after removing and imputing each fraction (MoRF lower, LeRF higher, combined (LeRF-MoRF)/2 "
+                     "higher is better). 'Flips': the target, top-1 on the "
+                     "input, is no longer top-1 once the region is removed; where it was not top-1 the target's "
+                     "probability before and after removal is shown instead.")
     parts += list(notes)
     parts.append(f"Made with micam_core {__version__}.")
     return " ".join(parts)
@@ -172,6 +178,13 @@ def make_figure(exp: Explanation, *, methods: Sequence[str] | None = None, label
     return fig, text
 
 
+def _remove_note(result) -> str:
+    """`` (flips)`` only when the target was top-1 and loses it; where it was not top-1, its probability change."""
+    if result.flipped is None:
+        return f" (target {percent(result.p_original)}→{percent(result.p_remove)})"
+    return " (flips)" if result.flipped else ""
+
+
 class _Plan:
     """Every size of one figure, worked out before anything is drawn (the page size follows from it)."""
 
@@ -187,12 +200,12 @@ class _Plan:
         self.cf_heading, self.pairs, self.pair_titles = [], None, []
         if cf is not None:
             self.cf_heading = wrap(f"Counterfactuals: keep | remove the region map ≥ {cf.threshold:g} (masked pixels "
-                                   f"filled with {cf.fill}); flips: the top-1 class changes when it is removed",
+                                   f"filled with {cf.fill}); flips: the target, top-1 on the input, loses top-1 "
+                                   "when it is removed",
                                    width - 2 * MARGIN_IN)
             probe = grid([["x"]] * len(methods), width, columns, aspect, span=2)
             pair_w = 2 * probe.panel + GAP_IN
-            self.pair_titles = [wrap(labels.get(m, m) + (" (flips)" if cf.results[m].flipped else ""),
-                                     pair_w, 2) for m in methods]
+            self.pair_titles = [wrap(labels.get(m, m) + _remove_note(cf.results[m]), pair_w, 2) for m in methods]
             self.pairs = grid(self.pair_titles, width, columns, aspect, span=2)
         self.stacked = width < 5.0  # curves one above the other in a single column
         self.caption_lines = wrap(caption, width - 2 * MARGIN_IN, 40) if caption else []
@@ -200,6 +213,11 @@ class _Plan:
     def legend_rows(self) -> int:
         names = self.curve_names()
         return math.ceil(len(names) / (1 if self.stacked else 2))
+
+    def curve_kinds(self) -> list[str]:
+        """The curves the protocol ran (of :data:`PANELS`)."""
+        names = self.curve_names()
+        return [k for k in PANELS if names and _series(self.curves, names[0], k) is not None]
 
     def curve_names(self) -> list[str]:
         faith = self.curves
@@ -210,7 +228,7 @@ class _Plan:
     def curves_height(self) -> float:
         if self.curves is None:
             return 0.0
-        plots = (2 if self.stacked else 1) * (LINE_IN + CURVE_IN + CURVE_BOTTOM_IN)
+        plots = (len(self.curve_kinds()) if self.stacked else 1) * (LINE_IN + CURVE_IN + CURVE_BOTTOM_IN)
         return GAP_IN + plots + self.legend_rows() * LINE_IN + GAP_IN
 
     @property
@@ -337,26 +355,45 @@ def _counterfactual_rows(fig: Figure, plan: _Plan, top: float) -> float:
     return top - g.height
 
 
+PANELS = {  # kind -> (title, x label)
+    "deletion": ("Deletion (lower AUC is better)", "fraction of pixels deleted"),
+    "insertion": ("Insertion (higher AUC is better)", "fraction of pixels inserted"),
+    "morf": ("ROAD MoRF (lower is better)", "fraction removed, most relevant first"),
+    "lerf": ("ROAD LeRF (higher is better)", "fraction removed, least relevant first"),
+}
+
+
+def _series(faith: Faithfulness, name: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x, y) of one map's curve of ``kind``, or None when the protocol did not run it."""
+    result = faith.results[name]
+    if kind in ("morf", "lerf"):
+        return None if result.road is None else (np.asarray(result.road.removed), getattr(result.road, kind))
+    curve = getattr(result.curves, kind)
+    return None if curve is None else (np.linspace(0.0, 1.0, len(curve)), curve)
+
+
 def _curves_rows(fig: Figure, plan: _Plan, top: float) -> float:
-    """Deletion and insertion curves (stacked in a single column), one legend with both AUCs below them."""
-    faith, names = plan.curves, plan.curve_names()
+    """The protocol's curves (deletion/insertion, ROAD MoRF/LeRF; stacked in a single column), one legend
+    with every map's scores below them."""
+    faith, names, kinds = plan.curves, plan.curve_names(), plan.curve_kinds()
     top -= GAP_IN
+    count = max(1, len(kinds))
     plot_w = (plan.width - CURVE_LEFT_IN - MARGIN_IN - 0.1) if plan.stacked else (
-        (plan.width - 2 * CURVE_LEFT_IN - MARGIN_IN - 0.1) / 2)
+        (plan.width - count * CURVE_LEFT_IN - MARGIN_IN - 0.1) / count)
     handles = []
-    for index, kind in enumerate(("deletion", "insertion")):
+    for index, kind in enumerate(kinds):
         left = CURVE_LEFT_IN + (0 if plan.stacked else index * (plot_w + CURVE_LEFT_IN))
         box_top = top - LINE_IN - (index * (LINE_IN + CURVE_IN + CURVE_BOTTOM_IN) if plan.stacked else 0)
         ax = _axes(fig, plan.width, plan.height, left, box_top, plot_w, CURVE_IN)
         for name in names:
-            curve = getattr(faith.results[name].curves, kind)
-            (line,) = ax.plot(np.linspace(0.0, 1.0, len(curve)), curve, "--" if name in BASELINES else "-",
+            xs, ys = _series(faith, name, kind)
+            (line,) = ax.plot(xs, ys, "--" if name in BASELINES else "-",
                               linewidth=1.0, label=_curve_label(faith, name, plan.labels))
             if index == 0:
                 handles.append(line)
-        better = "lower" if kind == "deletion" else "higher"
-        ax.set_title(f"{kind.capitalize()} ({better} AUC is better)", pad=2)
-        ax.set_xlabel(f"fraction of pixels {'deleted' if kind == 'deletion' else 'inserted'}", labelpad=1)
+        title, xlabel = PANELS[kind]
+        ax.set_title(title, pad=2)
+        ax.set_xlabel(xlabel, labelpad=1)
         ax.set_ylabel("target prob.", labelpad=1)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
@@ -364,7 +401,7 @@ def _curves_rows(fig: Figure, plan: _Plan, top: float) -> float:
         ax.tick_params(axis="y", length=2, pad=1)
         ax.tick_params(axis="x", length=2, pad=3)  # clear of the y axis' "0"
         ax.grid(alpha=0.3, linewidth=0.5)
-    top -= (2 if plan.stacked else 1) * (LINE_IN + CURVE_IN + CURVE_BOTTOM_IN)
+    top -= (count if plan.stacked else 1) * (LINE_IN + CURVE_IN + CURVE_BOTTOM_IN)
     legend_h = plan.legend_rows() * LINE_IN
     lax = _axes(fig, plan.width, plan.height, MARGIN_IN, top, plan.width - 2 * MARGIN_IN, legend_h)
     lax.set_axis_off()
@@ -374,5 +411,10 @@ def _curves_rows(fig: Figure, plan: _Plan, top: float) -> float:
 
 
 def _curve_label(faith: Faithfulness, name: str, labels: Mapping[str, str]) -> str:
-    curves = faith.results[name].curves
-    return f"{labels.get(name, name)}: AUC del. {curves.deletion_auc:.3f}, ins. {curves.insertion_auc:.3f}"
+    result = faith.results[name]
+    scores = [f"{kind} {value:.3f}" for kind, value in (("AUC del.", result.curves.deletion_auc),
+                                                        ("ins.", result.curves.insertion_auc)) if not np.isnan(value)]
+    if result.road is not None:
+        scores.append(f"ROAD MoRF {result.road.morf_score:.3f}, LeRF {result.road.lerf_score:.3f}, "
+                      f"comb. {result.road.combined:.3f}")
+    return f"{labels.get(name, name)}: {', '.join(scores)}"

@@ -39,35 +39,57 @@ def colorbar(cmap: str = "jet", width: int = 256, height: int = 18) -> Image.Ima
     return Image.fromarray(colorize(ramp, cmap))
 
 
-def curves_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str = "",
-                  labels: Mapping[str, str] | None = None) -> Image.Image:
-    """Plot deletion and insertion curves, one line per method: ``{method: {"deletion": [...], ...}}``.
+PANELS = {  # kind -> (title, x label, which way is better)
+    "deletion": ("deletion", "fraction of pixels deleted", "lower"),
+    "insertion": ("insertion", "fraction of pixels inserted", "higher"),
+    "morf": ("ROAD MoRF (most relevant removed first)", "fraction of pixels removed and imputed", "lower"),
+    "lerf": ("ROAD LeRF (least relevant removed first)", "fraction of pixels removed and imputed", "higher"),
+}
 
-    ``labels`` names the lines (default: the keys); the baselines ``random`` and ``centre`` are dashed.
+
+Curves = Mapping[str, Mapping[str, Sequence[float]]]
+
+
+def curves_figure(curves: Curves, title: str = "", labels: Mapping[str, str] | None = None,
+                  road: Curves | None = None, removed: Sequence[float] = (), protocol: str = "") -> Image.Image:
+    """Plot the curves that were run, one panel per kind and one line per map.
+
+    ``curves``: ``{map: {"deletion": [...], "insertion": [...]}}`` (either may be absent); ``road``:
+    ``{map: {"morf": [...], "lerf": [...]}}`` at the ``removed`` fractions. ``labels`` names the lines
+    (default: the keys); the baselines ``random`` and ``centre`` are dashed. ``protocol`` is printed
+    under the title.
     """
-    labels = labels or {}
     with plt.rc_context(PLAIN_TEXT_RC):  # a "$" in a class or method name is a dollar sign
-        return _curves_png(curves, title, labels)
+        return _curves_png(curves, title, labels or {}, road or {}, removed, protocol)
 
 
-def _curves_png(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str, labels: Mapping[str, str]
-                ) -> Image.Image:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
-    for ax, kind in zip(axes, ("deletion", "insertion")):
-        for name, curve in curves.items():
-            ys = np.asarray(curve[kind], dtype=float)
-            xs = np.linspace(0.0, 1.0, len(ys))
+def _curves_png(curves: Curves, title: str, labels: Mapping[str, str], road: Curves, removed: Sequence[float],
+                protocol: str) -> Image.Image:
+    series = {kind: {name: c[kind] for name, c in source.items() if kind in c}
+              for source, kinds in ((curves, ("deletion", "insertion")), (road, ("morf", "lerf")))
+              for kind in kinds}
+    kinds = [kind for kind, lines in series.items() if lines]
+    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(4.5 * max(1, len(kinds)), 3.6), dpi=100, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        name_, xlabel, better = PANELS[kind]
+        for name, curve in series[kind].items():
+            ys = np.asarray(curve, dtype=float)
+            road_kind = kind in ("morf", "lerf")
+            xs = np.asarray(removed, dtype=float) if road_kind else np.linspace(0.0, 1.0, len(ys))
             style = "--" if name in ("random", "centre") else "-"
-            ax.plot(xs, ys, style, label=f"{printable(labels.get(name, name))} (AUC {np.trapezoid(ys, xs):.3f})")
-        ax.set_title(f"{kind} ({'lower' if kind == 'deletion' else 'higher'} is better)")
-        ax.set_xlabel("fraction of pixels " + ("deleted" if kind == "deletion" else "inserted"))
+            score = f"mean {ys.mean():.3f}" if road_kind else f"AUC {np.trapezoid(ys, xs):.3f}"
+            ax.plot(xs, ys, style, marker="o" if road_kind else None, markersize=3,
+                    label=f"{printable(labels.get(name, name))} ({score})")
+        ax.set_title(f"{name_} ({better} is better)", fontsize=9)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("target probability")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(printable(title), fontsize=9)
+    heading = "\n".join(t for t in (printable(title), f"protocol: {printable(protocol)}" if protocol else "") if t)
+    if heading:
+        fig.suptitle(heading, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

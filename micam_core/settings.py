@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import shorten
 from .fields import UPSAMPLING, Setting, SettingError
+from .protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from .registry import DEFAULT_METHODS, METHODS, REGISTRY
 
 __all__ = ["COLORMAPS", "DEFAULTS", "FILLS", "SETTINGS", "UPSAMPLING", "Setting", "SettingError", "validate",
@@ -33,8 +34,10 @@ def _build() -> dict[str, Setting]:
         Setting("threshold", "Region threshold (map >= threshold)", "float", 0.5, 0.0, 1.0, 0.05,
                 help="pixels where a map is at least this value form its region", stage="counterfactual"),
         Setting("fill", "Fill of masked pixels", "choice", "black", choices=FILLS, stage="counterfactual"),
-        Setting("steps", "Deletion/insertion steps", "int", 32, 2, 64, 2,
+        Setting("steps", "Deletion/insertion steps", "int", 32, 2, 100, 2,
                 help="each step costs two forward passes per map", stage="counterfactual"),
+        Setting("protocol", "Evaluation protocol", "choice", DEFAULT_PROTOCOL, choices=tuple(PROTOCOLS),
+                help="; ".join(f"{p.name}: {p.label}" for p in PROTOCOLS.values()), stage="counterfactual"),
         Setting("cmap", "Colour map", "choice", "jet", choices=COLORMAPS, stage="display"),
         Setting("opacity", "Map opacity", "float", 0.5, 0.0, 1.0, 0.05, stage="display"),
     ]

@@ -185,6 +185,11 @@ def parse(mapping: Mapping[str, Any], *, examples: Mapping[str, Path] | None = N
                 changes[key] = SETTINGS[key].parse(value)
         except SettingError as error:
             messages.append(str(error))
+    if "protocol" in changes:  # a protocol brings its own threshold, fill and steps unless they are given too
+        from .protocols import PROTOCOLS
+
+        chosen = PROTOCOLS[changes["protocol"]]
+        changes = {**{name: getattr(chosen, name) for name in ("threshold", "fill", "steps")}, **changes}
     return view.replace(**parts, **changes), messages
 
 

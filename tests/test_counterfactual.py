@@ -221,3 +221,43 @@ def test_stages_give_the_numbers_of_one_analysis():
         for attr in ("p_keep", "p_remove", "p_explanation", "p_paper_baseline", "region_fraction", "p_original"):
             assert getattr(other, attr) == pytest.approx(getattr(res, attr), abs=1e-7), (name, attr)
         assert (other.flipped, other.top_remove, other.top_keep) == (res.flipped, res.top_remove, res.top_keep)
+
+
+def test_flip_is_about_the_target_when_it_is_top1():
+    loaded = quadrant_loaded()
+    faith = analyse(loaded, fake_explanation(loaded, quadrant_map()), steps=2, baselines=False)
+    result = faith.results["micam"]
+    assert (result.rank_original, result.rank_keep, result.rank_remove) == (1, 1, 2)
+    assert result.flipped is True
+    sentence = faith.sentence("micam")
+    assert sentence.startswith("Flipped") and "lowers bright from 98% to 12%" in sentence
+    assert "dark becomes top-1" in sentence and "25% of the image" in sentence
+
+
+def test_no_flip_when_the_target_was_not_top1():
+    """Target "dark" (rank 2): removing the bright quadrant raises it to top-1, which is not a flip."""
+    loaded = quadrant_loaded()
+    exp = fake_explanation(loaded, quadrant_map())
+    exp.target, exp.target_label = 1, "dark"
+    faith = analyse(loaded, exp, steps=2, baselines=False)
+    result = faith.results["micam"]
+    assert (result.rank_original, result.rank_remove) == (2, 1)
+    assert result.flipped is None
+    assert result.p_remove == pytest.approx(1 - sig(-B), abs=1e-6)
+    sentence = faith.sentence("micam")
+    assert "flip" not in sentence.lower()
+    assert "raises dark from 2% to 88% (rank 2 → 1)" in sentence
+    report = faith.to_report()["micam"]
+    assert report["flipped_when_removed"] is None and report["target_rank"]["remove"] == 1
+
+
+def test_egyptian_cat_is_not_called_a_flip(bundled, cat_path):
+    """The cat photo, target 285 (top-1 is tiger cat): removing Grad-CAM's region raises Egyptian cat."""
+    exp = explain(bundled, cat_path, target=285, methods=["gradcam"])
+    assert exp.predicted != 285 and exp.top(1)[0][1] == "tiger cat"
+    faith = analyse(bundled, exp, steps=2, baselines=False)
+    result = faith.results["gradcam"]
+    assert result.flipped is None and result.p_remove > result.p_original
+    sentence = faith.sentence("gradcam")
+    assert "flip" not in sentence.lower()
+    assert "raises Egyptian cat from 34% to 63%" in sentence

@@ -103,9 +103,9 @@ def test_labels_that_are_not_utf8_get_a_sentence(tmp_path, photos, tiny_spec, ca
     assert "not UTF-8" in _one_line_error(capsys)
 
 
-@pytest.mark.parametrize("flag,value,words", [("--steps", "100000", "from 2 to 64"),
+@pytest.mark.parametrize("flag,value,words", [("--steps", "100000", "from 2 to 100"),
                                               ("--threshold", "nan", "from 0 to 1"),
-                                              ("--steps", "1", "from 2 to 64")])
+                                              ("--steps", "1", "from 2 to 100")])
 def test_absurd_settings_are_refused_before_any_work(tmp_path, photos, tiny_spec, capsys, flag, value, words):
     start = time.perf_counter()
     assert _evaluate(tmp_path / "o", photos, tiny_spec, flag, value) == 2

@@ -113,3 +113,22 @@ def test_figure_export_from_the_page(page_url):  # noqa: F811
                 expect(files).to_contain_text(re.compile(rf"{stem}\s*\.{suffix}"), timeout=30_000)
         finally:
             browser.close()
+
+
+def test_egyptian_cat_sentence_in_browser(page_url):  # noqa: F811
+    """Target 285 on the cat (top-1 is tiger cat): removing Grad-CAM's region raises it; never called a flip."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(f"{page_url}?example=chelsea_cat&methods=gradcam&target=285&steps=4",
+                      wait_until="domcontentloaded")
+            flip = page.locator("#flip-gradcam")
+            expect(flip).to_contain_text("raises Egyptian cat from 34% to 63%", timeout=240_000)
+            expect(flip).to_contain_text("Target not top-1")
+            assert "flip" not in flip.inner_text().lower()
+            expect(page.locator("#metrics")).to_contain_text("n/a: target not top-1", timeout=30_000)
+        finally:
+            browser.close()

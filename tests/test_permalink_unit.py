@@ -29,7 +29,8 @@ def test_example_index_lists_stems_of_images_only():
 def test_round_trip_every_parameter():
     state = {"model": "hf-hub:timm/resnet50.a1_in1k", "example": "chelsea_cat", "layer": "layer4.2",
              "target": "Egyptian cat", "methods": ("gradcam", "micam"), "upsampling": "bilinear",
-             "threshold": 0.35, "fill": "blur", "steps": 16, "cmap": "viridis", "opacity": 0.7}
+             "protocol": "paper", "threshold": 0.35, "fill": "blur", "steps": 16, "cmap": "viridis",
+             "opacity": 0.7}
     query = build_query(state)
     assert [k for k, _ in parse_qsl(query)] == list(PARAMS)
     parsed, messages = parse(query)
@@ -43,6 +44,12 @@ def test_round_trip_target_index_and_defaults():
     assert messages == []
     assert parsed["target"] == 285
     assert parsed["model"] == DEFAULTS["model"] and parsed["steps"] == 32 and parsed["methods"] == METHODS
+
+
+def test_a_protocol_in_a_link_brings_its_own_settings():
+    parsed, messages = parse("example=chelsea_cat&protocol=paper&threshold=0.3")
+    assert messages == [] and parsed["protocol"] == "paper"
+    assert (parsed["steps"], parsed["fill"], parsed["threshold"]) == (100, "black", 0.3)
 
 
 def test_empty_query_gives_defaults():
@@ -69,7 +76,7 @@ def test_example_lookup_is_exact_stem_only():
     ("threshold", "nan"), ("threshold", "NaN"), ("threshold", "inf"), ("threshold", "-inf"),
     ("threshold", "1e308"), ("threshold", "-0.1"), ("threshold", "1.5"), ("threshold", "0x10"),
     ("opacity", "1e309"), ("opacity", "-1"), ("steps", "1e308"), ("steps", "-8"), ("steps", "1"),
-    ("steps", "65"), ("steps", "8.5"), ("steps", "9" * 5000), ("steps", "nan"),
+    ("steps", "101"), ("steps", "8.5"), ("steps", "9" * 5000), ("steps", "nan"),
 ])
 def test_absurd_numbers_are_refused(key, value):
     parsed, messages = parse({key: value})

@@ -226,7 +226,7 @@ def _cache_kwargs() -> dict:
     return policy.cache_kwargs()
 
 
-@pytest.mark.parametrize("options,words", [({"steps": 100000}, "(steps) must be a whole number from 2 to 64"),
+@pytest.mark.parametrize("options,words", [({"steps": 100000}, "(steps) must be a whole number from 2 to 100"),
                                            ({"fill": "pink"}, "pink"),
                                            ({"threshold": 3.0}, "(threshold) must be a number from 0 to 1"),
                                            ({"layer": "no.such.layer"}, "no layer named")])

@@ -11,7 +11,7 @@ from micam_core.cli import build_parser
 
 
 @pytest.mark.parametrize("name,value", [
-    ("steps", "abc"), ("steps", math.nan), ("steps", math.inf), ("steps", 0), ("steps", 1), ("steps", 65),
+    ("steps", "abc"), ("steps", math.nan), ("steps", math.inf), ("steps", 0), ("steps", 1), ("steps", 101),
     ("steps", 8.5), ("steps", True), ("steps", "1e308"), ("opacity", "abc"), ("opacity", math.nan),
     ("opacity", -5), ("opacity", math.inf), ("threshold", "abc"), ("threshold", 3.0), ("threshold", [0.5]),
     ("fill", "pink"), ("cmap", "<script>"), ("upsampling", "nearest"), ("methods", "micam,nope"),

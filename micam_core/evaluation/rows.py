@@ -13,7 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..counterfactual import BASELINES, analyse
+from ..analysis import analyse
+from ..counterfactual import BASELINES
 from ..errors import MicamError
 from ..images import load_image
 from ..methods import class_index, explain
@@ -34,7 +35,13 @@ SCHEMA = pa.schema([
     ("p_explanation", pa.float64()), ("average_drop", pa.float64()), ("increase", pa.bool_()),
     ("paper_drop", pa.float64()), ("paper_increase", pa.float64()), ("deletion_auc", pa.float64()),
     ("insertion_auc", pa.float64()), ("flipped", pa.bool_()), ("region_fraction", pa.float64()),
+    ("target_rank_original", pa.int64()), ("target_rank_keep", pa.int64()), ("target_rank_remove", pa.int64()),
     ("deletion_curve", pa.list_(pa.float64())), ("insertion_curve", pa.list_(pa.float64())),
+    ("protocol", pa.string()),
+    # ROAD (protocol road; null otherwise): mean target probability over the removed fractions, MoRF (lower
+    # better) and LeRF (higher better), combined = (LeRF - MoRF) / 2 (higher better), and the curves.
+    ("road_morf", pa.float64()), ("road_lerf", pa.float64()), ("road_combined", pa.float64()),
+    ("road_morf_curve", pa.list_(pa.float64())), ("road_lerf_curve", pa.list_(pa.float64())),
     ("seconds", pa.float64()),
     # --sanity (null without it): cascading randomisation, similarity to the original per step 1..depth
     ("rand_units", pa.list_(pa.string())), ("rand_target_step", pa.int64()),
@@ -54,7 +61,8 @@ def run_settings(view: View, target: str, sanity: bool = False) -> dict[str, Any
     """
     out = {**view.computed(), "methods": list(view.methods), "target": target, "layer": view.layer, "sanity": sanity}
     # Runs recorded before --sanity and --upsampling existed resume unchanged.
-    for name, default in (("sanity", False), ("upsampling", DEFAULTS["upsampling"])):
+    for name, default in (("sanity", False), ("upsampling", DEFAULTS["upsampling"]),
+                          ("protocol", DEFAULTS["protocol"])):
         if out[name] == default:
             out.pop(name)
     return out
@@ -98,7 +106,7 @@ def image_rows(loaded: LoadedModel, record: dict, view: View, target: str = "lab
     common = {**base, "status": "ok", "error": None, "label_index": wanted, "target": int(exp.target),
               "target_label": exp.target_label, "target_source": "label" if use_label else "top1",
               "top1": top1, "top1_correct": None if wanted is None else top1 == wanted, "layer": exp.layer,
-              "seconds": seconds}
+              "seconds": seconds, "protocol": faith.protocol.name}
     rows = []
     for name in row_names(view):
         r = faith.results[name]
@@ -106,10 +114,17 @@ def image_rows(loaded: LoadedModel, record: dict, view: View, target: str = "lab
                      "p_remove": r.p_remove, "p_explanation": r.p_explanation, "average_drop": r.average_drop,
                      "increase": bool(r.increase), "paper_drop": r.paper_drop, "paper_increase": r.paper_increase,
                      "deletion_auc": r.curves.deletion_auc, "insertion_auc": r.curves.insertion_auc,
-                     "flipped": bool(r.flipped), "region_fraction": r.region_fraction,
-                     "deletion_curve": r.curves.deletion.tolist(), "insertion_curve": r.curves.insertion.tolist(),
-                     **checks.get(name, {})})
+                     "flipped": r.flipped, "region_fraction": r.region_fraction,
+                     "target_rank_original": r.rank_original, "target_rank_keep": r.rank_keep,
+                     "target_rank_remove": r.rank_remove,
+                     **{f"{kind}_curve": curve for kind, curve in r.curves.as_lists().items()},
+                     **(_road_columns(r.road) if r.road is not None else {}), **checks.get(name, {})})
     return rows
+
+
+def _road_columns(road) -> dict:
+    return {"road_morf": road.morf_score, "road_lerf": road.lerf_score, "road_combined": road.combined,
+            "road_morf_curve": road.morf.tolist(), "road_lerf_curve": road.lerf.tolist()}
 
 
 def _sanity_columns(loaded: LoadedModel, exp) -> dict[str, dict]:
