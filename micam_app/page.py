@@ -70,6 +70,8 @@ footer {display: none !important;}
   #examples .gallery-item img {width: 100% !important; max-width: none !important; height: 100% !important;
                                object-fit: cover;}
   #fill .wrap {flex-wrap: wrap; flex-direction: row !important;}
+  #protocol .wrap {gap: 4px !important;}
+  #protocol label {font-size: 0.8rem; padding: 2px 6px; line-height: 1.2;}  /* three long choices, kept short */
   /* the long method list scrolls in its own box, with a shadow that says there is more */
   #methods .wrap {max-height: 230px; overflow-y: auto; box-shadow: inset 0 -14px 10px -10px rgba(0, 0, 0, 0.25);}
 }

@@ -223,6 +223,25 @@ def test_stages_give_the_numbers_of_one_analysis():
         assert (other.flipped, other.top_remove, other.top_keep) == (res.flipped, res.top_remove, res.top_keep)
 
 
+def test_stages_run_the_protocol_and_speak_of_the_target():
+    """Staged under the ROAD protocol: no deletion/insertion, ROAD curves and verdicts as analyse() gives them."""
+    from micam_core.analysis import assemble, keep_remove, score_map
+
+    loaded = quadrant_loaded()
+    exp = fake_explanation(loaded, quadrant_map())
+    whole = analyse(loaded, exp, protocol="road", baselines=False)
+    first = keep_remove(loaded, exp, protocol="road")
+    assert first.kept["micam"].flipped is True and first.kept["micam"].rank_remove == 2
+    stage = score_map(loaded, exp, "micam", first.kept["micam"], protocol="road")
+    staged = assemble(exp, [first, stage], protocol="road")
+    res, ref = staged.results["micam"], whole.results["micam"]
+    assert staged.protocol.name == "road" and res.curves.deletion is None and res.curves.insertion is None
+    np.testing.assert_allclose(res.road.morf, ref.road.morf, atol=1e-7)
+    np.testing.assert_allclose(res.road.lerf, ref.road.lerf, atol=1e-7)
+    assert staged.sentence("micam") == whole.sentence("micam")
+    assert staged.to_report()["micam"]["settings"]["protocol"] == "road"
+
+
 def test_flip_is_about_the_target_when_it_is_top1():
     loaded = quadrant_loaded()
     faith = analyse(loaded, fake_explanation(loaded, quadrant_map()), steps=2, baselines=False)

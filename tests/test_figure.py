@@ -138,3 +138,17 @@ def test_cli_figure_flag(tmp_path):
     with Image.open(out / f"{stem}.png") as png:
         assert round(png.info["dpi"][0]) == PNG_DPI
     assert f"{stem}.pdf" in json.loads((out / "coffee.json").read_text())["figure"]
+
+
+@pytest.mark.parametrize("protocol, panels, absent", [("road", ("MoRF", "LeRF"), "Deletion"),
+                                                      ("paper", ("Deletion",), "Insertion")])
+def test_figure_draws_the_protocols_curves_and_names_it(bundled, cat_path, tmp_path, protocol, panels, absent):
+    exp = explain(bundled, cat_path, methods=EIGHT[:2])
+    faith = analyse(bundled, exp, protocol=protocol, steps=2 if protocol == "paper" else None, baselines=False)
+    for width in WIDTHS_IN:
+        pdf = export(exp, tmp_path, f"{protocol}_{width}", methods=EIGHT[:2], faith=faith, formats=["pdf"],
+                     width=width)[0]
+        words = " ".join(check_pdf(pdf, WIDTHS_IN[width]))
+        assert all(p in words for p in panels) and absent not in words, words
+    caption = make_figure(exp, methods=EIGHT[:2], faith=faith)[1]
+    assert f"Protocol {protocol} (" in caption
