@@ -8,7 +8,6 @@ raising, and callers keep their curated list.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .hubhttp import HubError, endpoint_url, get_bytes, get_json
+from .hubhttp import HubError, config_dict, endpoint_url, get_bytes, get_json
 
 log = logging.getLogger(__name__)
 
@@ -252,13 +251,7 @@ def _read_config(repo_id: str, endpoint: str | None, timeout: float) -> dict[str
         if err.status == 404 and err.code != "RepoNotFound":
             raise _RefusedError(f"{repo_id} has no config.json, so it is not a timm model.") from None
         raise
-    try:
-        config = json.loads(body.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise _RefusedError(f"{repo_id}: config.json is not valid JSON.") from None
-    if not isinstance(config, dict):
-        raise _RefusedError(f"{repo_id}: config.json is not a JSON object.")
-    return config
+    return config_dict(body, repo_id, _RefusedError)
 
 
 def _config_facts(repo_id: str, config: dict[str, Any]) -> dict[str, Any]:

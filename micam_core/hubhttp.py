@@ -55,6 +55,17 @@ def get_json(url: str, params: Any = None, *, deadline_s: float, max_bytes: int)
         raise HubError("the Hub's answer could not be read (not JSON)") from None
 
 
+def config_dict(body: bytes, shown: str, error: type[Exception]) -> dict:
+    """A ``config.json`` body as a dict, or ``error`` with a sentence naming ``shown``."""
+    try:
+        config = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise error(f"{shown}: config.json is not valid JSON.") from None
+    if not isinstance(config, dict):
+        raise error(f"{shown}: config.json is not a JSON object.")
+    return config
+
+
 def _fetch(url: str, params: Any, deadline_s: float, max_bytes: int, deadline: float) -> bytes:
     import httpx
 

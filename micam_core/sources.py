@@ -7,7 +7,6 @@ Hub loader prefers safetensors and uses ``weights_only=True``); no code from a r
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ import timm
 import torch
 
 from .errors import ModelLoadError, drop_frames, fresh_error, shorten
+from .hubhttp import config_dict
 from .model_config import check_config
 
 log = logging.getLogger(__name__)
@@ -122,13 +122,7 @@ def _read_json(path: Path, shown: str) -> dict:
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ModelLoadError(f"{shown}: config.json is larger than {MAX_CONFIG_BYTES // 2**10} kB; "
                              "not a timm config.")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise ModelLoadError(f"{shown}: config.json is not valid JSON.") from None
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{shown}: config.json is not a JSON object.")
-    return config
+    return config_dict(path.read_bytes(), shown, ModelLoadError)
 
 
 def _hub_config(repo: str) -> dict:
@@ -142,13 +136,7 @@ def _hub_config(repo: str) -> dict:
 
     url = f"{endpoint_url()}/{repo_id}/resolve/{revision or 'main'}/config.json"
     body = _from_hub(lambda: get_bytes(url, deadline_s=METADATA_DEADLINE_S, max_bytes=MAX_CONFIG_BYTES), repo_id)
-    try:
-        config = json.loads(body.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise ModelLoadError(f"{repo_id}: config.json is not valid JSON.") from None
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{repo_id}: config.json is not a JSON object.")
-    return config
+    return config_dict(body, repo_id, ModelLoadError)
 
 
 def _from_hub(call, shown: str):
