@@ -6,7 +6,7 @@ The tool has no named authors in its metadata; it is cited as its contributors.
 
 from __future__ import annotations
 
-from . import __version__
+from .version import __version__
 
 PAPER_URL = "https://arxiv.org/abs/2507.09092"
 
