@@ -96,6 +96,12 @@ def open_page(p, url: str):
     return browser, page
 
 
+def custom_spec_box(page):
+    """The box for any Hub id, inside the collapsed "Other models and limits" panel (opened here)."""
+    page.get_by_text("Other models and limits").click()
+    return page.locator("#custom-spec textarea, #custom-spec input").first
+
+
 def test_non_default_methods_in_browser(page_url):
     """Choose Eigen-CAM and LayerCAM instead of MI-Grad-CAM: their overlays and counterfactual columns appear."""
     from playwright.sync_api import expect, sync_playwright
@@ -112,8 +118,9 @@ def test_non_default_methods_in_browser(page_url):
             page.locator("#explain-btn").click()
             for method in ("micam", "gradcam", "eigencam", "layercam"):
                 expect(page.locator(f"#overlay-{method} img").first).to_be_visible(timeout=120_000)
-                expect(page.locator(f"#keep-{method} img").first).to_be_visible(timeout=180_000)
-                expect(page.locator(f"#flip-{method}")).to_contain_text("flipped", ignore_case=True, timeout=30_000)
+                expect(page.locator(f"#flip-{method}")).to_contain_text("flipped", ignore_case=True, timeout=180_000)
+                page.locator(f"#keep-{method}").scroll_into_view_if_needed()  # the images load lazily, in view
+                expect(page.locator(f"#keep-{method} img").first).to_be_visible(timeout=30_000)
             expect(page.locator("#overlay-migradcam")).to_be_hidden()
             expect(page.locator("#cf-migradcam")).to_be_hidden()
             expect(page.locator("#metrics")).to_contain_text("Eigen-CAM", timeout=30_000)
@@ -136,7 +143,7 @@ def test_markup_in_the_model_box_stays_text(page_url):
         try:
             alerts = []
             page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.dismiss()))
-            box = page.locator("#custom-spec textarea, #custom-spec input").first
+            box = custom_spec_box(page)
             for markup in MARKUP:
                 box.fill(markup)
                 box.press("Enter")
@@ -160,7 +167,7 @@ def test_vision_transformer_in_browser(page_url, hub_models):
     with sync_playwright() as p:
         browser, page = open_page(p, page_url)
         try:
-            box = page.locator("#custom-spec textarea, #custom-spec input").first
+            box = custom_spec_box(page)
             box.fill(f"hf-hub:{hub_models['vit']}")
             box.press("Enter")
             expect(page.locator("#model-info")).to_contain_text("VisionTransformer", timeout=120_000)
@@ -171,7 +178,9 @@ def test_vision_transformer_in_browser(page_url, hub_models):
             page.locator("#explain-btn").click()
             for method in ("micam", "gradcam", "migradcam", "eigencam"):
                 expect(page.locator(f"#overlay-{method} img").first).to_be_visible(timeout=120_000)
-                expect(page.locator(f"#keep-{method} img").first).to_be_visible(timeout=180_000)
+                expect(page.locator(f"#flip-{method}")).not_to_be_empty(timeout=180_000)
+                page.locator(f"#keep-{method}").scroll_into_view_if_needed()  # the images load lazily, in view
+                expect(page.locator(f"#keep-{method} img").first).to_be_visible(timeout=30_000)
             expect(page.locator("#upsampling-note")).to_contain_text("blocks", timeout=30_000)
             assert "Could not finish" not in page.locator("body").inner_text()
             page.wait_for_timeout(500)
@@ -206,7 +215,7 @@ def test_one_method_of_each_family_in_browser(page_url, hub_models):
                     image.scroll_into_view_if_needed()  # lazy images below the fold have no size yet
                     expect(image).to_be_visible(timeout=30_000)
             expect(page.locator("#metrics")).to_contain_text("RefineCAM", timeout=30_000)
-            box = page.locator("#custom-spec textarea, #custom-spec input").first
+            box = custom_spec_box(page)
             box.fill(f"hf-hub:{hub_models['vit']}")
             box.press("Enter")
             expect(page.locator("#model-info")).to_contain_text("VisionTransformer", timeout=120_000)
