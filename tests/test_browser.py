@@ -222,12 +222,31 @@ def test_one_method_of_each_family_in_browser(page_url, hub_models):
             expect(legrad).to_be_enabled(timeout=30_000)
             legrad.check()  # transformer-only
             page.locator("#explain-btn").click()
-            for part in ("overlay", "keep"):
-                image = page.locator(f"#{part}-legrad img").first
-                expect(image).to_be_attached(timeout=180_000)
-                image.scroll_into_view_if_needed()
-                expect(image).to_be_visible(timeout=30_000)
+            image = page.locator("#overlay-legrad img").first
+            expect(image).to_be_attached(timeout=180_000)
+            image.scroll_into_view_if_needed()
+            expect(image).to_be_visible(timeout=30_000)
             page.wait_for_timeout(500)
             page.screenshot(path=str(SCREENSHOT.with_name("families.png")), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_legrad_counterfactual_column_after_switching_to_a_vit(page_url, hub_models):
+    """LeGrad alone on a ViT typed into the model box: its keep/remove column appears."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = open_page(p, page_url)
+        try:
+            page.locator("#input-image input[type=file]").set_input_files(str(CAT))
+            box = custom_spec_box(page)
+            box.fill(f"hf-hub:{hub_models['vit']}")
+            box.press("Enter")
+            expect(page.locator("#model-info")).to_contain_text("VisionTransformer", timeout=120_000)
+            page.locator("#methods").get_by_label("LeGrad").check()
+            page.locator("#explain-btn").click()
+            image = page.locator("#keep-legrad img").first
+            expect(image).to_be_attached(timeout=120_000)
         finally:
             browser.close()
