@@ -16,6 +16,7 @@ from gradio_client import handle_file
 from PIL import Image
 
 from conftest import EXAMPLES, add_to_hub_cache
+from micam_app import work
 
 CAT = EXAMPLES / "chelsea_cat.jpg"
 STEPS = 2  # counterfactuals stay on, kept short
@@ -207,17 +208,16 @@ def test_local_dir_only_when_the_operator_allows_it(client, tmp_path, monkeypatc
 
 # --- failures in flight leave nothing behind -----------------------------------------------------------
 def test_failed_requests_leave_no_hooks_state_or_locks(client, tmp_path):
-    import app
 
     refused(client, CAT, layer="classifier")  # not a feature map: fails inside the forward hook
     refused(client, CAT, target="9999")
     refused(client, write(tmp_path, "x.png", b"junk"))
-    loaded = app.work.CACHE.get("bundled:efficientnet_lite0", **_cache_kwargs())
+    loaded = work.CACHE.get("bundled:efficientnet_lite0", **_cache_kwargs())
     model = loaded.model
     assert sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules()) == 0
     assert not any(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
-    assert not app.work.CACHE._loading, "no load lock may stay behind"
+    assert not work.CACHE._loading, "no load lock may stay behind"
 
 
 def _cache_kwargs() -> dict:
