@@ -27,6 +27,7 @@ from .counterfactual import (
     CurveResult,
     Faithfulness,
     MethodResult,
+    TargetRanks,
     _CurvePlan,
     _Evaluator,
     _plan_curves,
@@ -48,7 +49,7 @@ from .settings import validate
 
 
 @dataclass
-class KeepRemove:
+class KeepRemove(TargetRanks):
     """One map's counterfactual pair: the region kept (the rest filled) and removed (filled)."""
 
     name: str
@@ -64,15 +65,6 @@ class KeepRemove:
     rank_original: int  # the target's rank (1 = top-1) on the original image
     rank_keep: int
     rank_remove: int
-
-    @property
-    def target_was_top1(self) -> bool:
-        return self.rank_original == 1
-
-    @property
-    def flipped(self) -> bool | None:
-        """The target lost top-1 when the region was removed; ``None`` (undefined) when it was not top-1."""
-        return self.rank_remove != 1 if self.target_was_top1 else None
 
 
 @dataclass

@@ -225,8 +225,24 @@ def _check_map(saliency: np.ndarray, pixels: torch.Tensor) -> None:
         raise MicamError("The saliency map contains NaN or infinity.")
 
 
+class TargetRanks:
+    """The one definition of a flip, for anything holding the target's ranks (original, after removal)."""
+
+    rank_original: int
+    rank_remove: int
+
+    @property
+    def target_was_top1(self) -> bool:
+        return self.rank_original == 1
+
+    @property
+    def flipped(self) -> bool | None:
+        """The target lost top-1 when the region was removed; ``None`` (undefined) when it was not top-1."""
+        return self.rank_remove != 1 if self.target_was_top1 else None
+
+
 @dataclass
-class MethodResult:
+class MethodResult(TargetRanks):
     """Counterfactuals and metrics of one map (a method or a baseline) for one image."""
 
     name: str
@@ -247,14 +263,6 @@ class MethodResult:
     rank_remove: int = 1  # ... on the remove image
     road: RoadResult | None = None  # when the protocol runs ROAD
 
-    @property
-    def target_was_top1(self) -> bool:
-        return self.rank_original == 1
-
-    @property
-    def flipped(self) -> bool | None:
-        """The target lost top-1 when the region was removed; ``None`` (undefined) when it was not top-1."""
-        return self.rank_remove != 1 if self.target_was_top1 else None
 
     @property
     def average_drop(self) -> float:
