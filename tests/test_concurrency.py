@@ -55,13 +55,13 @@ def assert_same(alone: dict, together: dict, where: str) -> None:
 
 
 def test_overlapping_requests_each_get_their_own_result(client, hub_models, monkeypatch):
-    import app
+    from micam_app import work
 
     alone = [summary(submit(client, *request).result()) for request in REQUESTS]
 
     in_flight, peak = [0], [0]
     lock = threading.Lock()
-    original = app.work.gpu_explain
+    original = work.gpu_explain
 
     def counted(*args, **kwargs):
         with lock:
@@ -74,7 +74,7 @@ def test_overlapping_requests_each_get_their_own_result(client, hub_models, monk
             with lock:
                 in_flight[0] -= 1
 
-    monkeypatch.setattr(app.work, "gpu_explain", counted)
+    monkeypatch.setattr(work, "gpu_explain", counted)
     jobs = [submit(client, *request) for request in REQUESTS]
     together = [summary(job.result(timeout=600)) for job in jobs]
     assert peak[0] >= 2, "the requests did not overlap"
