@@ -19,11 +19,10 @@ from micam_core.sanity import Sanity, plan, sanity_checks
 from micam_core.sanity_plot import sanity_figure
 
 from . import text, work
-from .handlers import UI, fail
+from .handlers import PRIVATE, UI, fail
 
 log = logging.getLogger("micam_app")
 
-PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 INTRO = ("Does a map depend on what it claims to explain? *Cascading randomisation* (Adebayo et al. 2018) "
          "re-initialises the model from the top, the classifier first, down to the target layer, and "
          "recomputes every map: a map that stays the same once the target layer is random fails. *Random "
