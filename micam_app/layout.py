@@ -18,6 +18,7 @@ from micam_core import (
     MicamError,
     policy,
 )
+from micam_core.fields import UPSAMPLING_MODES
 from micam_core.protocols import PROTOCOL_SETTINGS, PROTOCOLS
 
 from . import agent, api, page, params_panel, sanity_panel, text, views, work
@@ -92,7 +93,8 @@ def maps_column(ui: UI) -> None:
         c["opacity"] = slider("opacity", "opacity")
         c["cmap"] = gr.Dropdown(choices=list(SETTINGS["cmap"].choices), value=SETTINGS["cmap"].default,
                                 label=SETTINGS["cmap"].label, elem_id="cmap")
-        c["upsampling"] = gr.Radio(choices=[("paper (nearest + Gaussian blur)", "paper"), ("bilinear", "bilinear")],
+        c["upsampling"] = gr.Radio(choices=[(mode if mode in how else f"{mode} ({how})", mode)
+                                            for mode, how in UPSAMPLING_MODES.items()],
                                    value=SETTINGS["upsampling"].default, label=SETTINGS["upsampling"].label,
                                    elem_id="upsampling")
     c["predictions"] = gr.Label(num_top_classes=5, label="Top-5 predictions", show_heading=False,
