@@ -183,9 +183,11 @@ def protocol_of(protocol: str | Protocol | None = None, threshold: float | None 
 
 def keep_remove(loaded: LoadedModel, exp: Explanation, threshold: float | None = None, fill: str | None = None,
                 names: Sequence[str] | None = None, top: int = 5, chunk: int = DEFAULT_CHUNK,
-                seed: int = 0, protocol: str | Protocol | None = None) -> Stage:
-    """Keep and remove images of the named maps (default: the explanation's), classified in one batch."""
-    proto = protocol_of(protocol, threshold, fill)
+                seed: int = 0, protocol: str | Protocol | None = None, steps: int | None = None) -> Stage:
+    """Keep and remove images of the named maps (default: the explanation's), classified in one batch.
+
+    It takes every counterfactual setting as the other stages do (``steps`` is only checked)."""
+    proto = protocol_of(protocol, threshold, fill, steps)
     threshold, fill = proto.threshold, proto.fill
     inp = _Inputs.of(exp, fill)
     ev = _Evaluator(loaded, chunk)

@@ -297,3 +297,38 @@ def test_controls_are_ready_when_the_page_opens():
     by_id = {comp.get("props", {}).get("elem_id"): comp["props"] for comp in config["components"]}
     assert len(by_id["target"]["choices"]) == 1001 and len(by_id["layer"]["choices"]) > 3
     assert "default layer" in by_id["model-info"]["value"]
+
+
+def test_every_setting_widget_is_read_by_explain_and_restored_by_a_link():
+    """A setting's widget is read by name: what Explain takes and a link restores follows from the records."""
+    from micam_core import SETTINGS
+
+    c = app.UI.c
+    widgets = handlers.setting_widgets(c)
+    assert list(widgets) == list(SETTINGS)  # every setting has a widget, methods' parameters included
+    blocks = {fn.name: fn for fn in app.demo.fns.values()}
+    explain_in = set(blocks["on_explain"].inputs)
+    assert {id(w) for w in widgets.values()} <= {id(w) for w in explain_in}
+    cf_in = {id(w) for w in blocks["on_counterfactuals"].inputs}
+    stages = {name for name, s in SETTINGS.items() if s.stage in ("counterfactual", "display")}
+    assert {name for name, w in widgets.items() if id(w) in cf_in} == stages
+    restored = {id(w) for w in blocks["on_link"].outputs}
+    assert {id(w) for w in widgets.values()} <= restored
+
+
+def test_method_parameters_flow_from_their_widgets_to_the_maps_and_the_link(monkeypatch):
+    seen = []
+    work.EXAMPLE_CACHE.clear()  # computed, not served from the example cache
+    original = work.gpu_explain
+    monkeypatch.setattr(work, "gpu_explain", lambda view, image: seen.append(view) or original(view, image))
+    out = run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                      methods=["gradcam", "finercam"], upsampling="paper", cmap="jet", opacity=0.5,
+                                      finercam_comparisons=2, finercam_strength=0.7, sscam_samples=5))
+    view = out[app.UI.c["session"]]["view"]
+    assert view.params() == {"finercam": {"strength": 0.7, "comparisons": 2}}
+    assert seen and seen[0].params() == view.params()  # the GPU function got them
+    query = out[app.UI.c["link_query"]]
+    assert "finercam_comparisons=2" in query and "finercam_strength=0.7" in query and "sscam" not in query
+    with pytest.raises(app.gr.Error, match=r"Finer-CAM comparisons \(finercam_comparisons\)"):
+        run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                    methods=["finercam"], finercam_comparisons=99))
