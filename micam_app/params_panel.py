@@ -21,12 +21,13 @@ WITH_PARAMS = tuple(m for m in METHODS if REGISTRY[m].params)
 
 
 def widget(s: Setting) -> Any:
-    """The widget of one method parameter: a number box (bounds and step from the record) or a choice."""
+    """The widget of one method parameter: a choice, or a number box (step from the record; its bounds are said
+    in words and checked by the record, so a value out of range gets the same sentence as at every entrance)."""
     if s.kind == "choice":
         return gr.Dropdown(choices=list(s.choices), value=s.default, label=s.label, info=s.help,
                            elem_id=f"param-{s.name}", min_width=140)
-    return gr.Number(value=s.default, minimum=s.minimum, maximum=s.maximum, step=s.step, label=s.label,
-                     info=s.help, precision=0 if s.kind == "int" else None, elem_id=f"param-{s.name}", min_width=140)
+    return gr.Number(value=s.default, step=s.step, label=s.label, info=f"{s.help}: {s.describe()}",
+                     precision=0 if s.kind == "int" else None, elem_id=f"param-{s.name}", min_width=140)
 
 
 def panel(ui: UI) -> None:
