@@ -331,9 +331,9 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
         sanity_panel.wire(ui)
         params_panel.wire(ui)
         api_button.click(api.api_explain, api_in, api_out, api_name="explain",
-                         api_description="Explain one image: overlays of the chosen methods (default MI CAM, "
-                                         "Grad-CAM, MI-Grad-CAM), top-5 predictions and a JSON report with "
-                                         "counterfactual metrics.")
+                         api_description="Explain one image: overlays of the chosen methods (default "
+                                         f"{text.method_list(DEFAULT_METHODS)}), top-5 predictions and a JSON "
+                                         "report with counterfactual metrics.")
         agent_button.click(agent.explain, agent_in, agent_out, api_name="explain_json",
                            api_description="Explain one image with MI CAM and other CAM methods, and test each "
                                            "map by keeping or removing its region. The image is a data: URI "

@@ -218,9 +218,11 @@ def score_map(loaded: LoadedModel, exp: Explanation, name: str, kept: KeepRemove
 
 
 def assemble(exp: Explanation, stages: Iterable[Stage], threshold: float | None = None, fill: str | None = None,
-             steps: int | None = None, top: int = 5, protocol: str | Protocol | None = None) -> Faithfulness:
+             steps: int | None = None, top: int = 5, protocol: str | Protocol | None = None,
+             seed: int = 0) -> Faithfulness:
     """The :class:`Faithfulness` of the stages' scored maps (methods first, then baselines), with their cost
-    and the protocol (with the settings given) that scored them."""
+    and the protocol (with the settings given) that scored them. Like every stage it takes every counterfactual
+    setting (``view.stage("counterfactual")``); ``seed`` is the stages' own (random baseline, ROAD's noise)."""
     proto = protocol_of(protocol, threshold, fill, steps)
     stages = list(stages)
     results = {name: r for s in stages for name, r in s.results.items()}
