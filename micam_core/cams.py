@@ -105,7 +105,7 @@ GRADS = frozenset({"grad_logit"})
 register(Method(
     id="micam", label="MI CAM", class_specific=False, needs=frozenset({"mi"}), follows_display=True,
     compute=weighted(lambda x: x.mi), reference="Iyer et al. 2025, arXiv:2507.09092",
-    formula="ReLU(sum_k MI(g; A_k^) A_k), MI exact on distinct values; display: nearest + Gaussian blur"))
+    formula="ReLU(sum_k MI(g; A_k^) A_k), MI exact on distinct values"))
 register(Method(
     id="gradcam", label="Grad-CAM", class_specific=True, needs=GRADS,
     compute=weighted(lambda x: x.grad_logit.mean(dim=(2, 3))), reference="Selvaraju et al. 2017, arXiv:1610.02391",

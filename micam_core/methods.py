@@ -90,7 +90,7 @@ def explain(
     most one partial backward pass serve all of them (Score-CAM adds its masked passes).
     ``target``: class index or name per image (default: the top-1 class). ``layer``: module
     name (default: ``loaded.default_layer``). ``upsampling``: how MI maps are brought to the
-    input size, ``"paper"`` (nearest + Gaussian blur) or ``"bilinear"``; the other methods are
+    input size, one of :data:`~micam_core.fields.UPSAMPLING_MODES`; the other methods are
     always bilinear. ``params``: per method id, values of its own parameters (defaults otherwise).
     """
     single = not isinstance(image, (list, tuple))
