@@ -271,7 +271,8 @@ def wire(ui: UI, h: Handlers) -> None:
         if name in OWN_EVENTS:
             continue
         slides = isinstance(widget, gr.Slider)  # a slider recomputes when let go; while it moves, results are stale
-        trigger = widget.release if slides else widget.change
+        # the visitor's own changes only: a value set by a handler (a link, a protocol) brings its own panel run
+        trigger = widget.release if slides else widget.input
         trigger(None, js=mark("updating", "cf"), **PRIVATE)
         new_panel.append(trigger)
         event = trigger(**cf)
