@@ -133,7 +133,7 @@ def counterfactual_panel(ui: UI) -> None:
     gr.Markdown("## Counterfactuals: keep or remove the region")
     gr.Markdown("A map's region: its pixels at or above the threshold. *Keep* fills the rest, *remove* fills the "
                 "region; a faithful map keeps the prediction when kept and changes it when removed.",
-                elem_classes="note")
+                elem_classes="note", elem_id="cf-intro")
     with gr.Row():
         c["protocol"] = gr.Radio(choices=[(f"{p.name}: {p.label}", p.name) for p in PROTOCOLS.values()],
                                  value=SETTINGS["protocol"].default, label=SETTINGS["protocol"].label,
