@@ -130,7 +130,7 @@ def solve(image: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
     missing (exact up to rounding: a direct solve).
     """
     try:
-        import cvxopt.cholmod  # noqa: F401
+        import cvxopt.cholmod
     except ImportError as exc:  # a declared dependency; say so instead of a traceback
         raise MicamError("ROAD's imputation needs the cvxopt package (pip install cvxopt).") from exc
     pixels = image.detach().to("cpu", torch.float64).numpy()

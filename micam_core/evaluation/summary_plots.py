@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import Metric, bootstrap_ci, curves_in, label_of, values, wilson
+from ..protocols import PROTOCOLS
+from .metrics import Curve, Metric, bootstrap_ci, curves_in, label_of, values, wilson
 
 REFERENCE_MAP = "random"
 
@@ -100,9 +101,9 @@ def _curves_figure(plt, group: pd.DataFrame):
             first = first or ax
             curves = _stack(group, method, kind.column)
             if curves is not None:
-                _band(ax, curves, kind.x_range, "mean, 95% band")
+                _band(ax, _positions(group, kind, curves.shape[1]), curves, "mean, 95% band")
             if reference is not None and method != REFERENCE_MAP:
-                ax.plot(np.linspace(*kind.x_range, reference.shape[1]), reference.mean(0), "--", color="0.5", lw=1,
+                ax.plot(_positions(group, kind, reference.shape[1]), reference.mean(0), "--", color="0.5", lw=1,
                         label=f"{label_of(REFERENCE_MAP)}, mean")
             if row == 0:
                 ax.set_title(kind.title, fontsize=9)
@@ -128,10 +129,23 @@ def _stack(group: pd.DataFrame, method: str, kind: str) -> np.ndarray | None:
     return np.stack(curves)
 
 
-def _band(ax, curves: np.ndarray, x_range: tuple[float, float], label: str) -> None:
+def _positions(group: pd.DataFrame, kind: Curve, n: int) -> np.ndarray:
+    """The x positions of ``kind``'s ``n`` points: the rows' own (``kind.x_column``, e.g. the fractions ROAD
+    removed) when they all agree; rows written before that column existed use their protocol's record."""
+    if kind.x_column is not None:
+        if kind.x_column in group:
+            seen = {tuple(v) for v in group[kind.x_column].dropna() if v is not None and len(v) == n}
+            if len(seen) == 1:
+                return np.asarray(seen.pop(), dtype=float)
+        names = group["protocol"].dropna().unique() if "protocol" in group else []
+        if len(names) == 1 and names[0] in PROTOCOLS and len(PROTOCOLS[names[0]].removed) == n:
+            return np.asarray(PROTOCOLS[names[0]].removed, dtype=float)
+    return np.linspace(*kind.x_range, n)
+
+
+def _band(ax, x: np.ndarray, curves: np.ndarray, label: str) -> None:
     mean = curves.mean(0)
     half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-    x = np.linspace(*x_range, len(mean))
     ax.plot(x, mean, color="C0", label=label)
     ax.fill_between(x, mean - half, mean + half, color="C0", alpha=0.25, lw=0)
 
