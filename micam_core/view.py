@@ -186,10 +186,10 @@ def parse(mapping: Mapping[str, Any], *, examples: Mapping[str, Path] | None = N
         except SettingError as error:
             messages.append(str(error))
     if "protocol" in changes:  # a protocol brings its own threshold, fill and steps unless they are given too
-        from .protocols import PROTOCOLS
+        from .protocols import PROTOCOLS, SUPPLIED
 
         chosen = PROTOCOLS[changes["protocol"]]
-        changes = {**{name: getattr(chosen, name) for name in ("threshold", "fill", "steps")}, **changes}
+        changes = {**{name: getattr(chosen, name) for name in SUPPLIED}, **changes}
     return view.replace(**parts, **changes), messages
 
 
