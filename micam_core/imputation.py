@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 EDGE, CORNER = 1.0 / 6.0, 1.0 / 12.0
 # The 8 neighbour offsets (dy, dx) and weights; the first four point forward in raster order.
 FORWARD = (((0, 1), EDGE), ((1, -1), CORNER), ((1, 0), EDGE), ((1, 1), CORNER))
-OFFSETS = FORWARD + tuple(((-dy, -dx), w) for (dy, dx), w in FORWARD)
 LEAF = 4  # nested dissection stops at blocks of at most LEAF x LEAF pixels
 _CHOLMOD = {"supernodal": 2, "nmethods": 1, "postorder": True}  # supernodal; only the ordering given
 _LOCK = threading.Lock()  # cvxopt's CHOLMOD options are one process-wide dict
@@ -61,13 +60,18 @@ def _dissect(h: int, w: int, y0: int, x0: int, width: int, out: list[np.ndarray]
 
 @dataclass(frozen=True)
 class _Stencil:
-    """What every mask of one ``h x w`` size shares: the ordering, the neighbour pairs and the weights."""
+    """What every mask of one ``h x w`` size shares: the ordering and the matrix entries of the whole grid.
+
+    The entries are the lower triangle of the full grid's matrix, one per (column ``first``, row
+    ``second >= first``) in column-major order: ``s_i`` on the diagonal, ``-w`` for each neighbour pair.
+    A mask's matrix is the entries whose two pixels are both missing; its right-hand side comes from the
+    pairs with exactly one missing pixel.
+    """
 
     order: np.ndarray  # the H*W raster indices in nested-dissection order
-    first: np.ndarray  # neighbour pairs (first < second in raster order), one per in-image pair
+    first: np.ndarray
     second: np.ndarray
-    weight: np.ndarray  # w of each pair
-    total: np.ndarray  # s_i: the sum of pixel i's in-image neighbour weights
+    value: np.ndarray
 
 
 @lru_cache(maxsize=8)
@@ -77,29 +81,22 @@ def _stencil(h: int, w: int) -> _Stencil:
     index = np.arange(h * w).reshape(h, w)
     firsts, seconds, weights = [], [], []
     for (dy, dx), wt in FORWARD:
-        src = index[: h - dy, max(0, -dx): w - max(0, dx)]
-        firsts.append(src.ravel())
-        seconds.append(src.ravel() + dy * w + dx)
+        src = index[: h - dy, max(0, -dx): w - max(0, dx)].ravel()
+        firsts.append(src)
+        seconds.append(src + dy * w + dx)
         weights.append(np.full(src.size, wt))
     first, second, weight = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(weights)
     total = np.bincount(first, weight, h * w) + np.bincount(second, weight, h * w)
-    return _Stencil(np.concatenate(out), first, second, weight, total)
+    first, second = np.concatenate((first, index.ravel())), np.concatenate((second, index.ravel()))
+    value = np.concatenate((-weight, total))
+    column_major = np.lexsort((second, first))
+    return _Stencil(np.concatenate(out), first[column_major], second[column_major], value[column_major])
 
 
-def neighbour_sum(x: np.ndarray) -> np.ndarray:
-    """``sum_o w_o x[i + o]`` over the 8 in-image neighbours of each pixel of ``... x H x W``."""
-    h, w = x.shape[-2:]
-    padded = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)])
-    out = np.zeros_like(x)
-    for (dy, dx), wt in OFFSETS:
-        out += wt * padded[..., 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
-    return out
-
-
-def _solve_one(stencil: _Stencil, missing: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+def _solve_one(stencil: _Stencil, missing: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """The values at the missing pixels (``n x C``, raster order) of one flat ``missing`` mask.
 
-    ``rhs``: ``H*W x C``, the known neighbours' weighted sums at every pixel.
+    ``pixels``: ``C x H*W``.
     """
     import cvxopt
     from cvxopt import cholmod
@@ -107,20 +104,25 @@ def _solve_one(stencil: _Stencil, missing: np.ndarray, rhs: np.ndarray) -> np.nd
     unknown = np.flatnonzero(missing)
     n = unknown.size
     if n == missing.size:  # nothing known: every constant solves it; the minimum-norm one is 0
-        return np.zeros((n, rhs.shape[1]))
+        return np.zeros((n, pixels.shape[0]))
     position = np.full(missing.size, -1, dtype=np.int64)
     position[unknown] = np.arange(n)
-    pair = missing[stencil.first] & missing[stencil.second]
-    rows = np.concatenate((position[stencil.second[pair]], np.arange(n)))  # lower triangle: row > column
-    cols = np.concatenate((position[stencil.first[pair]], np.arange(n)))
-    vals = np.concatenate((-stencil.weight[pair], stencil.total[unknown]))
-    matrix = cvxopt.spmatrix(cvxopt.matrix(vals), cvxopt.matrix(rows), cvxopt.matrix(cols), (n, n))
+    a, b = missing[stencil.first], missing[stencil.second]
+    both, one = a & b, a ^ b
+    matrix = cvxopt.spmatrix(cvxopt.matrix(stencil.value[both]), cvxopt.matrix(position[stencil.second[both]]),
+                             cvxopt.matrix(position[stencil.first[both]]), (n, n))
+    # Right-hand side: w times the known end of every pair with one missing end, added at the missing end.
+    ends, weights = np.stack((stencil.first[one], stencil.second[one])), -stencil.value[one]
+    first_missing = a[one]
+    at = position[np.where(first_missing, ends[0], ends[1])]
+    known = np.where(first_missing, ends[1], ends[0])
+    rhs = np.stack([np.bincount(at, weights * channel[known], n) for channel in pixels], axis=1)
     perm = cvxopt.matrix(position[stencil.order[missing[stencil.order]]], tc="i")
-    b = cvxopt.matrix(np.asfortranarray(rhs[unknown]))
+    rhs = cvxopt.matrix(rhs)
     factor = cholmod.symbolic(matrix, p=perm)
     cholmod.numeric(matrix, factor)
-    cholmod.solve(factor, b)
-    return np.asarray(b)
+    cholmod.solve(factor, rhs)
+    return np.asarray(rhs)
 
 
 def solve(image: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
@@ -143,10 +145,8 @@ def solve(image: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
         cvxopt.cholmod.options.update(_CHOLMOD)
         try:
             for k, mask in enumerate(masks):
-                known = pixels * ~mask
-                rhs = neighbour_sum(known).reshape(c, -1).T
-                values = _solve_one(stencil, mask.ravel(), rhs)
-                out[k].reshape(c, -1)[:, mask.ravel()] = values.T
+                flat = mask.ravel()
+                out[k].reshape(c, -1)[:, flat] = _solve_one(stencil, flat, pixels.reshape(c, -1)).T
         finally:
             cvxopt.cholmod.options.clear()
             cvxopt.cholmod.options.update(saved)
