@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .protocols import SUPPLIED, supplied_defaults
+from .protocols import PROTOCOL_SETTINGS, supplied_defaults
 from .settings import SETTINGS
 from .view import View, checked
 
@@ -18,7 +18,7 @@ def add_setting(p: argparse.ArgumentParser, name: str, *aliases: str) -> None:
 
 def default_words(name: str) -> str:
     """The default of setting ``name`` in words: the protocol's for the settings a protocol supplies."""
-    if name in SUPPLIED:
+    if name in PROTOCOL_SETTINGS:
         return f"default: the one of --protocol: {supplied_defaults(name)}"
     s = SETTINGS[name]
     return f"default {','.join(s.default) if s.kind == 'methods' else s.default}"

@@ -14,11 +14,10 @@ from .errors import MicamError, shorten
 REMOVED = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # ROAD's removed fractions (percentiles 90..10)
 NOISE = 0.01  # ROAD's imputation noise, [0, 1] pixel units
 
-# The settings a protocol supplies (its defaults for them; a value given beside the protocol wins).
-SUPPLIED = ("threshold", "fill", "steps")
-
 # What a protocol can measure: keep/remove counterfactuals (with Drop/Increase) always run.
 METRICS = ("deletion", "insertion", "road")
+# The settings a protocol brings (its fields of the same names): choosing it sets them, unless they are given too.
+PROTOCOL_SETTINGS = ("threshold", "fill", "steps")
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Protocol:
                       steps: int | None = None) -> Protocol:
         """The protocol with some settings changed (``None`` keeps the protocol's own)."""
         given = {"threshold": threshold, "fill": fill, "steps": steps}
-        changes = {k: v for k, v in given.items() if k in SUPPLIED and v is not None}
+        changes = {k: v for k, v in given.items() if v is not None}
         return replace(self, **changes)
 
     def describe(self) -> str:
@@ -58,7 +57,7 @@ class Protocol:
         if self.has("road"):
             parts.append(f"ROAD MoRF/LeRF at {len(self.removed)} fractions, noise {self.noise:g}")
         parts.append(f"region map >= {self.threshold:g}, filled {self.fill}")
-        changed = [] if base is None else [k for k in SUPPLIED if getattr(base, k) != getattr(self, k)]
+        changed = [] if base is None else [k for k in PROTOCOL_SETTINGS if getattr(base, k) != getattr(self, k)]
         suffix = f", changed: {', '.join(changed)}" if changed else ""
         return f"{self.name} ({'; '.join(parts)}{suffix})"
 
@@ -79,7 +78,7 @@ DEFAULT_PROTOCOL = "rise"
 
 
 def supplied_defaults(name: str) -> str:
-    """What each protocol supplies for setting ``name`` (one of :data:`SUPPLIED`), e.g. ``rise 32, paper 100``."""
+    """What each protocol brings for setting ``name`` (of :data:`PROTOCOL_SETTINGS`), e.g. ``rise 32, paper 100``."""
     return ", ".join(f"{p.name} {getattr(p, name)}" for p in PROTOCOLS.values())
 
 
