@@ -12,8 +12,12 @@ The matrix is the weighted graph Laplacian of the pixel grid restricted to the m
 factorised by CHOLMOD's supernodal Cholesky (through cvxopt), ordered by a nested dissection of the
 whole pixel grid computed once per image size (restricted to each mask's pixels it stays a good
 ordering, and CHOLMOD is told to use it instead of searching for one); the three colour channels are
-three right-hand sides of the same factor. The stencil pairs and weights are also computed once per
-size, so building a mask's system is a few boolean gathers.
+three right-hand sides of the same factor. The grid's matrix entries are also computed once per size,
+so building a mask's system is a few boolean gathers. With no pixel known every constant solves the
+system; the minimum-norm solution, 0, is returned.
+
+CHOLMOD's options and workspace are process-wide in cvxopt: every call here holds one lock, so
+concurrent analyses (app threads, :func:`micam_core.road.pipelined`) never share them mid-solve.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ EDGE, CORNER = 1.0 / 6.0, 1.0 / 12.0
 FORWARD = (((0, 1), EDGE), ((1, -1), CORNER), ((1, 0), EDGE), ((1, 1), CORNER))
 LEAF = 4  # nested dissection stops at blocks of at most LEAF x LEAF pixels
 _CHOLMOD = {"supernodal": 2, "nmethods": 1, "postorder": True}  # supernodal; only the ordering given
-_LOCK = threading.Lock()  # cvxopt's CHOLMOD options are one process-wide dict
+_LOCK = threading.Lock()  # cvxopt's CHOLMOD options and workspace are process-wide
 
 
 def _dissect(h: int, w: int, y0: int, x0: int, width: int, out: list[np.ndarray]) -> None:
@@ -103,8 +107,8 @@ def _solve_one(stencil: _Stencil, missing: np.ndarray, pixels: np.ndarray) -> np
 
     unknown = np.flatnonzero(missing)
     n = unknown.size
-    if n == missing.size:  # nothing known: every constant solves it; the minimum-norm one is 0
-        return np.zeros((n, pixels.shape[0]))
+    if n == 0 or n == missing.size:  # nothing to solve; or nothing known: every constant solves it, 0 is the
+        return np.zeros((n, pixels.shape[0]))  # minimum-norm one
     position = np.full(missing.size, -1, dtype=np.int64)
     position[unknown] = np.arange(n)
     a, b = missing[stencil.first], missing[stencil.second]

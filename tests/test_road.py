@@ -192,3 +192,10 @@ def test_road_curves_carry_the_fractions_removed():
     np.testing.assert_allclose(_positions(rows, morf, 3), [0.25, 0.5, 0.75])
     old = pd.DataFrame({"protocol": ["road"]})  # rows written before the column: the protocol's record
     np.testing.assert_allclose(_positions(old, morf, len(REMOVED)), REMOVED)
+
+
+def test_nothing_known_gives_the_minimum_norm_fill_and_nothing_missing_the_image():
+    """A constant map removes every pixel at its quantile: no known pixel, every constant solves it; 0 is chosen."""
+    pixels = np.random.default_rng(4).random((8, 8, 3))
+    np.testing.assert_array_equal(road_impute(pixels, np.ones((8, 8), bool), noise=0), 0.0)
+    np.testing.assert_array_equal(road_impute(pixels, np.zeros((8, 8), bool), noise=0), pixels)
