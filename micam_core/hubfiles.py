@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .hub import METADATA_DEADLINE_S
 from .hubhttp import HubError, download, endpoint_url, get_json
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def listing(repo_id: str, revision: str | None = None) -> Listing:
     started = time.monotonic()
     revision = revision or "main"
     url = f"{endpoint_url()}/api/models/{repo_id}/revision/{revision}"
-    info = get_json(url, [("blobs", "true")], deadline_s=LOAD_DEADLINE_S / 3, max_bytes=MAX_INFO_BYTES)
+    info = get_json(url, [("blobs", "true")], deadline_s=METADATA_DEADLINE_S, max_bytes=MAX_INFO_BYTES)
     commit = info.get("sha") if isinstance(info, dict) else None
     siblings = info.get("siblings") if isinstance(info, dict) else None
     if not isinstance(commit, str) or not _HEX.match(commit) or not isinstance(siblings, list):
