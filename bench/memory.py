@@ -223,7 +223,10 @@ def work_request(query: dict, specs: dict[str, str]) -> Callable[[], object]:
         loaded = work.load(view.model)
         exp = work.explain_view(loaded, str(photo), view)
         work.analyse_view(loaded, exp, view)
-        return sanity_panel.gpu_sanity(loaded.spec, exp) if sanity else exp
+        if not sanity:
+            return exp
+        steps = sanity_panel.bounded_plan(loaded, exp)  # as the panel's handler runs them
+        return sanity_panel.gpu_sanity(loaded.spec, exp, sanity_panel.checks_seconds(loaded, exp, steps))
     return run
 
 

@@ -97,7 +97,8 @@ def _road_and_sanity(spec: str, image: str, target: str) -> dict:
     loaded = work.load(view.model)
     exp = work.explain_view(loaded, str(EXAMPLES / image), view)
     faith = work.analyse_view(loaded, exp, view)
-    checks = sanity_panel.gpu_sanity(loaded.spec, exp)
+    steps = sanity_panel.bounded_plan(loaded, exp)  # as the panel's handler runs them
+    checks = sanity_panel.gpu_sanity(loaded.spec, exp, sanity_panel.checks_seconds(loaded, exp, steps))
     return {"maps": exp.maps, "road": faith.road_curves(), "sanity": checks.to_report()}
 
 
