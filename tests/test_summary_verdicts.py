@@ -137,7 +137,8 @@ def test_the_verdict_answers_the_question_per_map_and_names_the_protocol(tmp_pat
                                        '"steps": 32, "target": "top1"}}')
     report = summarize(tmp_path, resamples=200, plots=False)
     assert report.markdown.splitlines()[2].startswith(named)  # run.json leaves the default protocol out
-    assert report.answers == [
+    assert list(report.answers) == ["On the protocol's curves (Deletion AUC and Insertion AUC)"]
+    assert report.answers["On the protocol's curves (Deletion AUC and Insertion AUC)"] == [
         "Is MI CAM more faithful than Grad-CAM? Yes: MI CAM is better on Deletion AUC; not distinguishable on "
         "the other metric.",
         "Is MI CAM more faithful than MI-Grad-CAM? Not shown: the two are not distinguishable on any of the 2 "
@@ -147,7 +148,8 @@ def test_the_verdict_answers_the_question_per_map_and_names_the_protocol(tmp_pat
         "Is MI CAM more faithful than Centred Gaussian (baseline)? Mixed: MI CAM is better on Deletion AUC, "
         "Centred Gaussian (baseline) on Insertion AUC."]
     md = report.markdown
-    assert md.index("**Is MI CAM more faithful?**") < md.index("Per metric:") < md.index("- Deletion AUC")
+    assert md.index("**Is MI CAM more faithful?**") < md.index("On the protocol's curves") < md.index(
+        "Per metric:") < md.index("- Deletion AUC")
     pairs = report.paired.set_index(["other", "metric"])
     assert tuple(pairs.loc[("gradcam", "deletion_auc"), ["wins", "losses", "ties"]]) == (12, 0, 0)
     assert tuple(pairs.loc[("gradcam", "insertion_auc"), ["wins", "losses", "ties"]]) == (0, 0, 12)

@@ -35,7 +35,7 @@ class Summary:
     accuracy: pd.DataFrame
     files: list[Path] = field(default_factory=list)
     verdicts: list[str] = field(default_factory=list)
-    answers: list[str] = field(default_factory=list)  # is the reference more faithful than each other map?
+    answers: dict[str, list[str]] = field(default_factory=dict)  # is the reference more faithful? per metric kind
 
 
 def p_note(diff: np.ndarray) -> str:
@@ -192,14 +192,17 @@ def _target_text(config: dict, accuracy: pd.DataFrame) -> str:
 
 
 def _markdown(results: Path, config: dict, per_method, paired, accuracy, failed, reference: str,
-              metrics: list[Metric], verdicts: list[str], answers: list[str]) -> str:
+              metrics: list[Metric], verdicts: list[str], answers: dict[str, list[str]]) -> str:
     lines = [f"# Faithfulness summary: {results.name}", "",
              f"{_upper_first(_protocol_text(config))}; {_target_text(config, accuracy)}. "
              f"Means with 95% intervals over images (bootstrap; Wilson for proportions). "
              f"Failed images: {len(failed)}.", "", "## Verdict", ""]
     if answers:
         lines += [f"**Is {label_of(reference)} more faithful?** Counting only metrics where the paired test "
-                  f"decides (Holm-adjusted p < {ALPHA}):", ""] + [f"- {a}" for a in answers] + ["", "Per metric:", ""]
+                  f"decides (Holm-adjusted p < {ALPHA}).", ""]
+        for heading, sentences in answers.items():
+            lines += [f"{heading}:", ""] + [f"- {a}" for a in sentences] + [""]
+        lines += ["Per metric:", ""]
     lines += [f"- {v}" for v in verdicts] or ["- No paired comparison: the reference method has no rows."]
     lines += ["", f"Verdicts: paired Wilcoxon signed-rank tests of {label_of(reference)} against every other map "
               f"on the same images, Holm-adjusted per metric; 'not distinguishable' means p >= {ALPHA} after "

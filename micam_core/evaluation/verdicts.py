@@ -55,20 +55,23 @@ def _outcome(r: pd.Series, metric: Metric, ref: str, other: str) -> str:
     return f"{ref if r['mean_diff'] * metric.better > 0 else other} better"
 
 
-def answer_lines(paired: pd.DataFrame, reference: str) -> list[str]:
-    """The question in plain words, one sentence per other map: is the reference more faithful than it?"""
+def answer_lines(paired: pd.DataFrame, reference: str) -> dict[str, list[str]]:
+    """The question in plain words, one sentence per other map (is the reference more faithful than it?),
+    asked twice: on the protocol's curve metrics and on the keep/remove metrics; keyed by which metrics."""
+    out: dict[str, list[str]] = {}
     if paired.empty:
-        return []
+        return out
     models = list(paired["model"].unique())
-    out = []
-    for (model, other), rows in paired.groupby(["model", "other"], sort=False):
-        rows = rows[rows["metric"].map(lambda c: (KNOWN.get(c) or Metric(c, c, 0)).group == "faithfulness")]
-        rows = rows[rows["n"] > 0]
-        if rows.empty:
-            continue
-        prefix = f"{model}: " if len(models) > 1 else ""
-        out.append(prefix + _answer(rows, label_of(reference), label_of(other)))
-    return out
+    metric = paired["metric"].map(lambda c: KNOWN.get(c) or Metric(c, c, 0))
+    faithful = paired[metric.map(lambda m: m.group == "faithfulness") & (paired["n"] > 0)]
+    for curve, part in faithful.groupby(metric.map(lambda m: m.curve), sort=False):
+        names = _and(list(dict.fromkeys(part["label"])))
+        heading = (f"On the protocol's curves ({names})" if curve else
+                   f"On the keep/remove counterfactual ({names})")
+        for (model, other), rows in part.groupby(["model", "other"], sort=False):
+            prefix = f"{model}: " if len(models) > 1 else ""
+            out.setdefault(heading, []).append(prefix + _answer(rows, label_of(reference), label_of(other)))
+    return dict(sorted(out.items(), key=lambda kv: not kv[0].startswith("On the protocol")))
 
 
 def _answer(rows: pd.DataFrame, ref: str, other: str) -> str:
@@ -101,12 +104,12 @@ def verdict_lines(ok: pd.DataFrame, paired: pd.DataFrame, reference: str, resamp
     """The sentences, per model: every directed metric against every other map, then the sanity checks."""
     lines: list[str] = []
     models = list(ok["model"].unique()) if not ok.empty else []
-    order = {m.column: i for i, m in enumerate(METRICS)}
+    order = {m.column: (not m.curve, i) for i, m in enumerate(METRICS)}  # the protocol's curves first
     for model in models:
         prefix = f"{model}: " if len(models) > 1 else ""
         pairs = paired[paired["model"] == model] if not paired.empty else paired
         if not pairs.empty:
-            pairs = pairs.assign(_o=pairs["metric"].map(lambda c: order.get(c, len(order)))).sort_values(
+            pairs = pairs.assign(_o=pairs["metric"].map(lambda c: order.get(c, (True, len(order))))).sort_values(
                 "_o", kind="stable")
             for _, r in pairs.iterrows():
                 metric = KNOWN.get(r["metric"]) or Metric(r["metric"], r["label"], 0)
@@ -157,4 +160,5 @@ def _logit_sentence(label: str, rows: pd.DataFrame, agnostic: bool, resamples: i
     undefined = n - len(rho)
     note = f"; undefined on {undefined} (a constant map)" if undefined else ""
     return (f"Random logit, {label}: Spearman {rho.mean():.2f} [{lo:.2f}, {hi:.2f}] between the maps for the "
-            f"target and for a random class over {len(rho)} images{note}; identical on {k} of {n}.")
+            f"target and for a random class over {len(rho)} image{'' if len(rho) == 1 else 's'}{note}; "
+            f"identical on {k} of {n}.")
