@@ -47,18 +47,24 @@ def main() -> None:
 
         full_explain()  # loads the model and warms up
         t_full = median_time(full_explain, args.runs, warmup=0)
-        quiet = {"progress": lambda *a, **k: None}
         h = app.HANDLERS
-        out = h.on_explain(str(args.image), "bundled:efficientnet_lite0", "", "auto", "top-1",
-                           ["micam", "gradcam", "migradcam"], "paper", "jet", 0.5, None, None, **quiet)
+
+        def last(updates) -> dict:  # the streaming handlers' updates, merged (what the page shows at the end)
+            out: dict = {}
+            for update in updates:
+                out.update(update)
+            return out
+
+        display = {"cmap": "jet", "opacity": 0.5}
+        cf = {"threshold": 0.6, "fill": "black", "steps": 32, **display}
+        out = last(h.on_explain(str(args.image), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                methods=["micam", "gradcam", "migradcam"], upsampling="paper", **display))
         session = out[app.UI.c["session"]]
-        t_restyle = median_time(lambda: h.on_restyle(session, "viridis", 0.3), args.runs, warmup=0)
-        t_upsample = median_time(lambda: h.on_upsampling(session, "bilinear", "jet", 0.5), args.runs, warmup=0)
+        t_restyle = median_time(lambda: h.on_restyle(session, cmap="viridis", opacity=0.3), args.runs, warmup=0)
+        t_upsample = median_time(lambda: h.on_upsampling(session, "bilinear", **display), args.runs, warmup=0)
         uploaded = {**session, "example": None}  # as for an upload: never served from the example cache
-        t_threshold = median_time(lambda: h.on_counterfactuals(uploaded, 0.6, "black", 32, "jet", 0.5, **quiet),
-                                  args.runs, warmup=0)
-        t_cached = median_time(lambda: h.on_counterfactuals(session, 0.6, "black", 32, "jet", 0.5, **quiet),
-                               args.runs, warmup=1)
+        t_threshold = median_time(lambda: last(h.on_counterfactuals(uploaded, **cf)), args.runs, warmup=0)
+        t_cached = median_time(lambda: last(h.on_counterfactuals(session, **cf)), args.runs, warmup=1)
     finally:
         app.demo.close()
     print("| action (bundled model, loaded, 2-core CPU) | median |")

@@ -11,16 +11,16 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
-from micam_core import METHODS, LoadedModel, MicamError
+from micam_core import METHODS, SETTINGS, LoadedModel, MicamError
 from micam_core.errors import shorten
 from micam_core.outputs import new_download_dir, write_results
-from micam_core.protocols import get_protocol
+from micam_core.protocols import PROTOCOL_SETTINGS, get_protocol
 from micam_core.render import colorbar, curves_figure, overlay
 from micam_core.report import build_report
 from micam_core.view import View, checked, part
@@ -29,6 +29,7 @@ from . import text, views, work
 
 log = logging.getLogger("micam_app")
 TOAST_SECONDS = 8  # toasts close themselves
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}  # events of the page, not endpoints of the API
 
 
 @dataclass
@@ -77,6 +78,14 @@ def picked_layer(value: str | None) -> str | None:
         return part("layer", value)
     except MicamError:
         return None
+
+
+def setting_widgets(c: Mapping[str, Any], *stages: str) -> dict[str, Any]:
+    """The page's setting widgets by setting name, in :data:`SETTINGS` order (``stages``: only those stages').
+
+    Handlers take them as keywords (``inputs_kwargs``), so a new setting's widget is read once it is on the page.
+    """
+    return {name: c[name] for name, s in SETTINGS.items() if name in c and (not stages or s.stage in stages)}
 
 
 def session_view(session: dict | None, **values: Any) -> View:
@@ -144,15 +153,15 @@ class Handlers:
                **self.pickers(loaded, layer, target, methods)}
 
     # --- explain ----------------------------------------------------------------------------------
-    def on_explain(self, image: str | None, choice: str, custom: str, layer: str, target: str, methods: Any,
-                   upsampling: str, cmap: str, opacity: float, shown_spec: str | None,
-                   session: dict | None) -> Iterator[dict]:
-        """Explain button: check the settings, load the model, compute the chosen maps (counterfactuals follow)."""
+    def on_explain(self, image: str | None, choice: str, custom: str, layer: str, target: str,
+                   shown_spec: str | None, session: dict | None, **settings: Any) -> Iterator[dict]:
+        """Explain button: check the settings, load the model, compute the chosen maps (counterfactuals follow).
+
+        ``settings``: the setting widgets' values by name (:func:`setting_widgets`), methods' parameters included.
+        """
         c = self.ui.c
         try:
-            view = checked({"model": views.resolve_spec(choice, custom), "layer": layer,
-                            "target": target, "methods": methods, "upsampling": upsampling,
-                            "cmap": cmap, "opacity": opacity})
+            view = checked({"model": views.resolve_spec(choice, custom), "layer": layer, "target": target, **settings})
             if not image:
                 raise MicamError("Add an image first: upload one, use the webcam or click an example.")
             yield {**self.status("Loading the model ...", 0.02), **self.cf_cleared(view.methods)}
@@ -196,8 +205,7 @@ class Handlers:
             chosen = get_protocol(checked({"protocol": protocol}).protocol)
         except MicamError as err:
             raise fail(err) from None
-        c = self.ui.c
-        return {c["threshold"]: chosen.threshold, c["fill"]: chosen.fill, c["steps"]: chosen.steps}
+        return {self.ui.c[name]: getattr(chosen, name) for name in PROTOCOL_SETTINGS if name in self.ui.c}
 
     def cf_cleared(self, methods: tuple[str, ...], note: str = text.UPDATING) -> dict:
         """The counterfactual panel emptied at once (the results on screen no longer match the controls)."""
@@ -220,19 +228,17 @@ class Handlers:
                             ui.flip[m]: text.flip_markdown(kept, exp.target_label, view.threshold)})
         return out
 
-    def on_counterfactuals(self, session: dict | None, threshold: float, fill: str, steps: float, cmap: str,
-                           opacity: float, protocol: str | None = None) -> Iterator[dict]:
+    def on_counterfactuals(self, session: dict | None, **settings: Any) -> Iterator[dict]:
         """Counterfactual panel, metrics, curves and downloads for the session's current explanation, in stages:
         keep/remove of every method first, then the metrics map by map (the protocol's), then the curves and the
-        downloads."""
+        downloads. ``settings``: the counterfactual and display widgets' values by name."""
         c = self.ui.c
         if not session or session.get("exp") is None:
             yield self.nothing()
             return
         exp = session["exp"]
         try:
-            view = session_view(session, threshold=threshold, fill=fill, steps=steps, cmap=cmap, opacity=opacity,
-                                protocol=protocol)
+            view = session_view(session, **settings)
             yield {**self.cf_cleared(exp.methods), **self.status("Counterfactuals: keep and remove each map's region, "
                                                                  "and classify again ...", 0.15)}
             loaded = work.load(session["spec"])
@@ -269,11 +275,11 @@ class Handlers:
         return [str(p) for p in paths]
 
     # --- re-rendering without the model ------------------------------------------------------------
-    def on_restyle(self, session: dict | None, cmap: str, opacity: float) -> dict:
-        """Opacity or colour map changed: redraw the overlays from the stored maps (no model call)."""
+    def on_restyle(self, session: dict | None, **display: Any) -> dict:
+        """A display setting changed (opacity, colour map): redraw the overlays from the stored maps (no model call)."""
         c = self.ui.c
         try:
-            view = session_view(session, cmap=cmap, opacity=opacity)
+            view = session_view(session, **display)
         except MicamError as err:
             raise fail(err) from None
         if not session or session.get("exp") is None:
@@ -283,13 +289,13 @@ class Handlers:
                 c["files"]: self.downloads(loaded, session, view),
                 c["link_query"]: views.view_query(session, loaded.default_layer, view)}
 
-    def on_upsampling(self, session: dict | None, upsampling: str, cmap: str, opacity: float) -> dict:
+    def on_upsampling(self, session: dict | None, upsampling: str, **display: Any) -> dict:
         """Display upsampling changed: re-derive the maps from the stored low-resolution maps (no forward pass)."""
         c = self.ui.c
         if not session or session.get("exp") is None:
             return self.nothing()
         try:
-            view = session_view(session, upsampling=upsampling, cmap=cmap, opacity=opacity)
+            view = session_view(session, upsampling=upsampling, **display)
             exp = session["exp"].with_upsampling(view.upsampling)
         except MicamError as err:
             raise fail(err) from None

@@ -18,14 +18,16 @@ from micam_core import (
     MicamError,
     policy,
 )
-from micam_core.protocols import PROTOCOLS
+from micam_core.fields import UPSAMPLING_MODES
+from micam_core.protocols import PROTOCOL_SETTINGS, PROTOCOLS
 
-from . import agent, api, page, sanity_panel, text, views, work
-from .handlers import UI, Handlers, colorbar_html
+from . import agent, api, page, params_panel, sanity_panel, text, views, work
+from .handlers import PRIVATE, UI, Handlers, colorbar_html, setting_widgets
 from .paper import PaperHandlers
 
 EXAMPLES = [str(p) for p in views.EXAMPLES.values()]
-PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+CF_STAGES = ("counterfactual", "display")  # the settings the counterfactual panel reads
+OWN_EVENTS = ("upsampling", "protocol")  # setting widgets with their own handler (wired by name below)
 log = logging.getLogger("micam_app")
 
 
@@ -65,6 +67,7 @@ def inputs_column(ui: UI, loaded: LoadedModel | None) -> None:
                                          "this layer); all run on the same layer, target and image. Greyed out: "
                                          "cannot run on this model and layer, the reason follows the name.",
                                     elem_id="methods")
+    params_panel.panel(ui)
     with gr.Accordion("Other models and limits", open=False, elem_id="more-models"):
         c["custom_spec"] = gr.Textbox(label="Any timm model on the Hugging Face Hub",
                                       placeholder="timm/resnet18.a1_in1k  or  hf-hub:org/name  (Enter to load)",
@@ -90,7 +93,8 @@ def maps_column(ui: UI) -> None:
         c["opacity"] = slider("opacity", "opacity")
         c["cmap"] = gr.Dropdown(choices=list(SETTINGS["cmap"].choices), value=SETTINGS["cmap"].default,
                                 label=SETTINGS["cmap"].label, elem_id="cmap")
-        c["upsampling"] = gr.Radio(choices=[("paper (nearest + Gaussian blur)", "paper"), ("bilinear", "bilinear")],
+        c["upsampling"] = gr.Radio(choices=[(mode if mode in how else f"{mode} ({how})", mode)
+                                            for mode, how in UPSAMPLING_MODES.items()],
                                    value=SETTINGS["upsampling"].default, label=SETTINGS["upsampling"].label,
                                    elem_id="upsampling")
     c["predictions"] = gr.Label(num_top_classes=5, label="Top-5 predictions", show_heading=False,
@@ -218,16 +222,16 @@ def wire(ui: UI, h: Handlers) -> None:
 
     panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
              *ui.flip.values()]
-    cf_inputs = [c["session"], c["threshold"], c["fill"], c["steps"], c["cmap"], c["opacity"], c["protocol"]]
-    cf = {"fn": h.on_counterfactuals, "inputs": cf_inputs, **hidden,
-          "outputs": {*panel, *status, c["metrics"], c["curves"], c["files"], c["session"], c["link_query"],
-                      c["alert"]}}
+    cf = {"fn": h.on_counterfactuals, "inputs": [c["session"]], "inputs_kwargs": setting_widgets(c, *CF_STAGES),
+          **hidden, "outputs": {*panel, *status, c["metrics"], c["curves"], c["files"], c["session"],
+                                c["link_query"], c["alert"]}}
     explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(), *panel, *status,
                        *(c[k] for k in ("note", "predictions", "cbar", "alert", "model_info", "layer", "target",
                                         "methods", "shown_spec", "session", "link_query", "link_note", "metrics",
                                         "curves"))}
-    explain_inputs = [c[k] for k in ("image", "model_choice", "custom_spec", "layer", "target", "methods",
-                                     "upsampling", "cmap", "opacity", "shown_spec", "session")]
+    explain_inputs = [c[k] for k in ("image", "model_choice", "custom_spec", "layer", "target", "shown_spec",
+                                     "session")]
+    display = setting_widgets(c, "display")
 
     def then_counterfactuals(event: Any) -> None:
         """The counterfactual panel after ``event``; the panels are current again when it is done."""
@@ -236,43 +240,52 @@ def wire(ui: UI, h: Handlers) -> None:
         done.then(None, js=mark(None, "cf"), **PRIVATE)
 
     c["explain_btn"].click(None, js=mark("updating", "maps", "cf"), **PRIVATE)
-    then_counterfactuals(c["explain_btn"].click(h.on_explain, explain_inputs, explain_outputs, **hidden))
-    for trigger in (c["image"].change, *(c[k].input for k in ("model_choice", "layer", "target", "methods"))):
+    then_counterfactuals(c["explain_btn"].click(h.on_explain, explain_inputs, explain_outputs,
+                                                inputs_kwargs=setting_widgets(c), **hidden))
+    explain_widgets = [w for name, w in setting_widgets(c, "explain").items() if name not in OWN_EVENTS]
+    for trigger in (c["image"].change, *(w.input for w in (c["model_choice"], c["layer"], c["target"],
+                                                           *explain_widgets))):
         trigger(None, js=mark("pending", "maps", "cf"), **PRIVATE)  # the maps no longer match: press Explain
     c["custom_spec"].submit(None, js=mark("pending", "maps", "cf"), **PRIVATE)
 
     restyle_out = {*ui.overlays.values(), c["cbar"], c["files"], c["link_query"]}
-    for trigger in (c["opacity"].change, c["cmap"].change):
-        trigger(h.on_restyle, [c["session"], c["cmap"], c["opacity"]], restyle_out, trigger_mode="always_last",
-                **hidden)
+    for widget in display.values():
+        widget.change(h.on_restyle, [c["session"]], restyle_out, inputs_kwargs=display, trigger_mode="always_last",
+                      **hidden)
     c["upsampling"].input(None, js=mark("updating", "cf"), **PRIVATE)
-    then_counterfactuals(c["upsampling"].change(h.on_upsampling, [c["session"], c["upsampling"], c["cmap"],
-                                                                  c["opacity"]],
-                                                {*ui.overlays.values(), c["note"], c["session"]}, **hidden))
-    for trigger in (c["threshold"].release, c["steps"].release, c["fill"].change):
+    then_counterfactuals(c["upsampling"].change(h.on_upsampling, [c["session"], c["upsampling"]],
+                                                {*ui.overlays.values(), c["note"], c["session"]},
+                                                inputs_kwargs=display, **hidden))
+    for name, widget in setting_widgets(c, "counterfactual").items():
+        if name in OWN_EVENTS:
+            continue
+        slides = isinstance(widget, gr.Slider)  # a slider recomputes when let go; while it moves, results are stale
+        trigger = widget.release if slides else widget.change
         trigger(None, js=mark("updating", "cf"), **PRIVATE)
         event = trigger(**cf)
         work_events.append(event)
         event.then(None, js=mark(None, "cf"), **PRIVATE)
-    for slider_input in (c["threshold"].input, c["steps"].input):
-        slider_input(None, js=mark("pending", "cf"), **PRIVATE)
+        if slides:
+            widget.input(None, js=mark("pending", "cf"), **PRIVATE)
     c["protocol"].input(None, js=mark("updating", "cf"), **PRIVATE)  # its threshold, fill and steps, then the panel
-    chosen = c["protocol"].input(h.on_protocol, [c["protocol"]], {c["threshold"], c["fill"], c["steps"]}, **hidden)
+    brought = {c[name] for name in PROTOCOL_SETTINGS if name in c}
+    chosen = c["protocol"].input(h.on_protocol, [c["protocol"]], brought, **hidden)
     done = chosen.success(**cf)
     work_events.extend([chosen, done])
     done.then(None, js=mark(None, "cf"), **PRIVATE)
 
-    link_restored = {c[k] for k in ("model_choice", "custom_spec", "methods", "upsampling", "protocol", "threshold",
-                                    "fill", "steps", "cmap", "opacity", "image", "link_alert", "link_state")}
-    link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec", "cmap", "opacity")]
+    link_restored = {*setting_widgets(c).values(), *(c[k] for k in ("model_choice", "custom_spec", "image",
+                                                                   "link_alert", "link_state"))}
+    link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec")]
     c["demo_load"](None, None, None, js=DISABLE_JS, **PRIVATE)
     opened = c["demo_load"](p.on_link, [c["model_choice"]], link_restored, **hidden).then(
         p.on_link_model, [c["link_state"], *model_inputs, c["shown_spec"]], model_outputs, **hidden)
-    then_counterfactuals(opened.success(p.on_link_explain, link_explain_in, explain_outputs, **hidden))
+    then_counterfactuals(opened.success(p.on_link_explain, link_explain_in, explain_outputs, inputs_kwargs=display,
+                                        **hidden))
     c["link_query"].change(None, [c["link_query"]], [c["link"]], js=LINK_JS, **PRIVATE)
     c["copy_link"].click(None, [c["link"]], None, js=COPY_JS, **PRIVATE)
-    c["figure_btn"].click(p.on_figure, [c["session"], c["cmap"], c["opacity"], c["figure_cf"], c["figure_caption"]],
-                          {c["figure_files"], c["figure_preview"]}, **PRIVATE)
+    c["figure_btn"].click(p.on_figure, [c["session"], c["figure_cf"], c["figure_caption"]],
+                          {c["figure_files"], c["figure_preview"]}, inputs_kwargs=display, **PRIVATE)
     c["model_choice"].key_up(p.on_search, None, {c["model_choice"], c["hub_note"]}, trigger_mode="always_last",
                              **hidden)
     c["layer"].change(h.on_methods_layer, [c["shown_spec"], c["layer"], c["methods"]], {c["methods"]}, **hidden)
@@ -316,10 +329,11 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
         handlers = Handlers(ui)
         wire(ui, handlers)
         sanity_panel.wire(ui)
+        params_panel.wire(ui)
         api_button.click(api.api_explain, api_in, api_out, api_name="explain",
-                         api_description="Explain one image: overlays of the chosen methods (default MI CAM, "
-                                         "Grad-CAM, MI-Grad-CAM), top-5 predictions and a JSON report with "
-                                         "counterfactual metrics.")
+                         api_description="Explain one image: overlays of the chosen methods (default "
+                                         f"{text.method_list(DEFAULT_METHODS)}), top-5 predictions and a JSON "
+                                         "report with counterfactual metrics.")
         agent_button.click(agent.explain, agent_in, agent_out, api_name="explain_json",
                            api_description="Explain one image with MI CAM and other CAM methods, and test each "
                                            "map by keeping or removing its region. The image is a data: URI "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 
@@ -70,8 +71,10 @@ class PaperHandlers:
         yield from self.main.on_model(choice, custom, layer, target, methods)
 
     def on_link_explain(self, link_state: dict | None, image: str | None, choice: str, custom: str,
-                        cmap: str, opacity: float) -> Iterator[dict]:
-        """After the controls are restored: explain the link's view when it names an example."""
+                        **display: Any) -> Iterator[dict]:
+        """After the controls are restored: explain the link's view when it names an example.
+
+        ``display``: the display widgets' values by name (the link's other settings come from ``link_state``)."""
         if not link_state or not link_state.get("example") or not image:
             yield self.nothing()
             return
@@ -82,18 +85,19 @@ class PaperHandlers:
             yield self.nothing()
             return
         # The link's checked values go straight in; its model counts as shown, so its layer and target hold.
-        yield from self.main.on_explain(image, choice, custom, link_state["layer"], link_state["target"],
-                                        link_state["methods"], link_state["upsampling"], cmap, opacity, shown, None)
+        settings = {k: v for k, v in link_state.items() if k in SETTINGS}
+        yield from self.main.on_explain(image, choice, custom, link_state["layer"], link_state["target"], shown, None,
+                                        **{**settings, **display})
 
     # --- figure -----------------------------------------------------------------------------------
-    def on_figure(self, session: dict | None, cmap: str, opacity: float, with_counterfactuals: bool,
-                  caption_inside: bool = False) -> dict:
+    def on_figure(self, session: dict | None, with_counterfactuals: bool, caption_inside: bool = False,
+                  **display: Any) -> dict:
         """Export the current view as a figure for a paper: PDF, SVG, 300-dpi PNG, caption (.txt, .tex) and
-        BibTeX, named by model, image and methods."""
+        BibTeX, named by model, image and methods. ``display``: the display widgets' values by name."""
         try:
             if not session or session.get("exp") is None:
                 raise ValueError("Explain an image first; the figure shows the current view.")
-            view = session_view(session, cmap=cmap, opacity=opacity)
+            view = session_view(session, **display)
             loaded = work.load(view.model)
             faith = session.get("faith") if with_counterfactuals else None
             exp = session["exp"]

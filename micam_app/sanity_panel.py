@@ -13,17 +13,16 @@ from typing import Any
 
 import gradio as gr
 
-from micam_core import MicamError, policy
+from micam_core import LoadedModel, MicamError, policy
 from micam_core.gpu import cpu_result, request_seconds
 from micam_core.sanity import Sanity, plan, sanity_checks
 from micam_core.sanity_plot import sanity_figure
 
 from . import text, work
-from .handlers import UI, fail
+from .handlers import PRIVATE, UI, fail
 
 log = logging.getLogger("micam_app")
 
-PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 INTRO = ("Does a map depend on what it claims to explain? *Cascading randomisation* (Adebayo et al. 2018) "
          "re-initialises the model from the top, the classifier first, down to the target layer, and "
          "recomputes every map: a map that stays the same once the target layer is random fails. *Random "
@@ -53,8 +52,8 @@ def wire(ui: UI) -> None:
             **PRIVATE}
     c["sanity_accordion"].expand(**cost)
     c["link_query"].change(**cost)  # changes after every new explanation or setting
-    c["sanity_btn"].click(**cost).success(on_run, [c["session"]], [c["sanity_result"], c["sanity_plot"]],
-                                          show_progress_on=[c["sanity_result"]], **PRIVATE)
+    c["sanity_btn"].click(on_run, [c["session"]], [c["sanity_result"], c["sanity_plot"]],
+                          show_progress_on=[c["sanity_result"]], **PRIVATE)
 
 
 def on_cost(session: dict | None) -> str:
@@ -62,44 +61,49 @@ def on_cost(session: dict | None) -> str:
     if not session or session.get("exp") is None:
         return NO_EXPLANATION
     try:
-        exp = session["exp"]
-        steps = plan(work.load(session["spec"]), exp)
-        _check_bound(steps.extra_passes)
-        return f"**Cost:** {text.md(steps.describe(), 600)}"
+        return f"**Cost:** {text.md(bounded_plan(work.load(session['spec']), session['exp']).describe(), 600)}"
     except MicamError as err:
         return text.md(str(err), 400)
 
 
-def _check_bound(extra: int) -> None:
-    limit = policy.max_extra_passes()
-    if extra > limit:
-        raise MicamError(f"With these maps the checks would need {extra} masked forward passes; this server allows "
-                         f"{limit} per request. Explain without Score-CAM (or on a smaller layer) to run them.")
-
-
-def checks_duration(spec: str, exp: Any) -> int:
-    """ZeroGPU duration for :func:`gpu_sanity`: one explanation's worth per pass."""
-    loaded = work.load(spec)
+def bounded_plan(loaded: LoadedModel, exp: Any) -> Any:
+    """The checks' plan for ``exp``; refused with a sentence when its masked passes exceed the server's bound."""
     steps = plan(loaded, exp)
-    images = (2 + len(exp.maps)) * steps.passes + min(steps.extra_passes, policy.max_extra_passes())
-    return request_seconds(images, loaded.num_bytes)
+    limit = policy.max_extra_passes()
+    if steps.extra_passes > limit:
+        raise MicamError(f"With these maps the checks would need {steps.extra_passes} masked forward passes; this "
+                         f"server allows {limit} per request. Explain without Score-CAM (or on a smaller layer) to "
+                         "run them.")
+    return steps
+
+
+def checks_seconds(loaded: LoadedModel, exp: Any, steps: Any) -> int:
+    """GPU seconds for the checks of ``exp``: one explanation's worth per pass."""
+    return request_seconds((2 + len(exp.maps)) * steps.passes + steps.extra_passes, loaded.num_bytes)
+
+
+def checks_duration(spec: str, exp: Any, seconds: int) -> int:
+    """ZeroGPU duration for :func:`gpu_sanity`: worked out by the handler, which holds the loaded model."""
+    return seconds
 
 
 @work.gpu(duration=checks_duration)
 @cpu_result
-def gpu_sanity(spec: str, exp: Any) -> Sanity:
-    """Both checks for the explanation (the cost bound checked first)."""
-    loaded = work.load(spec)
-    _check_bound(plan(loaded, exp).extra_passes)
-    return sanity_checks(loaded, exp)
+def gpu_sanity(spec: str, exp: Any, seconds: int) -> Sanity:
+    """Both checks for the explanation. It takes the spec, not the model (its arguments cross to the GPU worker
+    pickled), and finds the model in that process's cache, as :func:`work.gpu_explain` does."""
+    return sanity_checks(work.load(spec), exp)
 
 
 def on_run(session: dict | None) -> tuple[str, Any]:
-    """Run the checks and tell the result in words, one sentence per map, with the figure."""
+    """Run the checks and tell the result in words, one sentence per map, with the figure.
+
+    The model is loaded once; the bound and the GPU time are worked out from it before anything runs."""
     try:
         if not session or session.get("exp") is None:
             raise MicamError(NO_EXPLANATION)
-        checks = gpu_sanity(session["spec"], session["exp"])
+        loaded, exp = work.load(session["spec"]), session["exp"]
+        checks = gpu_sanity(loaded.spec, exp, checks_seconds(loaded, exp, bounded_plan(loaded, exp)))
         figure = sanity_figure(checks)
     except Exception as err:
         raise fail(err) from None

@@ -8,6 +8,7 @@ from micam_core import METHOD_LABELS, REGISTRY, Explanation, LoadedModel
 from micam_core.analysis import KeepRemove
 from micam_core.counterfactual import MethodResult
 from micam_core.errors import shorten
+from micam_core.maps import PAPER_SMOOTHING
 from micam_core.permalink import echo
 from micam_core.registry import display_mode
 from micam_core.verdict import removal_sentence
@@ -46,7 +47,7 @@ def upsampling_note(exp: Explanation) -> str:
     parts = []
     if follows and exp.upsampling == "paper":
         parts.append(f"{' and '.join(follows)} shown the paper's way: the {h}x{w} map is upsampled to {size} by "
-                     "nearest neighbour, then smoothed with a Gaussian (kernel 11, sigma 7 at 224 px)")
+                     f"nearest neighbour, then smoothed with {PAPER_SMOOTHING}")
     by_shape: dict[tuple[int, int], list[str]] = {}
     for m in exp.maps:
         if display_mode(m, exp.upsampling) == "bilinear":

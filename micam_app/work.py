@@ -198,9 +198,7 @@ def score_duration(view: View, exp: Explanation, name: str, kept: KeepRemove | N
 @cpu_result
 def gpu_keep_remove(view: View, exp: Explanation) -> Stage:
     """Keep and remove images of every method's map, classified in one batch."""
-    settings = view.stage("counterfactual")
-    return keep_remove(load(view.model), exp, threshold=settings["threshold"], fill=settings["fill"],
-                       protocol=settings["protocol"])
+    return keep_remove(load(view.model), exp, **view.stage("counterfactual"))
 
 
 @gpu(duration=score_duration)

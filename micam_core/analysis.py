@@ -14,7 +14,7 @@ and gives the same numbers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -26,8 +26,8 @@ from .counterfactual import (
     CurveEnds,
     CurveResult,
     Faithfulness,
+    KeepRemove,
     MethodResult,
-    TargetRanks,
     _CurvePlan,
     _Evaluator,
     _plan_curves,
@@ -46,25 +46,6 @@ from .protocols import Protocol, get_protocol
 from .registry import METHOD_LABELS
 from .road import queue_road, read_road
 from .settings import validate
-
-
-@dataclass
-class KeepRemove(TargetRanks):
-    """One map's counterfactual pair: the region kept (the rest filled) and removed (filled)."""
-
-    name: str
-    label: str
-    keep_image: Image.Image
-    remove_image: Image.Image
-    top_keep: list[tuple[int, str, float]]
-    top_remove: list[tuple[int, str, float]]
-    p_original: float
-    p_keep: float
-    p_remove: float
-    region_fraction: float
-    rank_original: int  # the target's rank (1 = top-1) on the original image
-    rank_keep: int
-    rank_remove: int
 
 
 @dataclass
@@ -168,13 +149,10 @@ def _read_scores(kept: KeepRemove, plan: _ScorePlan, probs: torch.Tensor, exp: E
     t = exp.target
     deletion, insertion = plan.curves.read(probs[:, t], ends)
     road = None if plan.road is None else read_road(plan.road, probs[:, t], proto.removed, proto.noise, seed)
-    return MethodResult(
-        name=kept.name, label=kept.label, keep_image=kept.keep_image, remove_image=kept.remove_image,
-        top_keep=kept.top_keep, top_remove=kept.top_remove, p_original=ends.original, p_keep=kept.p_keep,
-        p_remove=kept.p_remove, p_explanation=float(probs[plan.explanation, t]),
-        p_paper_baseline=float(probs[plan.paper_base, t]),
-        curves=CurveResult(deletion, insertion, proto.steps, proto.fill), region_fraction=kept.region_fraction,
-        rank_original=kept.rank_original, rank_keep=kept.rank_keep, rank_remove=kept.rank_remove, road=road)
+    pair = {f.name: getattr(kept, f.name) for f in fields(KeepRemove)}  # a result holds its keep/remove pair
+    return MethodResult(**pair, p_explanation=float(probs[plan.explanation, t]),
+                        p_paper_baseline=float(probs[plan.paper_base, t]),
+                        curves=CurveResult(deletion, insertion, proto.steps, proto.fill), road=road)
 
 
 def _queue_ends(ev: _Evaluator, inp: _Inputs) -> tuple[int, int]:
@@ -205,9 +183,11 @@ def protocol_of(protocol: str | Protocol | None = None, threshold: float | None 
 
 def keep_remove(loaded: LoadedModel, exp: Explanation, threshold: float | None = None, fill: str | None = None,
                 names: Sequence[str] | None = None, top: int = 5, chunk: int = DEFAULT_CHUNK,
-                seed: int = 0, protocol: str | Protocol | None = None) -> Stage:
-    """Keep and remove images of the named maps (default: the explanation's), classified in one batch."""
-    proto = protocol_of(protocol, threshold, fill)
+                seed: int = 0, protocol: str | Protocol | None = None, steps: int | None = None) -> Stage:
+    """Keep and remove images of the named maps (default: the explanation's), classified in one batch.
+
+    It takes every counterfactual setting as the other stages do (``steps`` is only checked)."""
+    proto = protocol_of(protocol, threshold, fill, steps)
     threshold, fill = proto.threshold, proto.fill
     inp = _Inputs.of(exp, fill)
     ev = _Evaluator(loaded, chunk)
@@ -238,9 +218,11 @@ def score_map(loaded: LoadedModel, exp: Explanation, name: str, kept: KeepRemove
 
 
 def assemble(exp: Explanation, stages: Iterable[Stage], threshold: float | None = None, fill: str | None = None,
-             steps: int | None = None, top: int = 5, protocol: str | Protocol | None = None) -> Faithfulness:
+             steps: int | None = None, top: int = 5, protocol: str | Protocol | None = None,
+             seed: int = 0) -> Faithfulness:
     """The :class:`Faithfulness` of the stages' scored maps (methods first, then baselines), with their cost
-    and the protocol (with the settings given) that scored them."""
+    and the protocol (with the settings given) that scored them. Like every stage it takes every counterfactual
+    setting (``view.stage("counterfactual")``); ``seed`` is the stages' own (random baseline, ROAD's noise)."""
     proto = protocol_of(protocol, threshold, fill, steps)
     stages = list(stages)
     results = {name: r for s in stages for name, r in s.results.items()}

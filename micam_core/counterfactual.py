@@ -242,8 +242,8 @@ class TargetRanks:
 
 
 @dataclass
-class MethodResult(TargetRanks):
-    """Counterfactuals and metrics of one map (a method or a baseline) for one image."""
+class KeepRemove(TargetRanks):
+    """One map's counterfactual pair: the region kept (the rest filled) and removed (filled)."""
 
     name: str
     label: str
@@ -254,13 +254,20 @@ class MethodResult(TargetRanks):
     p_original: float
     p_keep: float
     p_remove: float
+    region_fraction: float
+    rank_original: int  # the target's rank (1 = top-1) on the original image
+    rank_keep: int  # ... on the keep image
+    rank_remove: int  # ... on the remove image
+
+
+@dataclass
+class MethodResult(KeepRemove):
+    """Counterfactuals and metrics of one map (a method or a baseline) for one image: its keep/remove pair
+    and the scores."""
+
     p_explanation: float  # target probability on saliency x image
     p_paper_baseline: float  # target probability with every pixel of map > 0 filled
     curves: CurveResult
-    region_fraction: float
-    rank_original: int = 1  # the target's rank (1 = top-1) on the original image
-    rank_keep: int = 1  # ... on the keep image
-    rank_remove: int = 1  # ... on the remove image
     road: RoadResult | None = None  # when the protocol runs ROAD
 
 

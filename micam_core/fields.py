@@ -14,7 +14,9 @@ from typing import Any
 
 from .errors import MicamError, shorten
 
-UPSAMPLING = ("paper", "bilinear")  # the display modes of MI maps
+# The display modes of MI maps and how each upsamples: the one wording that help, the page and captions ask.
+UPSAMPLING_MODES = {"paper": "nearest + Gaussian blur", "bilinear": "bilinear interpolation"}
+UPSAMPLING = tuple(UPSAMPLING_MODES)
 
 
 class SettingError(MicamError):

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from .citation import BIBTEX
 from .counterfactual import BASELINES, Faithfulness
 from .escape import PLAIN_TEXT_RC
+from .fields import UPSAMPLING_MODES
 from .methods import Explanation
 from .registry import METHOD_LABELS, REGISTRY, display_mode
 from .render import overlay
@@ -134,8 +135,9 @@ def caption_text(exp: Explanation, methods: Sequence[str], labels: Mapping[str, 
 
 
 def _upsampling_phrase(upsampling: str, methods: Sequence[str], labels: Mapping[str, str]) -> str:
-    """E.g. ``by nearest + Gaussian blur (the paper's) for MI CAM; bilinear for Grad-CAM``."""
-    names = {"paper": "by nearest + Gaussian blur (the paper's)", "bilinear": "bilinearly"}
+    """E.g. ``by nearest + Gaussian blur (the paper's) for MI CAM; by bilinear interpolation for Grad-CAM``."""
+    names = {mode: f"by {how}" + (" (the paper's)" if mode == "paper" else "")
+             for mode, how in UPSAMPLING_MODES.items()}
     groups: dict[str, list[str]] = {}
     for method in methods:
         mode = display_mode(method, upsampling) if method in REGISTRY else upsampling

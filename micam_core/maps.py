@@ -11,6 +11,7 @@ from .fields import UPSAMPLING
 
 # The authors' smoothing: an 11 x 11 Gaussian kernel with sigma 7 at 224 px (scaled with size).
 PAPER_KERNEL, PAPER_SIGMA, PAPER_SIZE = 11, 7.0, 224
+PAPER_SMOOTHING = f"a Gaussian (kernel {PAPER_KERNEL}, sigma {PAPER_SIGMA:g} at {PAPER_SIZE} px)"  # in words
 
 
 def combine(weights: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
@@ -21,8 +22,8 @@ def combine(weights: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
 def render_map(lowres: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     """Upsample a feature-resolution map to ``size`` (H, W) and min-max it to [0, 1].
 
-    ``mode="paper"``: nearest upsampling, then the authors' Gaussian smoothing (kernel 11, sigma 7
-    at 224 px, scaled with the size, reflected borders). ``mode="bilinear"``: bilinear upsampling
+    ``mode="paper"``: nearest upsampling, then the authors' Gaussian smoothing (:data:`PAPER_SMOOTHING`,
+    scaled with the size, reflected borders). ``mode="bilinear"``: bilinear upsampling
     (half-pixel centres, as OpenCV and pytorch-grad-cam).
     """
     t = torch.as_tensor(np.asarray(lowres, dtype=np.float32))[None, None]

@@ -16,6 +16,8 @@ NOISE = 0.01  # ROAD's imputation noise, [0, 1] pixel units
 
 # What a protocol can measure: keep/remove counterfactuals (with Drop/Increase) always run.
 METRICS = ("deletion", "insertion", "road")
+# The settings a protocol brings (its fields of the same names): choosing it sets them, unless they are given too.
+PROTOCOL_SETTINGS = ("threshold", "fill", "steps")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class Protocol:
     def with_settings(self, threshold: float | None = None, fill: str | None = None,
                       steps: int | None = None) -> Protocol:
         """The protocol with some settings changed (``None`` keeps the protocol's own)."""
-        changes = {k: v for k, v in {"threshold": threshold, "fill": fill, "steps": steps}.items() if v is not None}
+        given = {"threshold": threshold, "fill": fill, "steps": steps}
+        changes = {k: v for k, v in given.items() if v is not None}
         return replace(self, **changes)
 
     def describe(self) -> str:
@@ -54,8 +57,7 @@ class Protocol:
         if self.has("road"):
             parts.append(f"ROAD MoRF/LeRF at {len(self.removed)} fractions, noise {self.noise:g}")
         parts.append(f"region map >= {self.threshold:g}, filled {self.fill}")
-        changed = [] if base is None else [k for k in ("threshold", "fill", "steps")
-                                           if getattr(base, k) != getattr(self, k)]
+        changed = [] if base is None else [k for k in PROTOCOL_SETTINGS if getattr(base, k) != getattr(self, k)]
         suffix = f", changed: {', '.join(changed)}" if changed else ""
         return f"{self.name} ({'; '.join(parts)}{suffix})"
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import shorten
-from .fields import UPSAMPLING, Setting, SettingError
+from .fields import UPSAMPLING, UPSAMPLING_MODES, Setting, SettingError
 from .protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from .registry import DEFAULT_METHODS, METHODS, REGISTRY
 
@@ -30,7 +30,7 @@ def _build() -> dict[str, Setting]:
         Setting("methods", "Methods", "methods", DEFAULT_METHODS, choices=METHODS,
                 help="comma-separated method ids"),
         Setting("upsampling", "Display upsampling of MI maps", "choice", "paper", choices=UPSAMPLING,
-                help="paper: nearest + Gaussian blur; bilinear"),
+                help="; ".join(f"{mode}: {how}" for mode, how in UPSAMPLING_MODES.items())),
         Setting("threshold", "Region threshold (map >= threshold)", "float", 0.5, 0.0, 1.0, 0.05,
                 help="pixels where a map is at least this value form its region", stage="counterfactual"),
         Setting("fill", "Fill of masked pixels", "choice", "black", choices=FILLS, stage="counterfactual"),

@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import ModelLoadError, shorten
 from .fields import SettingError, refusal
+from .protocols import PROTOCOL_SETTINGS, PROTOCOLS
 from .registry import REGISTRY
 from .settings import BUNDLED_SPEC, DEFAULTS, SETTINGS
 
@@ -186,10 +187,8 @@ def parse(mapping: Mapping[str, Any], *, examples: Mapping[str, Path] | None = N
         except SettingError as error:
             messages.append(str(error))
     if "protocol" in changes:  # a protocol brings its own threshold, fill and steps unless they are given too
-        from .protocols import PROTOCOLS
-
         chosen = PROTOCOLS[changes["protocol"]]
-        changes = {**{name: getattr(chosen, name) for name in ("threshold", "fill", "steps")}, **changes}
+        changes = {**{name: getattr(chosen, name) for name in PROTOCOL_SETTINGS}, **changes}
     return view.replace(**parts, **changes), messages
 
 

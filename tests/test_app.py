@@ -186,8 +186,8 @@ def run(updates) -> dict:
 
 @pytest.fixture(scope="module")
 def ui_session() -> dict:
-    out = run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", list(METHODS),
-                                      "paper", "jet", 0.5, None, None))
+    out = run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                      methods=list(METHODS), upsampling="paper", cmap="jet", opacity=0.5))
     session = out[app.UI.c["session"]]
     assert session["exp"] is not None and session["exp"].methods == METHODS
     return session
@@ -196,29 +196,30 @@ def ui_session() -> dict:
 def test_restyle_and_upsampling_reuse_the_explanation(ui_session, monkeypatch):
     forbid(monkeypatch, "gpu_explain", "gpu_analyse")
     for cmap in COLORMAPS:
-        out = app.HANDLERS.on_restyle(ui_session, cmap, 0.3)
+        out = app.HANDLERS.on_restyle(ui_session, cmap=cmap, opacity=0.3)
         images = [out[app.UI.overlays[m]] for m in METHODS]
         assert {im.size for im in images} == {ui_session["exp"].crop.size}
         assert "data:image/png" in out[app.UI.c["cbar"]]
         names = {Path(f).name for f in out[app.UI.c["files"]]}
         assert {"explanation_overlays.png", "explanation_micam.npy", "explanation.json"} <= names
-    out = app.HANDLERS.on_upsampling(ui_session, "bilinear", "jet", 0.5)
+    out = app.HANDLERS.on_upsampling(ui_session, "bilinear", cmap="jet", opacity=0.5)
     session = out[app.UI.c["session"]]
     assert "bilinear" in out[app.UI.c["note"]] and session["exp"].upsampling == "bilinear"
     assert session["exp"].lowres is ui_session["exp"].lowres
 
 
 def test_restyle_rewrites_overlays_but_not_maps(ui_session):
-    first = app.HANDLERS.on_restyle(ui_session, "jet", 0.5)[app.UI.c["files"]]
+    first = app.HANDLERS.on_restyle(ui_session, cmap="jet", opacity=0.5)[app.UI.c["files"]]
     stamp = {f: os.stat(f).st_mtime_ns for f in first}
-    second = app.HANDLERS.on_restyle(ui_session, "viridis", 0.5)[app.UI.c["files"]]
+    second = app.HANDLERS.on_restyle(ui_session, cmap="viridis", opacity=0.5)[app.UI.c["files"]]
     changed = {Path(f).name for f in second if os.stat(f).st_mtime_ns != stamp[f]}
     assert "explanation_micam.png" in changed and "explanation_micam.npy" not in changed
 
 
 def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatch):
     forbid(monkeypatch, "gpu_explain")
-    out = run(app.HANDLERS.on_counterfactuals(ui_session, 0.7, "mean", 8, "jet", 0.5))
+    out = run(app.HANDLERS.on_counterfactuals(ui_session, threshold=0.7, fill="mean", steps=8, cmap="jet",
+                                              opacity=0.5))
     session = out[app.UI.c["session"]]
     assert session["faith"].threshold == 0.7 and session["faith"].fill == "mean"
     rows = out[app.UI.c["metrics"]]
@@ -236,8 +237,8 @@ def test_bad_ui_settings_are_refused_before_model_work(monkeypatch):
     for methods, opacity, words in [([], 0.5, "Methods (methods)"), (["nope"], 0.5, "nope"),
                                     (list(METHODS[:1]), float("nan"), "Map opacity (opacity)")]:
         with pytest.raises(app.gr.Error) as excinfo:
-            run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", methods,
-                                        "paper", "jet", opacity, None, None))
+            run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                        methods=methods, upsampling="paper", cmap="jet", opacity=opacity))
         assert words in str(excinfo.value.message)
 
 
@@ -264,8 +265,8 @@ def test_examples_are_cached_lazily_and_uploads_never(monkeypatch, tmp_path):
 
     Image.open(CAT).rotate(90).save(other)
     for image in (CAT, CAT, upload, other, other):
-        out = run(app.HANDLERS.on_explain(str(image), "bundled:efficientnet_lite0", "", "auto", "top-1", ["micam"],
-                                          "paper", "jet", 0.5, None, None))
+        out = run(app.HANDLERS.on_explain(str(image), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                          methods=["micam"], upsampling="paper", cmap="jet", opacity=0.5))
         assert out[app.UI.c["session"]]["exp"].maps["micam"].shape == (224, 224)
     # the cat once (then cached), the rocket's bytes once (an example under any name), the other upload twice
     assert len(calls) == 4
@@ -275,7 +276,8 @@ def test_counterfactuals_stream_pairs_first_then_rows_then_curves(ui_session):
     """Cleared at once; every method's keep/remove before any metric; rows fill in map by map; curves, then files."""
     ui, c = app.UI, app.UI.c
     session = {**ui_session, "example": None}  # as an upload: computed, not served from the example cache
-    steps = list(app.HANDLERS.on_counterfactuals(session, 0.55, "black", 4, "jet", 0.5))
+    steps = list(app.HANDLERS.on_counterfactuals(session, threshold=0.55, fill="black", steps=4, cmap="jet",
+                                                      opacity=0.5))
     first = steps[0]
     assert all(first[ui.keep[m]] is None for m in METHODS) and first[c["curves"]] is None
     assert first[c["status"]]["visible"] is True
@@ -295,3 +297,38 @@ def test_controls_are_ready_when_the_page_opens():
     by_id = {comp.get("props", {}).get("elem_id"): comp["props"] for comp in config["components"]}
     assert len(by_id["target"]["choices"]) == 1001 and len(by_id["layer"]["choices"]) > 3
     assert "default layer" in by_id["model-info"]["value"]
+
+
+def test_every_setting_widget_is_read_by_explain_and_restored_by_a_link():
+    """A setting's widget is read by name: what Explain takes and a link restores follows from the records."""
+    from micam_core import SETTINGS
+
+    c = app.UI.c
+    widgets = handlers.setting_widgets(c)
+    assert list(widgets) == list(SETTINGS)  # every setting has a widget, methods' parameters included
+    blocks = {fn.name: fn for fn in app.demo.fns.values()}
+    explain_in = set(blocks["on_explain"].inputs)
+    assert {id(w) for w in widgets.values()} <= {id(w) for w in explain_in}
+    cf_in = {id(w) for w in blocks["on_counterfactuals"].inputs}
+    stages = {name for name, s in SETTINGS.items() if s.stage in ("counterfactual", "display")}
+    assert {name for name, w in widgets.items() if id(w) in cf_in} == stages
+    restored = {id(w) for w in blocks["on_link"].outputs}
+    assert {id(w) for w in widgets.values()} <= restored
+
+
+def test_method_parameters_flow_from_their_widgets_to_the_maps_and_the_link(monkeypatch):
+    seen = []
+    work.EXAMPLE_CACHE.clear()  # computed, not served from the example cache
+    original = work.gpu_explain
+    monkeypatch.setattr(work, "gpu_explain", lambda view, image: seen.append(view) or original(view, image))
+    out = run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                      methods=["gradcam", "finercam"], upsampling="paper", cmap="jet", opacity=0.5,
+                                      finercam_comparisons=2, finercam_strength=0.7, sscam_samples=5))
+    view = out[app.UI.c["session"]]["view"]
+    assert view.params() == {"finercam": {"strength": 0.7, "comparisons": 2}}
+    assert seen and seen[0].params() == view.params()  # the GPU function got them
+    query = out[app.UI.c["link_query"]]
+    assert "finercam_comparisons=2" in query and "finercam_strength=0.7" in query and "sscam" not in query
+    with pytest.raises(app.gr.Error, match=r"Finer-CAM comparisons \(finercam_comparisons\)"):
+        run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                    methods=["finercam"], finercam_comparisons=99))

@@ -99,16 +99,16 @@ def test_app_counterfactuals_and_figure_with_a_mathtext_class_name(monkeypatch):
             out.update(update)
         return out
 
-    out = run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", ["gradcam"],
-                                      "paper", "jet", 0.5, None, None))
+    out = run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                      methods=["gradcam"], upsampling="paper", cmap="jet", opacity=0.5))
     session = out[app.UI.c["session"]]
     assert "$" in session["exp"].target_label
-    out = run(app.HANDLERS.on_counterfactuals(session, 0.5, "black", 2, "jet", 0.5))
+    out = run(app.HANDLERS.on_counterfactuals(session, threshold=0.5, fill="black", steps=2, cmap="jet", opacity=0.5))
     session = out[app.UI.c["session"]]
     assert out[app.UI.c["curves"]] is not None
     from micam_app.paper import PaperHandlers  # the figure handler, around the page's handlers
 
-    figure = PaperHandlers(app.HANDLERS).on_figure(session, "jet", 0.5, True)
+    figure = PaperHandlers(app.HANDLERS).on_figure(session, True, cmap="jet", opacity=0.5)
     files = figure[app.UI.c["figure_files"]]["value"]
     pdf = next(f for f in files if f.endswith(".pdf"))
     assert Path(pdf).read_bytes().rstrip().endswith(b"%%EOF")
@@ -128,7 +128,7 @@ def test_a_link_whose_model_fails_to_load_explains_nothing_and_raises_nothing(mo
     state = {"example": "chelsea_cat", "methods": ("gradcam",), "upsampling": "paper", "target": None, "layer": None}
     out = {}
     for update in PaperHandlers(app.HANDLERS).on_link_explain(state, str(CAT), "bundled:efficientnet_lite0",
-                                                              "evil/model", "jet", 0.5):
+                                                              "evil/model", cmap="jet", opacity=0.5):
         out.update(update)
     assert list(out.values()) and all(v is not None for v in out.values())
     assert "Traceback" not in caplog.text

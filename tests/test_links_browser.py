@@ -132,3 +132,33 @@ def test_egyptian_cat_sentence_in_browser(page_url):  # noqa: F811
             expect(page.locator("#metrics")).to_contain_text("n/a: target not top-1", timeout=30_000)
         finally:
             browser.close()
+
+
+def test_method_parameters_travel_in_a_link(page_url):  # noqa: F811
+    """A method's parameters: restored from a link into their widgets (shown only for chosen methods that have
+    any), used by Explain, and written back into the link."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(page_url, wait_until="domcontentloaded")
+            expect(page.locator("#explain-btn")).to_be_visible(timeout=60_000)
+            expect(page.locator("#method-params")).to_be_hidden()  # the default methods have no parameters
+            page.goto(f"{page_url}?example=chelsea_cat&methods=gradcam,finercam&finercam_comparisons=2"
+                      "&finercam_strength=0.7&steps=4", wait_until="domcontentloaded")
+            expect(page.locator("#overlay-finercam img").first).to_be_visible(timeout=180_000)
+            link = page.locator("#link textarea, #link input").first
+            expect(link).to_have_value(re.compile(r"finercam_strength=0\.7&finercam_comparisons=2"), timeout=60_000)
+            expect(page.locator("#method-params")).to_be_visible()
+            page.get_by_text("Parameters of the chosen methods").click()
+            box = page.locator("#param-finercam_comparisons input")
+            expect(box).to_have_value("2", timeout=10_000)
+            expect(page.locator("#params-sscam")).to_be_hidden()
+            box.fill("4")
+            box.press("Tab")
+            page.locator("#explain-btn").click()
+            expect(link).to_have_value(re.compile(r"finercam_comparisons=4"), timeout=180_000)
+        finally:
+            browser.close()

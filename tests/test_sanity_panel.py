@@ -39,3 +39,19 @@ def test_the_panel_is_on_the_page():
     import app
 
     assert {"sanity_btn", "sanity_cost", "sanity_result", "sanity_plot"} <= set(app.UI.c)
+
+
+def test_a_click_loads_the_model_once_and_asks_the_gpu_for_its_cost(session, monkeypatch):
+    loads, calls = [], []
+    original = work.load
+    monkeypatch.setattr(work, "load", lambda spec: loads.append(spec) or original(spec))
+
+    def gpu(spec, exp, seconds):  # the GPU function finds the model in its own process by spec
+        calls.append((spec, seconds))
+        raise sanity_panel.MicamError("stopped here")
+
+    monkeypatch.setattr(sanity_panel, "gpu_sanity", gpu)
+    with pytest.raises(gr.Error, match="stopped here"):
+        sanity_panel.on_run(session)
+    assert loads == [session["spec"]] and calls[0][0] == session["spec"]
+    assert 10 <= calls[0][1] <= 120  # seconds within ZeroGPU's request range (micam_core.gpu)
