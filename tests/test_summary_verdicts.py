@@ -74,7 +74,8 @@ def test_the_summary_opens_with_one_sentence_per_metric_and_comparison(tmp_path)
     assert f"p = {pair['p_holm']:.2g} (Holm-adjusted over 2 comparisons)" in sentence
     assert sentence.endswith(": MI CAM better.") == (pair["p_holm"] < 0.05)
     assert any("no image has both values" in v and "Centred" in v for v in deletion)
-    same = next(v for v in report.verdicts if v.startswith("Insertion AUC (higher is better): MI CAM") and "Grad-CAM" in v)
+    same = next(v for v in report.verdicts
+                if v.startswith("Insertion AUC (higher is better): MI CAM") and "Grad-CAM" in v)
     assert "MI CAM better on 0 of 6 images, Grad-CAM on 0, tied on 6, p undefined (all 6 differences are zero): " \
            "identical on every image." in same
     assert "Random logit, MI CAM: identical map for a random class on 6 of 6 images (computed): " \
