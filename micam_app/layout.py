@@ -166,7 +166,7 @@ def counterfactual_panel(ui: UI) -> None:
     c["metrics"] = gr.Dataframe(headers=views.METRIC_HEADERS, show_label=False, interactive=False, wrap=True,
                                 column_widths=["190px", *["120px"] * (len(views.METRIC_HEADERS) - 1)],
                                 elem_id="metrics")
-    gr.Markdown("### Deletion and insertion curves", elem_classes="panel-title")
+    gr.Markdown("### Curves of the protocol (deletion and insertion, or ROAD)", elem_classes="panel-title")
     c["curves"] = gr.Image(label="Deletion and insertion curves", show_label=False, type="pil", format="png",
                            interactive=False, buttons=["download", "fullscreen"], elem_id="curves")
 
