@@ -6,6 +6,16 @@
 Prints one table per model (CPU, 224 px). Everything in a table is measured in the same run, so
 compare ratios, not absolute times (shared machines are noisy). Peak memory is measured in fresh
 subprocesses (ru_maxrss) that differ only in the operation they repeat.
+
+What is compared (``--paired``, the form the targets are checked in): per method, ours *image in* (JPEG
+decoding and resizing included), ours *crop in* (the decoded model-input crop: the shared pass and the
+method's map), each peer *tensor in* (its whole call on the prepared tensor, its forward pass included),
+and the *own work* of both on tensors already captured (ours: the record's map and its upsampling and
+min-max; pytorch-grad-cam: its per-layer CAM and scaling; torchcam's CAM: its weights and map). The
+last rows time sets of methods in one call against a plain forward pass: the single-pass methods *at the
+layer* (``AT_LAYER``: one forward pass, and a backward pass that stops at the target layer: the set the
+2.0x target is about) and every method the shared pass serves (adding FullGrad and Guided Grad-CAM,
+whose backward runs to the input, RefineCAM, to the shallowest of its layers, and LeGrad on ViTs).
 """
 
 from __future__ import annotations
@@ -33,7 +43,12 @@ import torch.nn.functional as F  # noqa: E402
 from micam_core import METHOD_LABELS, METHODS, REGISTRY, explain, from_module, load_model, mutual_information  # noqa: E402
 from micam_core.capture import capture  # noqa: E402
 from micam_core.layers import get_module  # noqa: E402
-from micam_core.registry import SINGLE_PASS  # noqa: E402
+from micam_core.maps import render_map  # noqa: E402
+from micam_core.methods import capture_inputs, explain_crops  # noqa: E402
+from micam_core.registry import AT_LAYER, SINGLE_PASS, compute_maps, display_mode  # noqa: E402
+
+AT_LAYER_TARGET = 2.0  # all single-pass methods at the layer together, x a plain forward pass
+OWN_PASS_TARGETS = {"shapleycam": 3.0, "fullgrad": 3.0}  # x a plain forward pass
 from micam_core.tokens import Layout, to_map  # noqa: E402
 
 
@@ -86,6 +101,12 @@ def pytorch_grad_cam_fn(loaded, x, method: str = "gradcam", layer: str | None = 
         cam.batch_size = 32
     if method == "finercam":
         return lambda: cam(x, targets=None, target_idx=0)
+    if method not in ("shapleycam", "fullgrad"):  # (FullGrad's own work reads the input's .grad of its call)
+        targets = [ClassifierOutputTarget(0)]
+        run = lambda: cam(input_tensor=x, targets=targets)  # noqa: E731
+        # its own work after its pass: the per-layer CAM from the kept tensors, scaled and aggregated
+        run.own = lambda: cam.aggregate_multi_layers(cam.compute_cam_per_layer(x, targets, False))
+        return run
     if method == "shapleycam":
         def run():  # its kept gradients are views its release() cannot detach: drop them (else hooks stay)
             try:
@@ -145,6 +166,8 @@ def torchcam_fn(loaded, x, method: str):
                 return extractor(0, loaded.model(x))
         return extractor(0, loaded.model(x))
     run.cleanup = extractor.remove_hooks
+    if method == "cam":
+        run.own = lambda: extractor(0)  # its weights and map from the activations its hook kept
     return run
 
 
@@ -179,73 +202,116 @@ def method_rows(loaded, image: Path, x, t_fwd: float, repeats: int, scorecam_rep
     yield (f"all {len(runnable)} single-pass methods together, end to end", together, None)
 
 
+def ours_own_work(loaded, crop, method: str, upsample: bool = True):
+    """Ours on an already captured pass: the record's map (the MI recomputed), then, with ``upsample``, its
+    upsampling and min-max (as pytorch-grad-cam's own work ends; torchcam's ends at feature resolution)."""
+    _, inputs = capture_inputs(loaded, [crop], lambda lg: [0], loaded.default_layer, (method,))
+    size = crop.size[::-1]
+
+    def run():
+        inputs.__dict__.pop("mi", None)
+        lowres = compute_maps((method,), inputs)[method][0][0].cpu().numpy()
+        return render_map(lowres, size, display_mode(method, "paper")) if upsample else lowres
+    return run
+
+
 def paired_rows(loaded, image: Path, x, methods: tuple[str, ...], repeats: int):
-    """For each method, ours (image in), each peer (tensor in) and the plain forward, called in turn in every
-    round: a busy machine slows all of them alike. Rows give medians and the median of the per-round ratios."""
+    """For each method, ours (image in, crop in), each peer (tensor in) and the plain forward, called in turn in
+    every round, then both sides' own work: a busy machine slows all of them alike. Rows give medians and the
+    median of the per-round ratios."""
     def forward():
         with torch.no_grad():
             loaded.model(x)
 
+    crop = loaded.crop(__import__("micam_core").load_image(image))
     for method in methods:
         if REGISTRY[method].why_not(loaded):
             continue
-        fns = {"ours": lambda m=method: explain(loaded, image, methods=(m,), target=0), "forward": forward}
+        fns = {"ours": lambda m=method: explain(loaded, image, methods=(m,), target=0),
+               "crop": lambda m=method: explain_crops(loaded, [crop], lambda lg: [0], loaded.default_layer, (m,)),
+               "forward": forward}
         for peer, builder, names in (("pytorch-grad-cam", pytorch_grad_cam_fn, PGC_CLASSES),
                                      ("torchcam 0.5", torchcam_fn, TORCHCAM_CLASSES)):
             if method in names and not (peer.startswith("torchcam") and token_reshape(loaded, loaded.default_layer)):
                 fns[peer] = builder(loaded, x, method)
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        failed: dict[str, str] = {}
-        for round_ in range(repeats + 1):
-            for key, fn in fns.items():
-                if key in failed:
-                    continue
-                start = time.perf_counter()
-                try:
-                    fn()
-                except (RuntimeError, ValueError) as error:  # e.g. pytorch-grad-cam's ShapleyCAM on tokens
-                    failed[key] = str(error).splitlines()[0][:60]
-                    continue
-                if round_:  # the first round warms up
-                    times[key].append(time.perf_counter() - start)
+        times, failed = interleaved(fns, repeats)
+        owns = {k: fn.own for k, fn in fns.items() if hasattr(fn, "own") and k not in failed}
+        own_times = {}
+        for peer, own in owns.items():  # one peer at a time: ours ends where that peer's own work ends
+            mine = ours_own_work(loaded, crop, method, upsample=peer == "pytorch-grad-cam")
+            own_times[peer] = interleaved({"peer": own, "ours": mine}, repeats)[0]
         for fn in fns.values():
             getattr(fn, "cleanup", lambda: None)()
-        del fns
+        del fns, owns
         gc.collect()  # a peer that raised may hold its hooks until collected
-        if "ours" in failed:
-            yield f"{METHOD_LABELS[method]}: micam_core", float("nan"), f"fails: {failed['ours']}"
-            continue
-        ours = times.pop("ours")
-        fwd = times.pop("forward")
-        label = METHOD_LABELS[method]
-        yield (f"{label}: micam_core end to end (image in)", statistics.median(ours),
-               f"{statistics.median([o / f for o, f in zip(ours, fwd)]):.2f}x forward")
-        for peer, reason in failed.items():
-            yield f"{label}: {peer} (tensor in)", float("nan"), f"fails: {reason}"
-            times.pop(peer)
-        for peer, ts in times.items():
-            yield (f"{label}: {peer} (tensor in)", statistics.median(ts),
-                   f"{statistics.median([t / f for t, f in zip(ts, fwd)]):.2f}x forward; ours "
-                   f"{statistics.median([t / o for t, o in zip(ts, ours)]):.2f}x faster")
-    runnable = tuple(m for m in SINGLE_PASS if REGISTRY[m].why_not(loaded) is None)
-    lighter = tuple(m for m in runnable if "bias_grads" not in REGISTRY[m].needs and "guided" not in REGISTRY[m].needs)
-    sets = {f"all {len(runnable)} single-pass methods together": runnable,
-            f"the {len(lighter)} of them without a backward pass to the input": lighter}
-    times = {name: [] for name in sets}
-    fwd = []
+        yield from method_result(method, times, failed, own_times)
+    yield from together_rows(loaded, image, forward, repeats)
+
+
+def interleaved(fns: dict, repeats: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Each function once per round, in turn, for ``repeats`` rounds after one warm-up round."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    failed: dict[str, str] = {}
     for round_ in range(repeats + 1):
-        for name, chosen in sets.items():
+        for key, fn in fns.items():
+            if key in failed:
+                continue
             start = time.perf_counter()
-            explain(loaded, image, methods=chosen, target=0)
-            if round_:
-                times[name].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        forward()
-        if round_:
-            fwd.append(time.perf_counter() - start)
-    for name, ts in times.items():
-        yield (f"{name}, end to end", statistics.median(ts),
-               f"{statistics.median([t / f for t, f in zip(ts, fwd)]):.2f}x forward")
+            try:
+                fn()
+            except (RuntimeError, ValueError) as error:  # e.g. pytorch-grad-cam's ShapleyCAM on tokens
+                failed[key] = str(error).splitlines()[0][:60]
+                continue
+            if round_:  # the first round warms up
+                times[key].append(time.perf_counter() - start)
+    return times, failed
+
+
+def ratio(a: list[float], b: list[float]) -> float:
+    """Median of the per-round ratios ``a / b``."""
+    return statistics.median([x / y for x, y in zip(a, b)])
+
+
+def method_result(method: str, times: dict, failed: dict, own: dict):
+    label = METHOD_LABELS[method]
+    if "ours" in failed:
+        yield f"{label}: micam_core", float("nan"), f"fails: {failed['ours']}"
+        return
+    ours, crop, fwd = times.pop("ours"), times.pop("crop"), times.pop("forward")
+    target = OWN_PASS_TARGETS.get(method)
+    verdict = f" (target <= {target:.1f}x: {'met' if ratio(ours, fwd) <= target else 'MISSED'})" if target else ""
+    yield f"{label}: ours, image in", statistics.median(ours), f"{ratio(ours, fwd):.2f}x forward{verdict}"
+    yield f"{label}: ours, crop in", statistics.median(crop), f"{ratio(crop, fwd):.2f}x forward"
+    for peer, reason in failed.items():
+        yield f"{label}: {peer} (tensor in)", float("nan"), f"fails: {reason}"
+        times.pop(peer)
+    for peer, ts in times.items():
+        yield (f"{label}: {peer} (tensor in)", statistics.median(ts),
+               f"{ratio(ts, fwd):.2f}x forward; ours {ratio(ts, crop):.2f}x faster crop in, "
+               f"{ratio(ts, ours):.2f}x image in")
+    for peer, ts in own.items():
+        what = "map, upsampling, min-max" if peer == "pytorch-grad-cam" else "map at feature resolution"
+        yield (f"{label}: own work on captured tensors ({what}): {peer}", statistics.median(ts["peer"]),
+               f"ours {statistics.median(ts['ours']) * 1000:.2f} ms, {ratio(ts['peer'], ts['ours']):.1f}x faster")
+
+
+def together_rows(loaded, image: Path, forward, repeats: int):
+    """Sets of methods in one call, interleaved with the plain forward pass."""
+    at_layer = tuple(m for m in AT_LAYER if REGISTRY[m].why_not(loaded) is None)
+    shared = tuple(m for m in SINGLE_PASS if REGISTRY[m].why_not(loaded) is None)
+    below = [m for m in shared if m not in at_layer]
+    sets = {f"all {len(at_layer)} single-pass methods at the layer together (one forward, backward to the layer "
+            f"only: {', '.join(at_layer)})": at_layer,
+            f"all {len(shared)} methods of the shared pass together (adds {', '.join(below)}: "
+            "backward below the layer)": shared}
+    fns = {name: (lambda chosen=chosen: explain(loaded, image, methods=chosen, target=0))
+           for name, chosen in sets.items()}
+    times, _ = interleaved({**fns, "forward": forward}, repeats)
+    fwd = times.pop("forward")
+    for i, (name, ts) in enumerate(times.items()):
+        verdict = (f" (target <= {AT_LAYER_TARGET:.1f}x: {'met' if ratio(ts, fwd) <= AT_LAYER_TARGET else 'MISSED'})"
+                   if i == 0 else "")
+        yield f"{name}, image in", statistics.median(ts), f"{ratio(ts, fwd):.2f}x forward{verdict}"
 
 
 def time_table(name: str, image: Path, repeats: int, scorecam_repeats: int = 1, methods: tuple[str, ...] = METHODS,

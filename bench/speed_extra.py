@@ -1,17 +1,21 @@
 """Methods with extra passes, several layers or attention, against their oracles at the same batch size.
 
-    python bench/speed_extra.py [--samples 1] [--repeats 1]
+    python bench/speed_extra.py [--samples 1] [--repeats 1] [--methods ablationcam,sscam,...,legrad]
 
 CPU, 224 px, random weights, one image, target class 0. Ablation-CAM, SS-CAM, IS-CAM, SmoothGrad-CAM++ and
 RefineCAM on resnet18's layer3 (256 channels: 256+ masked passes each); LeGrad on torchvision's ViT-B/16
 (its last four blocks). Both sides batch 32 inputs per pass (pytorch-grad-cam's and torchcam's default);
 SS-CAM and IS-CAM run ``--samples`` samples (torchcam's defaults, 35 and 10, only multiply both sides).
-Ours is timed end to end (image in, the shared pass included); the oracles tensor in.
+Ours is timed end to end (image in, the shared pass included); the oracles tensor in. Ours and the oracle
+run in turn, round after round (a warm-up round first), and the ratio is the median of the per-round ratios:
+a busy machine slows both alike. RefineCAM and LeGrad spend no extra pass: the shared pass records their
+layers and attention.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import warnings
 from pathlib import Path
@@ -22,14 +26,13 @@ sys.path.insert(0, str(ROOT))
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from bench.speed import median_time, print_table  # noqa: E402
+from bench.speed import interleaved, print_table, ratio  # noqa: E402
 from micam_core import METHOD_LABELS, explain, from_module, load_image  # noqa: E402
 from micam_core.legrad import legrad_blocks  # noqa: E402
 from micam_core.refine import refine_layers  # noqa: E402
 
 LAYER = "layer3"
 BATCH = 32
-MANY_PASSES = ("ablationcam", "sscam", "iscam")
 
 
 def cnn_oracles(loaded, x, samples: int) -> dict:
@@ -65,18 +68,25 @@ def cnn_oracles(loaded, x, samples: int) -> dict:
     }
 
 
-def rows(image: Path, samples: int, repeats: int):
+def paired(label: str, oracle: str, ours, theirs, repeats: int):
+    times, _ = interleaved({"ours": ours, "theirs": theirs}, repeats)
+    yield f"{label}: ours, end to end", statistics.median(times["ours"]), None
+    yield (f"{label}: {oracle} (tensor in)", statistics.median(times["theirs"]),
+           f"ours {ratio(times['theirs'], times['ours']):.2f}x faster")
+
+
+def rows(image: Path, samples: int, repeats: int, methods: tuple[str, ...]):
     torch.manual_seed(0)
     loaded = from_module(timm.create_model("resnet18", pretrained=False), spec="resnet18", device="cpu")
     x = loaded.to_input([loaded.crop(load_image(image))]).contiguous()
     for method, (params, oracle, call) in cnn_oracles(loaded, x, samples).items():
-        warmup = 0 if method in MANY_PASSES else 1  # hundreds of passes: a warm-up changes nothing but the wait
-        ours = median_time(lambda m=method, p=params: explain(loaded, image, target=0, layer=LAYER, methods=(m,),
-                                                                params={m: p}), repeats, warmup)
-        theirs = median_time(call, repeats, warmup)
-        yield f"{METHOD_LABELS[method]} (resnet18 {LAYER}): ours, end to end", ours, None
-        yield f"{METHOD_LABELS[method]}: {oracle} (tensor in)", theirs, f"ours {theirs / ours:.2f}x faster"
-    yield from legrad_rows(image, repeats)
+        if method not in methods:
+            continue
+        ours = lambda m=method, p=params: explain(loaded, image, target=0, layer=LAYER, methods=(m,),  # noqa: E731
+                                                  params={m: p})
+        yield from paired(f"{METHOD_LABELS[method]} (resnet18 {LAYER})", oracle, ours, call, repeats)
+    if "legrad" in methods:
+        yield from legrad_rows(image, repeats)
 
 
 def legrad_rows(image: Path, repeats: int):
@@ -95,10 +105,8 @@ def legrad_rows(image: Path, repeats: int):
             vit(x)
             return extractor(0)
 
-    ours = median_time(lambda: explain(loaded, image, target=0, layer=layer, methods=("legrad",)), repeats, warmup=1)
-    t = median_time(theirs, repeats, warmup=1)
-    yield "LeGrad (torchvision ViT-B/16, last 4 blocks): ours, end to end", ours, None
-    yield "LeGrad: torchcam LeGrad (tensor in)", t, f"ours {t / ours:.2f}x faster"
+    ours = lambda: explain(loaded, image, target=0, layer=layer, methods=("legrad",))  # noqa: E731
+    yield from paired("LeGrad (torchvision ViT-B/16, last 4 blocks)", "torchcam LeGrad", ours, theirs, repeats)
 
 
 def main() -> None:
@@ -106,13 +114,15 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=ROOT / "examples" / "chelsea_cat.jpg")
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--methods", default="ablationcam,sscam,iscam,smoothgradcampp,refinecam,legrad")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, image {args.image.name}, "
           f"batch {BATCH}, SS-CAM/IS-CAM samples {args.samples}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         print_table("extra-pass, multi-layer and attention methods vs their oracles",
-                    ((label, t, note or "") for label, t, note in rows(args.image, args.samples, args.repeats)))
+                    ((label, t, note or "") for label, t, note in rows(args.image, args.samples, args.repeats,
+                                                                        tuple(args.methods.split(",")))))
 
 
 if __name__ == "__main__":

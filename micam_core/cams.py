@@ -65,6 +65,10 @@ def _xgradcam_weights(x: MapInputs) -> torch.Tensor:
 def first_component(acts: torch.Tensor) -> torch.Tensor:
     """Eigen-CAM: each image's centred ``(h*w) x K`` activations projected on their first principal axis.
 
+    The projection is ``u_1 s_1`` (first left singular vector times its singular value), read from the
+    eigen-decomposition of the smaller Gram matrix: ``C C^T`` (cells x cells) gives ``u_1`` and ``s_1^2``
+    directly; ``C^T C`` (channels x channels) gives the axis ``v_1``, and ``C v_1`` the projection. In
+    float64, this equals the SVD's projection (pytorch-grad-cam's) at a fraction of its cost.
     The sign of a singular vector is arbitrary; we orient it so that the projection correlates
     positively with the summed activation (salient = strongly active), which the paper implies
     and pytorch-grad-cam leaves to the SVD routine (see tests/test_registry.py).
@@ -72,8 +76,12 @@ def first_component(acts: torch.Tensor) -> torch.Tensor:
     b, k, h, w = acts.shape
     cells = acts.reshape(b, k, h * w).transpose(1, 2).to(torch.float64)
     cells = cells - cells.mean(dim=1, keepdim=True)
-    _, _, vh = torch.linalg.svd(cells, full_matrices=False)
-    proj = (cells @ vh[:, 0, :].unsqueeze(-1)).squeeze(-1)  # B x hw
+    if h * w <= k:
+        values, vectors = torch.linalg.eigh(cells @ cells.transpose(1, 2))
+        proj = vectors[..., -1] * values[..., -1:].clamp_min(0).sqrt()  # B x hw
+    else:
+        _, vectors = torch.linalg.eigh(cells.transpose(1, 2) @ cells)
+        proj = (cells @ vectors[..., -1:]).squeeze(-1)
     total = cells.sum(dim=2)
     sign = torch.where((proj * total).sum(1, keepdim=True) < 0, -1.0, 1.0).to(proj.dtype)
     return (proj * sign).reshape(b, h, w).to(acts.dtype)

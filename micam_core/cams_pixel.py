@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .maps import combine
-from .mi import nearest_cell_index
+from .mi import nearest_cell_index, xlogx_sum
 from .registry import MapInputs, MapResult
 
 SCALE_EPS = 1e-7  # pytorch-grad-cam's scale_cam_image
@@ -59,13 +59,28 @@ def guided_gradcam(x: MapInputs) -> MapResult:
     return (x.guided_grad.abs() * up).sum(1), None
 
 
+def quantile_edges(sorted_values: torch.Tensor, bins: int) -> torch.Tensor:
+    """The ``i / bins`` quantiles (``0 < i < bins``) of each row of ascending ``sorted_values``, float64, as
+    ``torch.quantile`` computes them (rank ``q (n - 1)``, linear interpolation between its neighbours)."""
+    n = sorted_values.shape[-1]
+    q = torch.linspace(0, 1, bins + 1, dtype=torch.float64, device=sorted_values.device)[1:-1]
+    ranks = q * (n - 1)
+    below, above = ranks.long(), ranks.ceil().long()
+    v = sorted_values.to(torch.float64)
+    return v[..., below].lerp(v[..., above], (ranks - below).expand(*v.shape[:-1], -1))
+
+
 def quantile_bins(values: torch.Tensor, bins: int) -> torch.Tensor:
     """Bin index (0..bins-1) of each value of each row: edges at the row's ``i / bins`` quantiles
     (linear interpolation, as ``numpy.quantile``), a value equal to an edge goes to the upper bin."""
-    v = values.to(torch.float64)
-    q = torch.linspace(0, 1, bins + 1, dtype=torch.float64, device=v.device)[1:-1]
-    edges = torch.quantile(v, q, dim=-1).movedim(0, -1).contiguous()
-    return torch.searchsorted(edges, v.contiguous(), right=True)
+    if values.dtype == torch.uint8 and values.shape[0] == 1:  # an 8-bit image: sorted from its histogram
+        cumulative = torch.bincount(values[0].long(), minlength=256).cumsum(0)
+        ranks = torch.arange(values.shape[1], device=values.device)
+        ordered = torch.searchsorted(cumulative, ranks, right=True)[None]
+    else:  # sorting the float32 values orders them as their float64 copies would
+        ordered = torch.sort(values, dim=-1).values
+    edges = quantile_edges(ordered, bins).contiguous()
+    return torch.searchsorted(edges, values.to(torch.float64).contiguous(), right=True)
 
 
 def binned_mi(gray: torch.Tensor, acts: torch.Tensor, bins: int) -> torch.Tensor:
@@ -85,8 +100,7 @@ def binned_mi(gray: torch.Tensor, acts: torch.Tensor, bins: int) -> torch.Tensor
     joint = torch.zeros(k, bins, bins, dtype=torch.float64, device=acts.device).scatter_add_(
         1, act_bins[..., None].expand(-1, -1, bins), counts.expand(k, -1, -1))  # joint[k, bin of c, g] += counts[c, g]
     rows, grey = joint.sum(2), counts.sum(0)
-    mi = (torch.xlogy(joint, joint).sum((1, 2)) + math.log(n) * n - torch.xlogy(rows, rows).sum(1)
-          - torch.xlogy(grey, grey).sum()) / n
+    mi = (xlogx_sum(joint, (1, 2)) + math.log(n) * n - xlogx_sum(rows, 1) - xlogx_sum(grey, 0)) / n
     return mi.clamp_min(0.0)
 
 

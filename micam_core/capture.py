@@ -18,6 +18,9 @@ Extras, computed only when a chosen method asks, all for the target logit: ``"hv
 Hessian-vector product ``H A`` at the layer, ShapleyCAM), ``"bias_grads"`` (input gradient and the
 gradients at every bias layer, FullGrad) and ``"guided"`` (guided-backpropagation input gradient). The
 last two need the graph below the layer: the forward then records it from the input (see capture_full.py).
+Two more requests name modules: ``layers`` (shallower layers' activations and target-logit gradients,
+RefineCAM) and ``attention`` (vision-transformer blocks: the gradient of each block's own class score with
+respect to its attention, LeGrad); recording then starts at the first of them to run (see capture_taps.py).
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .capture_full import FullTaps, effective_bias
+from .capture_taps import EarlyTaps
 from .errors import LayerError, TargetError
 from .layers import get_module
-from .tokens import layout_of, to_map
+from .tokens import Layout, layout_of, to_map
 
 TargetChooser = Callable[[torch.Tensor], Sequence[int]]
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B x C logits, B targets) -> B scores
@@ -70,6 +74,9 @@ class Capture:
     input_grad: torch.Tensor | None = None  # d y_c / d input (B x 3 x H x W)
     guided_grad: torch.Tensor | None = None  # guided-backpropagation d y_c / d input
     bias_grads: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (bias K, d y_c / d output B x K x h x w)
+    layers: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # name -> (A, d y_c / dA)
+    # block -> (d s^l_c / d P^l, B x heads x queries x keys; the layout of the block's tokens)
+    attention: dict[str, tuple[torch.Tensor, Layout]] = field(default_factory=dict)
 
     @property
     def grad_logit(self) -> torch.Tensor | None:  # d y_target / dA
@@ -115,7 +122,7 @@ class _LayerTap:
         if not self.record:
             self.leaves = [output.detach()]
             return None
-        if self.full:
+        if self.full or output.requires_grad:  # recording started below the layer: stay connected
             self.leaves = [output.clone() for _ in range(self.copies)]
         else:
             torch.set_grad_enabled(True)  # restored by the caller's no_grad() on exit
@@ -134,20 +141,25 @@ def capture(
     want_prob_grad: bool = True,
     objectives: Mapping[str, Objective] | None = None,
     extras: Iterable[str] = (),
+    layers: Sequence[str] = (),
+    attention: Sequence[str] = (),
 ) -> Capture:
     """Run the pass on ``batch``; ``choose_targets(logits)`` picks one class per image.
 
     ``objectives``: more named objectives whose gradients at the layer are wanted (``Capture.grads``);
-    ``extras``: any of :data:`EXTRAS` (they imply the target-logit gradient).
+    ``extras``: any of :data:`EXTRAS` (they imply the target-logit gradient); ``layers``: more layers whose
+    activations and target-logit gradients are wanted (``Capture.layers``; they imply the target-logit
+    gradient); ``attention``: attention blocks for ``Capture.attention``.
     """
     extras = frozenset(extras)
     unknown = extras - set(EXTRAS)
     if unknown:
         raise ValueError(f"Unknown capture extras {sorted(unknown)}; known: {EXTRAS}.")
-    wanted = {**({LOGIT: logit_objective} if want_logit_grad or extras else {}),
+    wanted = {**({LOGIT: logit_objective} if want_logit_grad or extras or layers else {}),
               **({PROB: prob_objective} if want_prob_grad else {}), **(objectives or {})}
+    layers, attention = [n for n in dict.fromkeys(layers) if n != layer], list(dict.fromkeys(attention))
     if len(wanted) > 1 and model in _single_copy:
-        return _capture_each(model, layer, batch, choose_targets, wanted, extras)
+        return _capture_each(model, layer, batch, choose_targets, wanted, extras, layers, attention)
     module = get_module(model, layer)
     full = bool(extras & _FULL_GRAPH)
     tap = _LayerTap(copies=max(len(wanted), 1), record=bool(wanted), full=full)
@@ -156,6 +168,7 @@ def capture(
         x = batch.detach().clone().requires_grad_(True) if full else batch
         handle = module.register_forward_hook(tap)
         taps = FullTaps(model, "bias_grads" in extras, "guided" in extras) if full else None
+        early = EarlyTaps(model, layers, attention) if layers or attention else None
         try:
             with torch.no_grad(), eval_mode(model), torch.enable_grad() if full else nullcontext(), \
                     twice_differentiable() if "hvp" in extras else nullcontext():
@@ -168,9 +181,11 @@ def capture(
             handle.remove()
             if taps is not None:
                 taps.remove()
+            if early is not None:
+                early.remove()
         if out is None:
             _single_copy.add(model)
-            return _capture_each(model, layer, batch, choose_targets, wanted, extras)
+            return _capture_each(model, layer, batch, choose_targets, wanted, extras, layers, attention)
         if not tap.leaves:
             raise LayerError(f"Layer '{layer}' was not used in the forward pass.")
         logits_all = out[0] if isinstance(out, (tuple, list)) else out
@@ -181,21 +196,26 @@ def capture(
         targets = _checked_targets(choose_targets(logits.detach()), size, logits.shape[1])
         result = Capture(logits=logits.detach(), activations=to_map(tap.leaves[0].detach(), layout),
                          targets=targets)
+        if early is not None and attention:  # first: the backward passes below may free the graph
+            result.attention = early.attention_grads(result.targets, size, tuple(batch.shape[-2:]))
         if wanted:
-            _backward(result, tap.leaves, logits_all, size, wanted, extras, x, taps)
+            _backward(result, tap.leaves, logits_all, size, wanted, extras, x, taps, early)
             result.grads = {name: to_map(g, layout) for name, g in result.grads.items()}
             result.hvp = None if result.hvp is None else to_map(result.hvp, layout)
     return result
 
 
 def _capture_each(model: nn.Module, layer: str, batch: torch.Tensor, choose_targets: TargetChooser,
-                  wanted: Mapping[str, Objective], extras: frozenset[str]) -> Capture:
+                  wanted: Mapping[str, Objective], extras: frozenset[str], layers: Sequence[str],
+                  attention: Sequence[str]) -> Capture:
     """One pass per objective, for models whose other branches cannot take several copies."""
     result: Capture | None = None
     for name, objective in wanted.items():
         chooser = choose_targets if result is None else _fixed(result.targets)
+        first = result is None  # the target logit's pass when it is wanted (extras and layers imply it)
         one = capture(model, layer, batch, chooser, want_logit_grad=False, want_prob_grad=False,
-                      objectives={name: objective}, extras=extras if name == LOGIT else ())
+                      objectives={name: objective}, extras=extras if first else (), layers=layers if first else (),
+                      attention=attention if first else ())
         if result is None:
             result = one
         else:
@@ -203,6 +223,8 @@ def _capture_each(model: nn.Module, layer: str, batch: torch.Tensor, choose_targ
             for key in ("hvp", "input_grad", "guided_grad", "bias_grads"):
                 if getattr(one, key) is not None:
                     setattr(result, key, getattr(one, key))
+            result.layers.update(one.layers)
+            result.attention.update(one.attention)
     return result
 
 
@@ -227,20 +249,32 @@ def _checked_targets(targets: Sequence[int], size: int, num_classes: int) -> lis
 
 def _backward(result: Capture, leaves: list[torch.Tensor], logits_all: torch.Tensor, size: int,
               wanted: Mapping[str, Objective], extras: frozenset[str], x: torch.Tensor,
-              taps: FullTaps | None) -> None:
+              taps: FullTaps | None, early: EarlyTaps | None) -> None:
     cols = torch.tensor(result.targets, device=logits_all.device)
     names = list(wanted)
     hvp = "hvp" in extras
+    shallow = list(early.outputs.items()) if early is not None else []
+    # With the target logit the only objective, one backward pass also reaches the shallower layers.
+    together = shallow if names == [LOGIT] and not hvp else []
+    more = taps is not None or hvp or bool(shallow and not together)
     with torch.enable_grad():
         scores = [wanted[n](logits_all[i * size:(i + 1) * size], cols).sum() for i, n in enumerate(names)]
-        grads = torch.autograd.grad(torch.stack(scores).sum(), leaves, allow_unused=True,
-                                    retain_graph=taps is not None or hvp, create_graph=hvp)
+        grads = torch.autograd.grad(torch.stack(scores).sum(), [*leaves, *(o for _, o in together)],
+                                    allow_unused=True, retain_graph=more, create_graph=hvp)
+        grads, below = grads[:len(leaves)], grads[len(leaves):]
+        if shallow and not together:
+            below = torch.autograd.grad(scores[names.index(LOGIT)], [o for _, o in shallow], allow_unused=True,
+                                        retain_graph=True)
         if hvp:
             result.hvp = _hvp(grads[names.index(LOGIT)], leaves[names.index(LOGIT)])
         if taps is not None:
             _below_layer(result, scores[names.index(LOGIT)], x, taps, extras, size, names.index(LOGIT))
     result.grads = {n: torch.zeros_like(leaf).detach() if g is None else g.detach()
                     for n, g, leaf in zip(names, grads, leaves)}
+    hw = tuple(x.shape[-2:])
+    for (name, out), g in zip(shallow, below):
+        layout = layout_of(early.model, name, tuple(out.shape), hw)
+        result.layers[name] = (to_map(out[:size].detach(), layout), to_map(_or_zeros(g, out)[:size], layout))
 
 
 def _hvp(grad: torch.Tensor | None, leaf: torch.Tensor) -> torch.Tensor:

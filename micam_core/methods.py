@@ -26,6 +26,7 @@ from .registry import (
     display_mode,
     needs_of,
     objectives_of,
+    taps_of,
 )
 from .settings import DEFAULTS, UPSAMPLING, validate
 
@@ -109,9 +110,17 @@ def explain(
         return [t if t is not None else p for t, p in zip(wanted, top1)]
 
     refuse_unavailable(loaded, layer, methods)
-    cap, inputs = capture_inputs(loaded, crops, choose, layer, methods, params)
-    explanations = _build(loaded, cap, crops, layer, methods, upsampling, inputs, params)
+    explanations = explain_crops(loaded, crops, choose, layer, methods, upsampling, params)
     return explanations[0] if single else explanations
+
+
+def explain_crops(loaded: LoadedModel, crops: list[Image.Image], choose: TargetChooser, layer: str,
+                  methods: tuple[str, ...], upsampling: str = DEFAULTS["upsampling"],
+                  params: Mapping[str, Mapping[str, Any]] | None = None) -> list[Explanation]:
+    """What :func:`explain` does once the images are decoded and cropped (values already checked): the shared
+    pass on the model-input ``crops`` and every chosen method's map."""
+    cap, inputs = capture_inputs(loaded, crops, choose, layer, methods, params)
+    return _build(loaded, cap, crops, layer, methods, upsampling, inputs, params)
 
 
 def capture_inputs(loaded: LoadedModel, crops: list[Image.Image], choose: TargetChooser, layer: str,
@@ -122,12 +131,12 @@ def capture_inputs(loaded: LoadedModel, crops: list[Image.Image], choose: Target
     batch = loaded.to_input(crops)
     cap = capture(loaded.model, layer, batch, choose, want_logit_grad="grad_logit" in needs,
                   want_prob_grad="grad_prob" in needs, objectives=objectives_of(methods, params),
-                  extras=needs & set(EXTRAS))
+                  extras=needs & set(EXTRAS), **taps_of(methods, loaded, layer, params))
     inputs = MapInputs(activations=cap.activations, grays=[np.array(c.convert("L")) for c in crops],
                        targets=cap.targets, grad_logit=cap.grad_logit, grad_prob=cap.grad_prob,
                        batch=batch, model=loaded.model, logits=cap.logits, layer=layer, loaded=loaded,
                        grads=cap.grads, hvp=cap.hvp, input_grad=cap.input_grad, guided_grad=cap.guided_grad,
-                       bias_grads=cap.bias_grads)
+                       bias_grads=cap.bias_grads, layer_maps=cap.layers, attention=cap.attention)
     return cap, inputs
 
 

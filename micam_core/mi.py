@@ -40,8 +40,11 @@ def nearest_cell_index(height: int, width: int, h: int, w: int, device=None) -> 
     return up.reshape(height, width).to(torch.int64)
 
 
-def _xlogx_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return torch.xlogy(x, x).sum(dim)
+def xlogx_sum(counts: torch.Tensor, dim) -> torch.Tensor:
+    """``sum c log c`` along ``dim`` of integer-valued counts, in float64 (``0 log 0 = 1 log 1 = 0``: the
+    logarithm of ``max(c, 1)`` needs no special case, and costs half of ``torch.xlogy``)."""
+    c = counts.to(torch.float64)
+    return (c * c.clamp_min(1.0).log()).sum(dim)
 
 
 def _group_ids(acts: torch.Tensor) -> torch.Tensor:
@@ -54,11 +57,12 @@ def _group_ids(acts: torch.Tensor) -> torch.Tensor:
 
 
 def _tied_groups_xlogx(flat: torch.Tensor, group_cells: torch.Tensor, counts: torch.Tensor,
-                       channels: int) -> torch.Tensor:
+                       channels: int, n: int) -> torch.Tensor:
     """``sum M log M`` per channel over the groups of two or more tied cells.
 
     ``flat`` holds each (channel, cell)'s global group id (``channel * cells + group``) and
-    ``group_cells`` the number of cells in each global group.
+    ``group_cells`` the number of cells in each global group. Counts are summed in float32, exact while
+    they stay below 2**24 pixels (checked; float64 beyond).
     """
     cells = counts.shape[0]
     out = torch.zeros(channels, dtype=torch.float64, device=flat.device)
@@ -72,13 +76,15 @@ def _tied_groups_xlogx(flat: torch.Tensor, group_cells: torch.Tensor, counts: to
     cols = torch.arange(cells, device=flat.device).repeat(channels)[tied_entry]
     group_channel = torch.nonzero(tied_group).squeeze(1) // cells
     per_block = max(1, _MAX_BLOCK_ENTRIES // GREY_LEVELS)
+    exact = torch.float32 if n < 2**24 else torch.float64
+    counts = counts.to(exact)
     for start in range(0, num_tied, per_block):  # blocks of groups bound memory; usually one block
         stop = min(start + per_block, num_tied)
         sel = (rows >= start) & (rows < stop)
-        membership = torch.zeros(stop - start, cells, dtype=torch.float64, device=flat.device)
+        membership = torch.zeros(stop - start, cells, dtype=exact, device=flat.device)
         membership[rows[sel] - start, cols[sel]] = 1.0
         table = membership @ counts  # merged grey-level counts of each tied group
-        out.index_add_(0, group_channel[start:stop], _xlogx_sum(table, 1))
+        out.index_add_(0, group_channel[start:stop], xlogx_sum(table, 1))
     return out
 
 
@@ -128,10 +134,10 @@ def mutual_information_torch(gray: torch.Tensor, acts: torch.Tensor) -> torch.Te
     group_pixels = torch.bincount(flat, weights=cell_pixels.repeat(channels), minlength=channels * h * w)
     tied = (group_cells[flat] > 1).reshape(channels, h * w)
 
-    cell_xlogx = _xlogx_sum(counts, 1)
+    cell_xlogx = xlogx_sum(counts, 1)
     single_part = (cell_xlogx.unsqueeze(0) * (~tied)).sum(1)
-    joint = single_part + _tied_groups_xlogx(flat, group_cells, counts, channels)
-    rows = _xlogx_sum(group_pixels.reshape(channels, h * w), 1)
-    mi = (joint + n * math.log(n) - rows - _xlogx_sum(grey_hist, 0)) / n
+    joint = single_part + _tied_groups_xlogx(flat, group_cells, counts, channels, n)
+    rows = xlogx_sum(group_pixels.reshape(channels, h * w), 1)
+    mi = (joint + n * math.log(n) - rows - xlogx_sum(grey_hist, 0)) / n
     one_group = group.max(dim=1).values == 0
     return torch.where(one_group, torch.zeros_like(mi), mi.clamp_min(0.0))

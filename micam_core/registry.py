@@ -32,8 +32,11 @@ else:  # records are read by `--help` and the settings; torch loads when a map i
 if TYPE_CHECKING:
     from .models import LoadedModel
 
-# What a method may ask of the shared capture (see capture.py for the extras "hvp", "bias_grads", "guided").
-NEEDS = frozenset({"grad_logit", "grad_prob", "mi", "hvp", "bias_grads", "guided"})
+# What a method may ask of the shared capture (see capture.py for the extras "hvp", "bias_grads", "guided";
+# "layers" and "attention" name modules, which the record's ``taps`` gives).
+NEEDS = frozenset({"grad_logit", "grad_prob", "mi", "hvp", "bias_grads", "guided", "layers", "attention"})
+# Needs whose backward pass goes below the target layer (the rest stop at it, see Method.at_layer).
+BELOW_LAYER = frozenset({"bias_grads", "guided", "layers", "attention"})
 # The kinds the method selector groups methods by, in the order it shows them (id -> heading).
 FAMILIES: dict[str, str] = {
     "gradient": "Gradient-weighted",
@@ -64,6 +67,8 @@ class MapInputs:
     input_grad: torch.Tensor | None = None  # d y_c / d input (FullGrad)
     guided_grad: torch.Tensor | None = None  # guided-backpropagation input gradient (Guided Grad-CAM)
     bias_grads: list | None = None  # (bias, d y_c / d output) of every bias layer (FullGrad)
+    layer_maps: dict = field(default_factory=dict)  # shallower layer -> (A, d y_c / dA), B x K x h x w (RefineCAM)
+    attention: dict = field(default_factory=dict)  # block -> (d s^l_c / d P^l, token layout) (LeGrad)
 
     @cached_property
     def mi(self) -> torch.Tensor:
@@ -91,7 +96,10 @@ class Method:
     ``needs``: what ``compute`` reads from the shared capture besides activations: ``"grad_logit"``
     (``d y_c / dA``), ``"grad_prob"`` (``d p_c / dA``), ``"mi"`` (MI of every channel with the grey image),
     ``"hvp"`` (``H A`` of the target logit), ``"bias_grads"`` (input and bias-layer gradients: the pass then
-    records the graph from the input), ``"guided"`` (guided-backpropagation input gradient).
+    records the graph from the input), ``"guided"`` (guided-backpropagation input gradient), ``"layers"``
+    (activations and ``d y_c / dA`` of the shallower layers ``taps`` names) and ``"attention"`` (the gradient
+    of each attention block's class score with respect to its attention, for the blocks ``taps`` names).
+    ``taps``: ``taps(loaded, layer, **params) -> module names`` for the ``"layers"`` or ``"attention"`` need.
     ``objective``: ``objective(**params)`` gives the method's own score ``f(logits, targets)``, whose gradient
     at the layer ``compute`` reads as ``inputs.grads[id]`` (same pass, one more copy of the layer output).
     ``note``: one sentence the page and the report show with the method (e.g. what it ignores).
@@ -121,6 +129,7 @@ class Method:
     objective: Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None
     note: str = ""
     unavailable: Callable[[LoadedModel, str], str | None] | None = None
+    taps: Callable[..., list[str]] | None = None
 
     @property
     def group(self) -> str:
@@ -145,6 +154,12 @@ class Method:
     def single_pass(self) -> bool:
         """Whether the shared forward (and partial backward) pass is all this method costs."""
         return self.passes is None
+
+    @property
+    def at_layer(self) -> bool:
+        """Whether the shared pass serves it with a backward pass that stops at the target layer: no extra
+        pass, nothing below the layer (the set the "all single-pass methods together" speed target is about)."""
+        return self.single_pass and not self.needs & BELOW_LAYER
 
     def extra_passes(self, channels: int | None, params: Mapping[str, Any] | None = None) -> int | None:
         """Upper bound of the extra forward passes per image at a layer of ``channels`` (``None``: unknown)."""
@@ -180,6 +195,8 @@ def register(method: Method) -> Method:
     unknown = method.needs - NEEDS
     if unknown:
         raise ValueError(f"{method.id}: unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}.")
+    if bool(method.needs & {"layers", "attention"}) != (method.taps is not None):
+        raise ValueError(f"{method.id}: a 'layers' or 'attention' need goes with a taps function, and only then.")
     for p in method.params:
         if not p.choices and (p.minimum is None or p.maximum is None):
             raise ValueError(f"{method.id}: numeric parameter {p.name!r} needs a minimum and a maximum.")
@@ -204,6 +221,7 @@ METHODS: tuple[str, ...] = tuple(REGISTRY)
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in REGISTRY.values()}
 DEFAULT_METHODS: tuple[str, ...] = ("micam", "gradcam", "migradcam")
 SINGLE_PASS: tuple[str, ...] = tuple(m.id for m in REGISTRY.values() if m.single_pass)
+AT_LAYER: tuple[str, ...] = tuple(m.id for m in REGISTRY.values() if m.at_layer)
 
 
 def needs_of(methods: Iterable[str]) -> frozenset[str]:
@@ -216,6 +234,20 @@ def objectives_of(methods: Iterable[str], params: Mapping[str, Mapping[str, Any]
     params = params or {}
     return {m: REGISTRY[m].objective(**REGISTRY[m].param_values(params.get(m)))
             for m in methods if REGISTRY[m].objective is not None}
+
+
+def taps_of(methods: Iterable[str], loaded: LoadedModel, layer: str,
+            params: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, list[str]]:
+    """The modules the chosen methods' ``"layers"`` and ``"attention"`` needs name, by need (in order, once)."""
+    params = params or {}
+    out: dict[str, list[str]] = {"layers": [], "attention": []}
+    for m in methods:
+        record = REGISTRY[m]
+        for need in ("layers", "attention"):
+            if need in record.needs:
+                names = record.taps(loaded, layer, **record.param_values(params.get(m)))
+                out[need] += [n for n in names if n not in out[need]]
+    return out
 
 
 def display_mode(method: str, upsampling: str) -> str:

@@ -35,7 +35,7 @@ def test_costs_and_unavailable_methods_on_a_cnn_and_a_vit(monkeypatch):
     monkeypatch.setenv("MICAM_MAX_EXTRA_PASSES", "1000")
     cnn, vit = tiny("test_resnet"), tiny("test_vit")
     on_cnn = {m: s for s, m in views.method_choices(cnn, "layer2")}  # 48 channels
-    assert on_cnn["refinecam"].endswith(" · +1 pass") and on_cnn["smoothgradcampp"].endswith(" · +4 passes")
+    assert on_cnn["refinecam"].endswith(" · shared pass") and on_cnn["smoothgradcampp"].endswith(" · +4 passes")
     assert "+49 passes, ~" in on_cnn["ablationcam"] and views.UNAVAILABLE not in on_cnn["ablationcam"]
     assert views.UNAVAILABLE + "it reads the attention maps" in on_cnn["legrad"]  # listed, with the reason
     assert views.UNAVAILABLE + "1680 forward passes on this layer, over this server's limit of 1000" in on_cnn["sscam"]

@@ -65,7 +65,7 @@ def test_refinecam_matches_pytorch_grad_cam(request, cat_path, fixture, layer, e
     with torch.enable_grad():
         ref = RefineCAM(loaded.model, modules, reshape)(x, [ClassifierOutputTarget(3)])[0]
     assert np.abs(minmax(torch.from_numpy(exp.maps["refinecam"])).numpy() - ref).max() <= 1e-4
-    assert exp.extra_forward_passes == 1
+    assert exp.extra_forward_passes == 0  # the shared pass records the shallower layers too
 
 
 def test_refinecam_needs_a_shallower_layer(tiny_cnn, cat_path):
@@ -111,11 +111,22 @@ def hand_legrad(model, x: torch.Tensor, target: int, first: int) -> torch.Tensor
     return torch.stack(maps).mean(0).reshape(4, 4).detach()
 
 
-def test_legrad_on_timm_vit_equals_the_formula_written_out(tiny_vit, cat_path):
-    exp = explain(tiny_vit, cat_path, target=2, layer="blocks.3", methods=("legrad",))
-    ref = hand_legrad(tiny_vit.model, tiny_vit.to_input([exp.crop]), 2, first=3)
+@pytest.mark.parametrize("fused", [True, False])
+def test_legrad_on_timm_vit_equals_the_formula_written_out(tiny_vit, cat_path, fused):
+    """Fused attention is answered by the formula in this thread; unfused, the probabilities are read in place."""
+    loaded = tiny_vit
+    if not fused:
+        import copy
+
+        model = copy.deepcopy(tiny_vit.model)
+        for block in model.blocks:
+            block.attn.fused_attn = False
+        loaded = from_module(model, spec="test_vit, unfused", data_config=CONFIG, device="cpu")
+    flags = [block.attn.fused_attn for block in loaded.model.blocks]
+    exp = explain(loaded, cat_path, target=2, layer="blocks.3", methods=("legrad",))
+    ref = hand_legrad(loaded.model, loaded.to_input([exp.crop]), 2, first=3)
     np.testing.assert_allclose(exp.lowres["legrad"], ref.numpy(), rtol=1e-4, atol=1e-7 * float(ref.abs().max()))
-    assert all(block.attn.fused_attn == timm.layers.use_fused_attn() for block in tiny_vit.model.blocks)
+    assert [block.attn.fused_attn for block in loaded.model.blocks] == flags
 
 
 def test_legrad_is_refused_on_cnns_with_a_sentence(tiny_cnn, cat_path):
@@ -124,3 +135,47 @@ def test_legrad_is_refused_on_cnns_with_a_sentence(tiny_cnn, cat_path):
     with pytest.raises(MicamError, match="LeGrad cannot run here: .*ViT"):
         explain(tiny_cnn, cat_path, methods=("legrad",))
     assert REGISTRY["legrad"].group == "transformer" and REGISTRY["refinecam"].group == "multilayer"
+
+
+@pytest.mark.parametrize("fixture,layer,methods", [
+    ("tiny_cnn", "layer3", ("refinecam", "migradcam", "finercam", "shapleycam", "fullgrad")),
+    ("tiny_vit", "blocks.3", ("legrad", "refinecam", "migradcam", "finercam")),
+    ("torchvision_vit", "encoder.layers.encoder_layer_1", ("legrad", "gradcam", "gradcampp")),
+])
+def test_layers_and_attention_share_the_pass_with_other_methods(request, cat_path, fixture, layer, methods):
+    """RefineCAM's layers and LeGrad's attention ride on the one capture, whatever else it carries (copies of
+    the layer for several gradients, the full graph for FullGrad): each map equals the method run alone."""
+    loaded = request.getfixturevalue(fixture)
+    together = explain(loaded, cat_path, target=3, layer=layer, methods=methods)
+    for method in methods:
+        alone = explain(loaded, cat_path, target=3, layer=layer, methods=(method,))
+        np.testing.assert_allclose(together.maps[method], alone.maps[method], atol=1e-5, err_msg=method)
+    assert together.extra_forward_passes == 0
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in loaded.model.modules())
+
+
+def test_legrad_changes_nothing_other_threads_see(tiny_vit, cat_path):
+    """Fused attention stays on for the model during LeGrad's pass; only the explaining thread's calls are
+    answered by the formula (a torch-function mode is per thread)."""
+    import threading
+
+    from torch.overrides import _get_current_function_mode_stack
+
+    attn = tiny_vit.model.blocks[3].attn
+    seen = []
+
+    def other_thread_modes() -> int:
+        out = []
+        worker = threading.Thread(target=lambda: out.append(len(_get_current_function_mode_stack())))
+        worker.start()
+        worker.join()
+        return out[0]
+
+    handle = attn.register_forward_hook(
+        lambda m, _i, _o: seen.append((m.fused_attn, len(_get_current_function_mode_stack()), other_thread_modes())))
+    try:
+        explain(tiny_vit, cat_path, target=2, layer="blocks.3", methods=("legrad",))
+    finally:
+        handle.remove()
+    fused = timm.layers.use_fused_attn()
+    assert seen == [(fused, int(fused), 0)]
