@@ -115,9 +115,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--methods", default="ablationcam,sscam,iscam,smoothgradcampp,refinecam,legrad")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="as bench/speed.py's")
     args = parser.parse_args()
+    if args.clock == "cpu":
+        import time
+
+        import bench.speed
+
+        bench.speed.CLOCK = time.process_time
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, image {args.image.name}, "
-          f"batch {BATCH}, SS-CAM/IS-CAM samples {args.samples}")
+          f"batch {BATCH}, SS-CAM/IS-CAM samples {args.samples}, {args.clock} clock")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         print_table("extra-pass, multi-layer and attention methods vs their oracles",
