@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import logging
-from collections.abc import Iterator, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,11 +96,39 @@ def session_view(session: dict | None, **values: Any) -> View:
     return checked(values, base=(session or {}).get("view"))
 
 
+class Runs:
+    """The newest counterfactual-panel run of each browser session. An older run stops after its current stage,
+    so a new explanation or new settings never wait long behind it, and its results never overwrite theirs."""
+
+    def __init__(self, max_sessions: int = 4096) -> None:
+        self.max_sessions = max_sessions
+        self._newest: OrderedDict[str, int] = OrderedDict()
+        self._count = itertools.count()
+        self._lock = threading.Lock()
+
+    def start(self, request: gr.Request | None) -> Callable[[], bool]:
+        """Make a new run the session's newest; returns "is it still the newest?" (always, without a session)."""
+        key = getattr(request, "session_hash", None)
+        if key is None:
+            return lambda: True
+        with self._lock:
+            token = self._newest[key] = next(self._count)
+            self._newest.move_to_end(key)
+            while len(self._newest) > self.max_sessions:
+                self._newest.popitem(last=False)
+        return lambda: self._newest.get(key) == token
+
+
 class Handlers:
     """The page's handlers, bound to its components."""
 
     def __init__(self, ui: UI) -> None:
         self.ui = ui
+        self.runs = Runs()
+
+    def supersede(self, request: gr.Request) -> None:
+        """New settings or a new explanation: the session's running panel stops after its current stage."""
+        self.runs.start(request)
 
     def nothing(self, name: str = "session") -> dict:
         """No change (Gradio reads an empty dict as one value, so name one output component and skip it)."""
@@ -228,11 +259,14 @@ class Handlers:
                             ui.flip[m]: text.flip_markdown(kept, exp.target_label, view.threshold)})
         return out
 
-    def on_counterfactuals(self, session: dict | None, **settings: Any) -> Iterator[dict]:
+    def on_counterfactuals(self, session: dict | None, request: gr.Request | None = None,
+                           **settings: Any) -> Iterator[dict]:
         """Counterfactual panel, metrics, curves and downloads for the session's current explanation, in stages:
         keep/remove of every method first, then the metrics map by map (the protocol's), then the curves and the
-        downloads. ``settings``: the counterfactual and display widgets' values by name."""
+        downloads. ``settings``: the counterfactual and display widgets' values by name. A newer run of the same
+        browser session (``request``) stops this one after its current stage."""
         c = self.ui.c
+        newest = self.runs.start(request)
         if not session or session.get("exp") is None:
             yield self.nothing()
             return
@@ -244,6 +278,9 @@ class Handlers:
             loaded = work.load(session["spec"])
             faith, shown = None, False
             for part in work.analyse_stages(loaded, exp, view):
+                if not newest():
+                    log.info("counterfactual panel superseded by a newer run; stopped")
+                    return
                 out = {c["metrics"]: views.metrics_rows(part.scored, exp.methods)}
                 if part.kept and not shown:  # the pictures travel once
                     out.update(self.cf_kept(part, exp, view))

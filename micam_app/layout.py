@@ -201,12 +201,21 @@ COPY_JS = """(url) => {
 PANELS = {"maps": "maps-panel", "cf": "counterfactuals"}
 
 
-def mark(state: str | None, *panels: str) -> str:
-    """JS that marks panels as out of date at once: ``pending`` (press Explain), ``updating`` or cleared (None)."""
+def marking(state: str | None, *panels: str) -> str:
+    """JS statements that mark panels: ``pending`` (press Explain), ``updating`` or cleared (None)."""
     ids = [PANELS[p] for p in panels]
     add = f"e.classList.add('{state}');" if state else ""
-    return (f"() => {{ for (const id of {ids!r}) {{ const e = document.getElementById(id); "
-            f"if (e) {{ e.classList.remove('pending', 'updating'); {add} }} }} return []; }}")
+    return (f"for (const id of {ids!r}) {{ const e = document.getElementById(id); "
+            f"if (e) {{ e.classList.remove('pending', 'updating'); {add} }} }}")
+
+
+def mark(state: str | None, *panels: str) -> str:
+    """JS that marks panels as out of date at once: ``pending`` (press Explain), ``updating`` or cleared (None)."""
+    return f"() => {{ {marking(state, *panels)} return []; }}"
+
+
+# The maps are current; the counterfactual panel is being recomputed (a cancelled run's end cleared its mark).
+MAPS_DONE = f"() => {{ {marking(None, 'maps')} {marking('updating', 'cf')} return []; }}"
 
 
 def wire(ui: UI, h: Handlers) -> None:
@@ -222,9 +231,10 @@ def wire(ui: UI, h: Handlers) -> None:
 
     panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
              *ui.flip.values()]
+    # always_last: a new run waits for the one still going (which stops early: Handlers.supersede), never dropped
     cf = {"fn": h.on_counterfactuals, "inputs": [c["session"]], "inputs_kwargs": setting_widgets(c, *CF_STAGES),
-          **hidden, "outputs": {*panel, *status, c["metrics"], c["curves"], c["files"], c["session"],
-                                c["link_query"], c["alert"]}}
+          **hidden, "trigger_mode": "always_last", "outputs": {*panel, *status, c["metrics"], c["curves"], c["files"],
+                                                              c["session"], c["link_query"], c["alert"]}}
     explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(), *panel, *status,
                        *(c[k] for k in ("note", "predictions", "cbar", "alert", "model_info", "layer", "target",
                                         "methods", "shown_spec", "session", "link_query", "link_note", "metrics",
@@ -235,7 +245,7 @@ def wire(ui: UI, h: Handlers) -> None:
 
     def then_counterfactuals(event: Any) -> None:
         """The counterfactual panel after ``event``; the panels are current again when it is done."""
-        done = event.success(None, js=mark(None, "maps"), **PRIVATE).success(**cf)
+        done = event.success(None, js=MAPS_DONE, **PRIVATE).success(**cf)
         work_events.extend([event, done])
         done.then(None, js=mark(None, "cf"), **PRIVATE)
 
@@ -256,12 +266,14 @@ def wire(ui: UI, h: Handlers) -> None:
     then_counterfactuals(c["upsampling"].change(h.on_upsampling, [c["session"], c["upsampling"]],
                                                 {*ui.overlays.values(), c["note"], c["session"]},
                                                 inputs_kwargs=display, **hidden))
+    new_panel = []
     for name, widget in setting_widgets(c, "counterfactual").items():
         if name in OWN_EVENTS:
             continue
         slides = isinstance(widget, gr.Slider)  # a slider recomputes when let go; while it moves, results are stale
         trigger = widget.release if slides else widget.change
         trigger(None, js=mark("updating", "cf"), **PRIVATE)
+        new_panel.append(trigger)
         event = trigger(**cf)
         work_events.append(event)
         event.then(None, js=mark(None, "cf"), **PRIVATE)
@@ -289,6 +301,10 @@ def wire(ui: UI, h: Handlers) -> None:
     c["model_choice"].key_up(p.on_search, None, {c["model_choice"], c["hub_note"]}, trigger_mode="always_last",
                              **hidden)
     c["layer"].change(h.on_methods_layer, [c["shown_spec"], c["layer"], c["methods"]], {c["methods"]}, **hidden)
+    # A new explanation or new panel settings: a panel still being computed for the old ones stops after its
+    # current stage, and the new run (deferred until then: always_last) takes its place.
+    for trigger in (c["explain_btn"].click, c["upsampling"].input, c["protocol"].input, *new_panel):
+        trigger(h.supersede, None, None, queue=False, **hidden)
     c["cancel_btn"].click(h.on_cancel, None, {*status, c["alert"]}, cancels=work_events,
                           js=mark("pending", "maps", "cf"), **PRIVATE)
 

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # conftest sets it too; never reach the network here
 
@@ -297,6 +298,30 @@ def test_controls_are_ready_when_the_page_opens():
     by_id = {comp.get("props", {}).get("elem_id"): comp["props"] for comp in config["components"]}
     assert len(by_id["target"]["choices"]) == 1001 and len(by_id["layer"]["choices"]) > 3
     assert "default layer" in by_id["model-info"]["value"]
+
+
+def test_a_newer_panel_run_stops_the_older_one_of_the_same_page():
+    """Explain pressed again (or a threshold moved) while a panel is being scored: the older run of that browser
+    session stops after its current stage, so it never writes its results or its session over the newer one.
+    Runs of other sessions, and calls without a session, are left alone."""
+    c = app.UI.c
+    out = run(app.HANDLERS.on_explain(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                      methods=["micam"], upsampling="paper", cmap="jet", opacity=0.5))
+    session = {**out[c["session"]], "example": None}
+    panel = {"fill": "black", "steps": 2, "cmap": "jet", "opacity": 0.5}
+    page, other = SimpleNamespace(session_hash="page"), SimpleNamespace(session_hash="other")
+    older = app.HANDLERS.on_counterfactuals(session, page, threshold=0.5, **panel)
+    elsewhere = app.HANDLERS.on_counterfactuals(session, other, threshold=0.5, **panel)
+    unnamed = app.HANDLERS.on_counterfactuals(session, threshold=0.5, **panel)
+    for run_ in (older, elsewhere, unnamed):
+        next(run_)  # cleared, status shown
+        next(run_)  # keep/remove pairs
+    app.HANDLERS.supersede(page)  # e.g. the Explain button: a newer run is coming
+    assert list(older) == [], "the superseded run yields nothing more"
+    for run_ in (elsewhere, unnamed):
+        assert c["session"] in run(run_), "other sessions' runs finish"
+    newer = run(app.HANDLERS.on_counterfactuals(session, page, threshold=0.6, **panel))
+    assert newer[c["session"]]["faith"].threshold == 0.6
 
 
 def test_every_setting_widget_is_read_by_explain_and_restored_by_a_link():
