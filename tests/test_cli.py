@@ -66,3 +66,20 @@ def test_module_entry_point_runs(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "offline" in proc.stderr
+
+
+def test_help_says_the_protocol_supplies_threshold_fill_and_steps(capsys):
+    """The defaults of the settings a protocol supplies are the protocol's, read from the records."""
+    import pytest
+
+    from micam_core.protocols import PROTOCOL_SETTINGS, PROTOCOLS
+
+    for command in ("explain", "evaluate"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for name in PROTOCOL_SETTINGS:
+            option = text.split(f"--{name} {name.upper()} ", 1)[1]
+            words = option.split("(default", 1)[1].split(")", 1)[0]
+            assert "--protocol" in words, (command, name, words)
+            assert all(f"{p.name} {getattr(p, name)}" in words for p in PROTOCOLS.values()), words

@@ -57,7 +57,7 @@ def test_the_summary_opens_with_one_sentence_per_metric_and_comparison(tmp_path)
     md = report.markdown
     assert md.index("## Verdict") < md.index("| method |")
     assert "target: top-1 (no label names a class of the model)" in md and "target label" not in md
-    deletion = [v for v in report.verdicts if v.startswith("Deletion AUC: MI CAM")]
+    deletion = [v for v in report.verdicts if v.startswith("Deletion AUC (lower is better): MI CAM")]
     assert len(deletion) == 3  # Grad-CAM and the random map; the centred map has no value: a sentence says so
     ref = pd.DataFrame(_rows()).query("method in ('micam', 'gradcam')").pivot(
         index="image_id", columns="method", values="deletion_auc")
@@ -68,14 +68,17 @@ def test_the_summary_opens_with_one_sentence_per_metric_and_comparison(tmp_path)
     assert pair["p_holm"] == pytest.approx(holm([p, report.paired.set_index(["other", "metric"]).loc[
         ("random", "deletion_auc"), "wilcoxon_p"]])[0])
     sentence = next(v for v in deletion if "Grad-CAM" in v)
-    assert sentence.startswith(f"Deletion AUC: MI CAM {ref['micam'].mean():.3f} vs Grad-CAM "
+    assert sentence.startswith(f"Deletion AUC (lower is better): MI CAM {ref['micam'].mean():.3f} vs Grad-CAM "
                                f"{ref['gradcam'].mean():.3f}, difference {d.mean():+.3f} [")
-    assert f"MI CAM better on {100 * np.mean(d < 0):.0f}% of 6 images (ties half)" in sentence and np.mean(d < 0) > 0.5
+    assert f"MI CAM better on {np.sum(d < 0)} of 6 images, Grad-CAM on {np.sum(d > 0)}," in sentence
+    assert np.sum(d < 0) > 3 and "tied" not in sentence
     assert f"p = {pair['p_holm']:.2g} (Holm-adjusted over 2 comparisons)" in sentence
     assert sentence.endswith(": MI CAM better.") == (pair["p_holm"] < 0.05)
     assert any("no image has both values" in v and "Centred" in v for v in deletion)
-    same = next(v for v in report.verdicts if v.startswith("Insertion AUC: MI CAM") and "Grad-CAM" in v)
-    assert "p undefined (all 6 differences are zero): identical on every image." in same
+    same = next(v for v in report.verdicts
+                if v.startswith("Insertion AUC (higher is better): MI CAM") and "Grad-CAM" in v)
+    assert "MI CAM better on 0 of 6 images, Grad-CAM on 0, tied on 6, p undefined (all 6 differences are zero): " \
+           "identical on every image." in same
     assert "Random logit, MI CAM: identical map for a random class on 6 of 6 images (computed): " \
            "class-agnostic by construction." in report.verdicts
     rand = next(v for v in report.verdicts if v.startswith("Cascading randomisation, Grad-CAM"))
@@ -107,3 +110,49 @@ def test_evaluate_sanity_writes_rows_that_summarize_turns_into_verdicts(tmp_path
     report = summarize(out, resamples=100)
     assert any(v.startswith("Cascading randomisation, MI CAM") for v in report.verdicts)
     assert "sanity checks (seed 0)" in report.markdown and "### Sanity" in report.markdown
+
+
+def _decided_rows(n: int = 12) -> list[dict]:
+    """MI CAM deletes better than Grad-CAM and worse than the random map on every image; the centred map
+    inserts better; MI-Grad-CAM differs by symmetric noise; insertion is otherwise equal everywhere."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(n):
+        base = {"model": "m", "image_id": f"im{i}", "status": "ok", "target": 1, "top1": 1, "seconds": 0.1,
+                "target_source": "top1"}
+        auc = 0.1 + 0.01 * rng.random()
+        noise = 0.001 * (1 if i % 2 else -1) * (1 + i)
+        for method, deletion, insertion in (("micam", auc, 0.3), ("gradcam", auc + 0.02, 0.3),
+                                            ("migradcam", auc + noise, 0.3 - noise),
+                                            ("random", auc - 0.02, 0.3), ("centre", auc + 0.03, 0.35 + 0.001 * i)):
+            rows.append({**base, "method": method, "deletion_auc": deletion, "insertion_auc": insertion})
+    return rows
+
+
+@pytest.mark.parametrize("recorded, named", [("", "Protocol rise (deletion to black and insertion from blur, 32 "
+                                                    "steps; region map >= 0.5, filled black)"),
+                                             ('"protocol": "road", ', "Protocol road (ROAD MoRF/LeRF at 9 "
+                                                                      "fractions, noise 0.01; region map >= 0.5")])
+def test_the_verdict_answers_the_question_per_map_and_names_the_protocol(tmp_path, recorded, named):
+    ResultStore(tmp_path).write(_decided_rows())
+    (tmp_path / "run.json").write_text('{"settings": {' + recorded + '"threshold": 0.5, "fill": "black", '
+                                       '"steps": 32, "target": "top1"}}')
+    report = summarize(tmp_path, resamples=200, plots=False)
+    assert report.markdown.splitlines()[2].startswith(named)  # run.json leaves the default protocol out
+    assert list(report.answers) == ["On the protocol's curves (Deletion AUC and Insertion AUC)"]
+    assert report.answers["On the protocol's curves (Deletion AUC and Insertion AUC)"] == [
+        "Is MI CAM more faithful than Grad-CAM? Yes: MI CAM is better on Deletion AUC; not distinguishable on "
+        "the other metric.",
+        "Is MI CAM more faithful than MI-Grad-CAM? Not shown: the two are not distinguishable on any of the 2 "
+        "metrics (Holm-adjusted p >= 0.05 or undefined).",
+        "Is MI CAM more faithful than Random map (baseline)? No: Random map (baseline) is better on Deletion AUC; "
+        "not distinguishable on the other metric.",
+        "Is MI CAM more faithful than Centred Gaussian (baseline)? Mixed: MI CAM is better on Deletion AUC, "
+        "Centred Gaussian (baseline) on Insertion AUC."]
+    md = report.markdown
+    assert md.index("**Is MI CAM more faithful?**") < md.index("On the protocol's curves") < md.index(
+        "Per metric:") < md.index("- Deletion AUC")
+    pairs = report.paired.set_index(["other", "metric"])
+    assert tuple(pairs.loc[("gradcam", "deletion_auc"), ["wins", "losses", "ties"]]) == (12, 0, 0)
+    assert tuple(pairs.loc[("gradcam", "insertion_auc"), ["wins", "losses", "ties"]]) == (0, 0, 12)
+    assert pairs.loc[("random", "deletion_auc"), "p_holm"] < 0.05

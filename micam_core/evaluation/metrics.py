@@ -26,11 +26,12 @@ class Metric:
     binary: bool = False  # yes/no per image: reported as a proportion with a Wilson interval
     digits: int = 3
     group: str = "faithfulness"  # or "sanity"
+    curve: bool = False  # from the protocol's curves (deletion, insertion, ROAD), not the keep/remove stage
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("deletion_auc", "Deletion AUC", -1),
-    Metric("insertion_auc", "Insertion AUC", +1),
+    Metric("deletion_auc", "Deletion AUC", -1, curve=True),
+    Metric("insertion_auc", "Insertion AUC", +1, curve=True),
     Metric("average_drop", "Average Drop %", -1, digits=1),
     Metric("increase", "Increase in Confidence", +1, 100.0, binary=True, digits=0),
     Metric("paper_drop", "paper's Drop %", -1, digits=1),
@@ -38,12 +39,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("flipped", "target no longer top-1 when removed", +1, 100.0, binary=True, digits=0),
     Metric("region_fraction", "region fraction", 0),
     # ROAD (protocol road): mean target probability over the removed fractions; combined = (LeRF - MoRF) / 2
-    Metric("road_morf", "ROAD MoRF", -1),
-    Metric("road_lerf", "ROAD LeRF", +1),
-    Metric("road_combined", "ROAD combined", +1),
+    Metric("road_morf", "ROAD MoRF", -1, curve=True),
+    Metric("road_lerf", "ROAD LeRF", +1, curve=True),
+    Metric("road_combined", "ROAD combined", +1, curve=True),
     # Sanity: lower similarity to the original = the map responds to what it should.
-    Metric("rand_spearman_target", "Randomisation Spearman (target layer random)", -1, group="sanity"),
-    Metric("rand_ssim_target", "Randomisation SSIM (target layer random)", -1, group="sanity"),
+    Metric("rand_spearman_target", "Randomisation Spearman, target layer random", -1, group="sanity"),
+    Metric("rand_ssim_target", "Randomisation SSIM, target layer random", -1, group="sanity"),
     Metric("rand_passed", "Randomisation check passed", +1, 100.0, binary=True, digits=0, group="sanity"),
     Metric("logit_spearman", "Random-logit Spearman", -1, group="sanity"),
     Metric("logit_ssim", "Random-logit SSIM", -1, group="sanity"),
@@ -54,19 +55,22 @@ KNOWN = {m.column: m for m in METRICS}
 
 @dataclass(frozen=True)
 class Curve:
-    """A per-image curve column and where its points lie on the x axis (equally spaced over ``x_range``)."""
+    """A per-image curve column and where its points lie on the x axis: at the per-image positions in the
+    column ``x_column`` where there is one, else equally spaced over ``x_range``."""
 
     column: str
     title: str
     x_label: str
     x_range: tuple[float, float] = (0.0, 1.0)
+    x_column: str | None = None
+    probability: bool = True  # y is the target's probability: its band is clipped to [0, 1]
 
 
 CURVES: tuple[Curve, ...] = (
     Curve("deletion_curve", "deletion", "fraction of pixels deleted"),
     Curve("insertion_curve", "insertion", "fraction of pixels inserted"),
-    Curve("road_morf_curve", "ROAD MoRF", "fraction removed, most relevant first", (0.1, 0.9)),
-    Curve("road_lerf_curve", "ROAD LeRF", "fraction removed, least relevant first", (0.1, 0.9)),
+    Curve("road_morf_curve", "ROAD MoRF", "fraction removed, most relevant first", x_column="road_removed"),
+    Curve("road_lerf_curve", "ROAD LeRF", "fraction removed, least relevant first", x_column="road_removed"),
 )
 
 
@@ -74,7 +78,7 @@ def curves_in(ok: pd.DataFrame) -> list[Curve]:
     """The curve columns with values: the records first, then any other ``*_curve`` column."""
     known = {c.column: c for c in CURVES}
     found = [c for c in CURVES if c.column in ok and ok[c.column].notna().any()]
-    return found + [Curve(col, col.removesuffix("_curve").replace("_", " "), "position")
+    return found + [Curve(col, col.removesuffix("_curve").replace("_", " "), "position", probability=False)
                     for col in ok.columns if col.endswith("_curve") and col not in known and ok[col].notna().any()]
 # Per-image columns that describe the image or the run, not the map's quality.
 NOT_METRICS = {"label_index", "target", "top1", "top1_correct", "p_original", "p_keep", "p_remove",

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import MicamError
 from ..escape import PLAIN_TEXT_RC, write_csv
 from .metrics import Metric, bootstrap_ci, derive, holm, label_of, present, values, wilcoxon_p, wilson
 from .store import ResultStore
-from .verdicts import ALPHA, verdict_lines
+from .verdicts import ALPHA, answer_lines, verdict_lines
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Summary:
     accuracy: pd.DataFrame
     files: list[Path] = field(default_factory=list)
     verdicts: list[str] = field(default_factory=list)
+    answers: dict[str, list[str]] = field(default_factory=dict)  # is the reference more faithful? per metric kind
 
 
 def p_note(diff: np.ndarray) -> str:
@@ -62,7 +63,8 @@ def summarize(results: str | Path, reference: str = "micam", resamples: int = 20
     failed = rows[rows["status"] != "ok"].drop_duplicates(["model", "image_id"])
     config = ResultStore(results).read_config() or {}
     verdicts = verdict_lines(ok, paired, reference, resamples)
-    md = _markdown(results, config, per_method, paired, accuracy, ok, failed, reference, metrics, verdicts)
+    answers = answer_lines(paired, reference)
+    md = _markdown(results, config, per_method, paired, accuracy, failed, reference, metrics, verdicts, answers)
     files = [results / "summary.md", results / "summary.csv", results / "paired.csv"]
     files[0].write_text(md)
     write_csv(per_method, files[1])  # text cells starting with = + - @ prefixed: inert in spreadsheets
@@ -74,7 +76,7 @@ def summarize(results: str | Path, reference: str = "micam", resamples: int = 20
 
         with plt.rc_context(PLAIN_TEXT_RC):  # "$" in a model or method name is a dollar sign
             files += draw(ok, metrics, results, _protocol_text(config))
-    return Summary(md, per_method, paired, accuracy, files, verdicts)
+    return Summary(md, per_method, paired, accuracy, files, verdicts, answers)
 
 
 def _interval(x: np.ndarray, metric: Metric, resamples: int) -> tuple[float, float]:
@@ -115,11 +117,13 @@ def _paired(ok: pd.DataFrame, metrics: list[Metric], reference: str, resamples: 
                 a, b = a[keep].to_numpy(float) * metric.scale, b[keep].to_numpy(float) * metric.scale
                 d = a - b
                 lo, hi = bootstrap_ci(d, resamples)
-                wins = float(np.mean((np.sign(d) * metric.better > 0) + 0.5 * (d == 0))) if len(d) else float("nan")
+                better = np.sign(d) * metric.better
+                wins = float(np.mean((better > 0) + 0.5 * (d == 0))) if len(d) else float("nan")
                 family.append({"model": model, "reference": reference, "other": other, "metric": metric.column,
                                "label": metric.label, "n": len(d), "reference_mean": _mean(a),
                                "other_mean": _mean(b), "mean_diff": _mean(d), "ci_low": lo, "ci_high": hi,
-                               "win_rate": wins, "wilcoxon_p": wilcoxon_p(d), "p_note": p_note(d)})
+                               "win_rate": wins, "wins": int((better > 0).sum()), "losses": int((better < 0).sum()),
+                               "ties": int((d == 0).sum()), "wilcoxon_p": wilcoxon_p(d), "p_note": p_note(d)})
             adjusted = holm([r["wilcoxon_p"] for r in family])
             tested = sum(1 for r in family if not np.isnan(r["wilcoxon_p"]))
             for r, p in zip(family, adjusted):
@@ -145,6 +149,10 @@ def _accuracy(ok: pd.DataFrame, resamples: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]  # str.capitalize would lower "ROAD MoRF/LeRF"
+
+
 def _fmt(mean: float, lo: float, hi: float, digits: int = 3) -> str:
     if np.isnan(mean):
         return "—"
@@ -152,11 +160,23 @@ def _fmt(mean: float, lo: float, hi: float, digits: int = 3) -> str:
 
 
 def _protocol_text(config: dict) -> str:
+    """E.g. ``protocol rise (deletion to black and insertion from blur, 32 steps; region map >= 0.5, filled
+    black); sanity checks (seed 0)``. run.json leaves out the default protocol, so a run without one is the default."""
+    from ..protocols import get_protocol
+    from ..settings import DEFAULTS
+
     s = config.get("settings", {})
-    protocol = s.get("protocol")
-    head = f"protocol {protocol}: " if protocol else ""
-    sanity = "; sanity checks (seed 0)" if s.get("sanity") else ""
-    return f"{head}threshold {s.get('threshold')}, fill {s.get('fill')}, {s.get('steps')} steps{sanity}"
+    try:
+        protocol = get_protocol(s.get("protocol") or DEFAULTS["protocol"])
+    except MicamError:  # a protocol this version does not know: name it as recorded
+        return f"protocol {s.get('protocol')}: threshold {s.get('threshold')}, fill {s.get('fill')}, " \
+               f"{s.get('steps')} steps" + _sanity_text(s)
+    known = {k: s[k] for k in ("threshold", "fill", "steps") if s.get(k) is not None}
+    return f"protocol {protocol.with_settings(**known).describe()}" + _sanity_text(s)
+
+
+def _sanity_text(settings: dict) -> str:
+    return "; sanity checks (seed 0)" if settings.get("sanity") else ""
 
 
 def _target_text(config: dict, accuracy: pd.DataFrame) -> str:
@@ -171,12 +191,18 @@ def _target_text(config: dict, accuracy: pd.DataFrame) -> str:
     return f"target: the image's label ({from_label} of {images} images), else top-1"
 
 
-def _markdown(results: Path, config: dict, per_method, paired, accuracy, ok, failed, reference: str,
-              metrics: list[Metric], verdicts: list[str]) -> str:
+def _markdown(results: Path, config: dict, per_method, paired, accuracy, failed, reference: str,
+              metrics: list[Metric], verdicts: list[str], answers: dict[str, list[str]]) -> str:
     lines = [f"# Faithfulness summary: {results.name}", "",
-             f"{_protocol_text(config).capitalize()}; {_target_text(config, accuracy)}. "
+             f"{_upper_first(_protocol_text(config))}; {_target_text(config, accuracy)}. "
              f"Means with 95% intervals over images (bootstrap; Wilson for proportions). "
              f"Failed images: {len(failed)}.", "", "## Verdict", ""]
+    if answers:
+        lines += [f"**Is {label_of(reference)} more faithful?** Counting only metrics where the paired test "
+                  f"decides (Holm-adjusted p < {ALPHA}).", ""]
+        for heading, sentences in answers.items():
+            lines += [f"{heading}:", ""] + [f"- {a}" for a in sentences] + [""]
+        lines += ["Per metric:", ""]
     lines += [f"- {v}" for v in verdicts] or ["- No paired comparison: the reference method has no rows."]
     lines += ["", f"Verdicts: paired Wilcoxon signed-rank tests of {label_of(reference)} against every other map "
               f"on the same images, Holm-adjusted per metric; 'not distinguishable' means p >= {ALPHA} after "

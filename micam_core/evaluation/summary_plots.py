@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import Metric, bootstrap_ci, curves_in, label_of, values, wilson
+from ..protocols import PROTOCOLS
+from .metrics import Curve, Metric, bootstrap_ci, curves_in, label_of, values, wilson
 
 REFERENCE_MAP = "random"
+MARKERS = "osD^vP*X"
 
 
 def _slug(text: str) -> str:
@@ -100,12 +102,12 @@ def _curves_figure(plt, group: pd.DataFrame):
             first = first or ax
             curves = _stack(group, method, kind.column)
             if curves is not None:
-                _band(ax, curves, kind.x_range, "mean, 95% band")
+                _band(ax, _positions(group, kind, curves.shape[1]), curves, kind, "mean, 95% band")
             if reference is not None and method != REFERENCE_MAP:
-                ax.plot(np.linspace(*kind.x_range, reference.shape[1]), reference.mean(0), "--", color="0.5", lw=1,
+                ax.plot(_positions(group, kind, reference.shape[1]), reference.mean(0), "--", color="0.5", lw=1,
                         label=f"{label_of(REFERENCE_MAP)}, mean")
             if row == 0:
-                ax.set_title(kind.title, fontsize=9)
+                ax.set_title(f"{kind.title}: target probability" if kind.probability else kind.title, fontsize=9)
                 ax.legend(fontsize=7, loc="best")
             if col == 0:
                 ax.set_ylabel(label_of(method), fontsize=8)
@@ -128,12 +130,29 @@ def _stack(group: pd.DataFrame, method: str, kind: str) -> np.ndarray | None:
     return np.stack(curves)
 
 
-def _band(ax, curves: np.ndarray, x_range: tuple[float, float], label: str) -> None:
+def _positions(group: pd.DataFrame, kind: Curve, n: int) -> np.ndarray:
+    """The x positions of ``kind``'s ``n`` points: the rows' own (``kind.x_column``, e.g. the fractions ROAD
+    removed) when they all agree; rows written before that column existed use their protocol's record."""
+    if kind.x_column is not None:
+        if kind.x_column in group:
+            seen = {tuple(v) for v in group[kind.x_column].dropna() if v is not None and len(v) == n}
+            if len(seen) == 1:
+                return np.asarray(seen.pop(), dtype=float)
+        names = group["protocol"].dropna().unique() if "protocol" in group else []
+        if len(names) == 1 and names[0] in PROTOCOLS and len(PROTOCOLS[names[0]].removed) == n:
+            return np.asarray(PROTOCOLS[names[0]].removed, dtype=float)
+    return np.linspace(*kind.x_range, n)
+
+
+def _band(ax, x: np.ndarray, curves: np.ndarray, kind: Curve, label: str) -> None:
+    """The mean curve at ``x`` and its normal 95% band (clipped to [0, 1] for a probability)."""
     mean = curves.mean(0)
     half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-    x = np.linspace(*x_range, len(mean))
+    low, high = mean - half, mean + half
+    if kind.probability:
+        low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     ax.plot(x, mean, color="C0", label=label)
-    ax.fill_between(x, mean - half, mean + half, color="C0", alpha=0.25, lw=0)
+    ax.fill_between(x, low, high, color="C0", alpha=0.25, lw=0)
 
 
 def _depth_panel(ax, group: pd.DataFrame, methods: list[str], column: str, name: str) -> None:
@@ -145,7 +164,8 @@ def _depth_panel(ax, group: pd.DataFrame, methods: list[str], column: str, name:
         if not lists or len({len(v) for v in lists}) != 1:
             continue
         mean = np.r_[1.0, np.nanmean(np.stack(lists), axis=0)]
-        ax.plot(range(len(mean)), mean, marker="o", ls="--" if i >= 3 else "-", label=label_of(method))
+        ax.plot(range(len(mean)), mean, marker=MARKERS[i % len(MARKERS)], markersize=max(3, 8 - i),
+                ls="--" if i >= 3 else "-", label=label_of(method))  # shrinking markers: equal lines stay visible
     ax.axvline(step, color="0.4", ls=":", lw=1, label="target layer random")
     ax.set_xticks(range(len(units) + 1), ["original", *units], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel(f"{name} with the original", fontsize=8)
