@@ -1,7 +1,8 @@
 """Memory: RSS over many requests cycling through several models, and the peak of hostile requests.
 
     python bench/memory.py [--requests 200] [--max-models 2] [--steps 4]
-    python bench/memory.py --cases [--steps 32]
+    python bench/memory.py --cases [--steps 32] [--only TEXT]
+    python bench/memory.py --work-cases [--only TEXT]
 
 The first form builds four random-weight timm CNNs in Hub layout in a temporary folder (no
 network), then runs requests (explain + counterfactual analysis, every tenth one with a broken
@@ -10,7 +11,9 @@ prints the RSS curve. ``--cases`` starts the app in this process (offline, empty
 cache) and prints, per request sent through its API (thin images, uncached large models, a
 decompression bomb, model configs at and beyond the bounds, Score-CAM at deep layers under
 ``MICAM_MAX_EXTRA_PASSES=100``, ...), the steady RSS before it, the peak RSS during it, the
-difference and the seconds.
+difference and the seconds; then (``--work-cases`` alone: only these) the extra-pass methods, the
+protocols and the sanity checks at their bounds, parsed as a link and run through the app's work
+functions in this process (the API takes no method parameters, protocol or sanity request).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-if "--cases" in sys.argv:  # the config cases are written into a Hugging Face cache of this run's own
+if {"--cases", "--work-cases"} & set(sys.argv):  # the cases' models go into a Hugging Face cache of this run's own
     os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="micam_bench_hf_"))
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -159,21 +162,97 @@ LAYER_CASES = {"scorecam at blocks.1.0.conv_pwl (deep, 24 channels)": "blocks.1.
                "scorecam at blocks.6.0.se (an identity)": "blocks.6.0.se"}
 
 
-def config_models() -> dict[str, str]:
-    """``case -> hf-hub spec`` of efficientnet_lite0-sized models in the run's Hugging Face cache."""
+# The methods with extra passes or extra captures, the protocols and the sanity checks, at their bounds
+# (the largest values a request may ask for, under the default MICAM_MAX_EXTRA_PASSES): the link's values,
+# run in this process through the same work functions the app's link, API and sanity panel call.
+WORK_CASES = {
+    "ablationcam (1281 passes at bn2)": {"methods": "ablationcam"},
+    "sscam samples=100 at blocks.1 (2400 passes)": {"methods": "sscam", "sscam_samples": "100", "layer": "blocks.1"},
+    "iscam samples=100 at blocks.1 (2401 passes)": {"methods": "iscam", "iscam_samples": "100", "layer": "blocks.1"},
+    "smoothgradcampp samples=64": {"methods": "smoothgradcampp", "smoothgradcampp_samples": "64"},
+    "refinecam layers=5": {"methods": "refinecam", "refinecam_layers": "5"},
+    "fullgrad": {"methods": "fullgrad"},
+    "guidedgradcam": {"methods": "guidedgradcam"},
+    "every single-pass method at once": {"methods": "all-single"},
+    "protocol road (3 default methods)": {"protocol": "road"},
+    "protocol paper (100 steps)": {"protocol": "paper"},
+    "protocol rise, steps=100": {"protocol": "rise", "steps": "100"},
+    "sanity checks (3 default methods, first: builds the copies)": {"sanity": True},
+    "sanity checks again (copies kept)": {"sanity": True},
+    "sanity checks with scorecam at blocks.2 (41 passes x 9 steps)": {"methods": "scorecam", "layer": "blocks.2",
+                                                                     "sanity": True},
+    "vit: legrad": {"methods": "legrad", "model": "vit"},
+    "vit: legrad + scorecam, protocol road": {"methods": "legrad,gradcam", "protocol": "road", "model": "vit"},
+    "vit: sanity checks (legrad, gradcam)": {"methods": "legrad,gradcam", "model": "vit", "sanity": True},
+}
+
+
+def vit_model() -> str:
+    """A random-weight ViT the size of the bundled model (vit_tiny, 5.7 M parameters) in the run's HF cache."""
+    return _cached_model("micam-bench/vit-tiny", timm.create_model("vit_tiny_patch16_224", pretrained=False))
+
+
+def _cached_model(repo: str, model) -> str:
     from huggingface_hub import constants
 
     commit = "0" * 40
+    snapshot = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "snapshots" / commit
+    save_for_hf(model, str(snapshot), safe_serialization=True)
+    (snapshot.parent.parent / "refs").mkdir(exist_ok=True)
+    (snapshot.parent.parent / "refs" / "main").write_text(commit)
+    return f"hf-hub:{repo}"
+
+
+def work_request(query: dict, specs: dict[str, str]) -> Callable[[], object]:
+    """One request of :data:`WORK_CASES`: parsed as a link is, explained, analysed, and sanity-checked if asked."""
+    from micam_app import sanity_panel, work
+    from micam_core.registry import REGISTRY
+    from micam_core.view import parse
+
+    query = dict(query)
+    sanity = query.pop("sanity", False)
+    query["model"] = specs.get(query.get("model", ""), BUNDLED)
+    if query.get("methods") == "all-single":
+        query["methods"] = ",".join(m for m, r in REGISTRY.items() if r.single_pass and r.family != "transformer")
+    view, messages = parse(query, link=True)
+    if messages:
+        raise MicamError(" ".join(messages))
+    photo = ROOT / "examples" / "chelsea_cat.jpg"
+
+    def run() -> object:
+        loaded = work.load(view.model)
+        exp = work.explain_view(loaded, str(photo), view)
+        work.analyse_view(loaded, exp, view)
+        if not sanity:
+            return exp
+        steps = sanity_panel.bounded_plan(loaded, exp)  # as the panel's handler runs them
+        return sanity_panel.gpu_sanity(loaded.spec, exp, sanity_panel.checks_seconds(loaded, exp, steps))
+    return run
+
+
+def run_work_cases(only: str | None) -> None:
+    """Print steady RSS, peak RSS and their difference for every case of :data:`WORK_CASES`."""
+    specs = {"vit": vit_model()}
+    work_request({}, specs)()  # the bundled model loaded and warmed: the steady state
+    work_request({"model": "vit"}, specs)()
+    print("| case | steady RSS MB | peak RSS MB | delta MB | seconds | outcome |")
+    print("|---|---:|---:|---:|---:|---|")
+    for case, query in WORK_CASES.items():
+        if only and only not in case:
+            continue
+        start = time.perf_counter()
+        steady, peak, outcome = measure(work_request(query, specs))
+        print(f"| {case} | {steady:.0f} | {peak:.0f} | {peak - steady:+.0f} | "
+              f"{time.perf_counter() - start:.1f} | {outcome[:70]} |", flush=True)
+
+
+def config_models() -> dict[str, str]:
+    """``case -> hf-hub spec`` of efficientnet_lite0-sized models in the run's Hugging Face cache."""
     specs = {}
     for i, (case, pretrained) in enumerate(CONFIG_CASES.items()):
-        repo = f"micam-bench/config-{i}"
-        snapshot = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "snapshots" / commit
         model = timm.create_model("efficientnet_lite0", pretrained=False)
         model.pretrained_cfg = {**model.pretrained_cfg, **pretrained}
-        save_for_hf(model, str(snapshot), safe_serialization=True)
-        (snapshot.parent.parent / "refs").mkdir(exist_ok=True)
-        (snapshot.parent.parent / "refs" / "main").write_text(commit)
-        specs[case] = f"hf-hub:{repo}"
+        specs[case] = _cached_model(f"micam-bench/config-{i}", model)
     return specs
 
 
@@ -204,7 +283,7 @@ def start_app() -> str:
     return f"http://127.0.0.1:{port}/"
 
 
-def run_cases(steps: int) -> None:
+def run_cases(steps: int, only: str | None = None) -> None:
     """Print steady RSS, peak RSS and their difference for every case of :func:`request_cases`."""
     from gradio_client import Client, handle_file
 
@@ -220,6 +299,8 @@ def run_cases(steps: int) -> None:
     print("|---|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for case, (image, spec, options) in request_cases(Path(tmp)).items():
+            if only and only not in case:
+                continue
             start = time.perf_counter()
             steady, peak, outcome = measure(lambda image=image, spec=spec, o=options: send(image, spec, **o))
             print(f"| {case} | {steady:.0f} | {peak:.0f} | {peak - steady:+.0f} | "
@@ -241,9 +322,14 @@ def main() -> None:
     parser.add_argument("--max-models", type=int, default=2)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--cases", action="store_true", help="peak RSS per hostile request through the app")
+    parser.add_argument("--work-cases", action="store_true",
+                        help="peak RSS per request of the extra-pass methods, protocols and sanity checks")
+    parser.add_argument("--only", help="run only the cases whose name contains this text")
     args = parser.parse_args()
-    if args.cases:
-        run_cases(args.steps)
+    if args.cases or args.work_cases:
+        if args.cases:
+            run_cases(args.steps, args.only)
+        run_work_cases(args.only)
         return
     photos = sorted((ROOT / "examples").glob("*.jpg"))
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,12 +110,14 @@ def load(spec: str) -> LoadedModel:
     return policy.get_model(CACHE, canonical)
 
 
-def check_cost(loaded: LoadedModel, layer: str | None, methods: tuple[str, ...]) -> None:
+def check_cost(loaded: LoadedModel, layer: str | None, methods: tuple[str, ...],
+               params: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Refuse, before any pass, a request whose extra forward passes exceed the server's bound.
 
-    Every layer has a computed cost or is refused (:func:`micam_core.cost.extra_passes` never says "unknown").
+    Every layer has a computed cost or is refused (:func:`micam_core.cost.extra_passes` never says "unknown");
+    ``params`` (``View.params()``) count too: SS-CAM's samples multiply its passes.
     """
-    passes = extra_passes(loaded, layer, methods)
+    passes = extra_passes(loaded, layer, methods, params)
     limit = policy.max_extra_passes()
     if passes > limit:
         costly = ", ".join(REGISTRY[m].label for m in methods if not REGISTRY[m].single_pass)
@@ -127,7 +129,7 @@ def explain_duration(view: View, image: Any) -> int:
     """ZeroGPU duration for :func:`gpu_explain` (same parameters, as the ZeroGPU docs ask)."""
     loaded = load(view.model)
     try:
-        passes = extra_passes(loaded, view.layer, view.methods)
+        passes = extra_passes(loaded, view.layer, view.methods, view.params())
     except MicamError:  # refused inside gpu_explain at once: the shortest duration
         passes = 0
     return explain_seconds(len(view.methods), loaded.num_bytes, min(passes, policy.max_extra_passes()))
@@ -145,7 +147,7 @@ def analyse_duration(view: View, exp: Explanation) -> int:
 def gpu_explain(view: View, image: Any) -> Explanation:
     """Forward + partial backward pass (+ Score-CAM's passes): the chosen maps (the cost bound checked first)."""
     loaded = load(view.model)
-    check_cost(loaded, view.layer, view.methods)
+    check_cost(loaded, view.layer, view.methods, view.params())
     return explain(loaded, image, target=view.target, layer=view.layer, methods=view.methods,
                    upsampling=view.upsampling, params=view.params())
 
@@ -167,7 +169,7 @@ def cache_key(kind: str, loaded: LoadedModel, view: View) -> Hashable | None:
 
 def explain_view(loaded: LoadedModel, image: Any, view: View) -> Explanation:
     """:func:`gpu_explain` for ``loaded`` (``view.model``), from :data:`EXAMPLE_CACHE` for a bundled example."""
-    check_cost(loaded, view.layer, view.methods)
+    check_cost(loaded, view.layer, view.methods, view.params())
     view = view.replace(model=loaded.spec)
     return EXAMPLE_CACHE.get_or_compute(cache_key("explain", loaded, view), lambda: gpu_explain(view, image))
 

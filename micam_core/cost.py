@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -45,21 +46,25 @@ def layer_channels(loaded: LoadedModel, layer: str | None) -> int:
                      "input size, so it cannot be explained; choose one of the listed layers.")
 
 
-def method_passes(method: str, channels: int) -> int:
-    """Extra forward passes ``method`` spends on one image at a layer of ``channels`` channels (its record says)."""
-    return REGISTRY[method].extra_passes(channels)
+def method_passes(method: str, channels: int, params: Mapping[str, Any] | None = None) -> int:
+    """Extra forward passes ``method`` spends on one image at a layer of ``channels`` channels, with its
+    parameters ``params`` (defaults for those not given; its record says)."""
+    return REGISTRY[method].extra_passes(channels, params)
 
 
-def extra_passes(loaded: LoadedModel, layer: str | None, methods: Iterable[str]) -> int:
+def extra_passes(loaded: LoadedModel, layer: str | None, methods: Iterable[str],
+                 params: Mapping[str, Mapping[str, Any]] | None = None) -> int:
     """The extra forward passes the chosen methods add for one image (Score-CAM: one per channel, plus one).
 
-    Never ``None``: a layer without a computed cost raises :class:`LayerError` (see :func:`layer_channels`).
+    ``params``: per method id, the request's values of its parameters (SS-CAM's samples multiply its cost),
+    as :meth:`micam_core.view.View.params` gives them. Never ``None``: a layer without a computed cost
+    raises :class:`LayerError` (see :func:`layer_channels`).
     """
     needing = [m for m in methods if not REGISTRY[m].single_pass]
     if not needing:
         return 0
     channels = layer_channels(loaded, layer)
-    return sum(method_passes(m, channels) for m in needing)
+    return sum(method_passes(m, channels, (params or {}).get(m)) for m in needing)
 
 
 def seconds_per_image(loaded: LoadedModel) -> float:
@@ -81,7 +86,8 @@ def seconds_per_image(loaded: LoadedModel) -> float:
     return seconds
 
 
-def estimate_seconds(loaded: LoadedModel, layer: str | None, methods: Iterable[str]) -> float:
+def estimate_seconds(loaded: LoadedModel, layer: str | None, methods: Iterable[str],
+                     params: Mapping[str, Mapping[str, Any]] | None = None) -> float:
     """Seconds the extra passes of ``methods`` will take here (a :class:`LayerError` for a layer without a map)."""
-    passes = extra_passes(loaded, layer, methods)
+    passes = extra_passes(loaded, layer, methods, params)
     return passes * seconds_per_image(loaded) if passes else 0.0

@@ -9,16 +9,19 @@ at its read timeout, at the deadline (checked between chunks) or as soon as the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 CONNECT_S = 5.0
+READ_S = 10.0  # a download's longest wait for its next bytes
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="micam-hub")
 
 
@@ -93,6 +96,54 @@ def _fetch(url: str, params: Any, deadline_s: float, max_bytes: int, deadline: f
     except httpx.HTTPError as err:
         log.info("Hub request failed: %s: %s", type(err).__name__, err)
         raise HubError("the Hugging Face Hub cannot be reached") from None
+
+
+def download(url: str, path: Path, *, deadline_s: float, max_bytes: int, too_large: str, late: str) -> str:
+    """Stream ``GET url`` into ``path``; the body's sha256, or :class:`HubError` with ``path`` deleted.
+
+    Stops as soon as the body passes ``max_bytes`` (``too_large`` says so) or ``deadline_s`` passes
+    (``late``, with ``{s}`` for the seconds); a read waits at most :data:`READ_S`.
+    """
+    future = _POOL.submit(_download, url, path, deadline_s, max_bytes, too_large, late)
+    try:
+        return future.result(timeout=deadline_s + READ_S + 1.0)
+    except FutureTimeout:  # the worker stops at its next read timeout and deletes the file itself
+        raise HubError(late.format(s=f"{deadline_s:.0f}")) from None
+
+
+def _download(url: str, path: Path, deadline_s: float, max_bytes: int, too_large: str, late: str) -> str:
+    import httpx
+
+    deadline = time.monotonic() + deadline_s
+    timeout = httpx.Timeout(connect=min(CONNECT_S, deadline_s), read=min(READ_S, deadline_s), write=READ_S,
+                            pool=READ_S)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=True, trust_env=True) as client, client.stream(
+                "GET", url, headers={"user-agent": "micam_core"}) as response, open(path, "wb") as out:
+            if response.status_code >= 400:
+                raise HubError(f"the Hub answered with an error (HTTP {response.status_code})",
+                               response.status_code, response.headers.get("x-error-code"))
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise HubError(too_large)
+            for chunk in response.iter_bytes():  # as they arrive: the deadline is checked on every one
+                size += len(chunk)
+                if size > max_bytes:
+                    raise HubError(too_large)
+                if time.monotonic() > deadline:
+                    raise HubError(late.format(s=f"{deadline_s:.0f}"))
+                digest.update(chunk)
+                out.write(chunk)
+        return digest.hexdigest()
+    except BaseException as err:
+        path.unlink(missing_ok=True)  # nothing partial or oversized stays on disk
+        if isinstance(err, httpx.TimeoutException):
+            raise HubError(f"the Hub did not answer in {READ_S:.0f} s") from None
+        if isinstance(err, httpx.HTTPError):
+            log.info("Hub download failed: %s: %s", type(err).__name__, err)
+            raise HubError("the Hugging Face Hub cannot be reached") from None
+        raise
 
 
 def _size(n: int) -> str:

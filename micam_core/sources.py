@@ -46,6 +46,8 @@ def _create(spec: str, max_bytes: int) -> tuple[torch.nn.Module, str | None]:
         return _create_bundled(spec[len("bundled:"):])
     if spec.startswith("local-dir:"):
         return _create_local(Path(spec[len("local-dir:"):]).expanduser(), max_bytes), None
+    if spec.startswith("hf-hub:") and not _offline():
+        return _create_hub_online(spec[len("hf-hub:"):], max_bytes)
     if spec.startswith("hf-hub:"):
         repo = spec[len("hf-hub:"):]
         _check_hub_size(repo, max_bytes)
@@ -102,6 +104,8 @@ def _create_timm_name(name: str, max_bytes: int) -> tuple[torch.nn.Module, str |
     if not timm.list_pretrained(name if "." in name else arch + "*"):
         raise ModelLoadError(f"timm has no pretrained weights for '{name}'.")
     cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is not None and cfg.hf_hub_id and not _offline():
+        return _create_timm_name_online(name, cfg, max_bytes)
     if cfg is not None and cfg.hf_hub_id:
         _check_hub_size(cfg.hf_hub_id, max_bytes, cfg.hf_hub_filename, shown=name)
     elif cfg is not None and cfg.url and _offline():
@@ -112,9 +116,54 @@ def _create_timm_name(name: str, max_bytes: int) -> tuple[torch.nn.Module, str |
     return model, _hub_revision(hub_id) if hub_id else None
 
 
-def _timm_pretrained(timm_spec: str, shown: str) -> torch.nn.Module:
+def _timm_pretrained(timm_spec: str, shown: str, **kwargs) -> torch.nn.Module:
     log.info("creating %s", shown)
-    return timm.create_model(timm_spec, pretrained=True)
+    return timm.create_model(timm_spec, pretrained=True, **kwargs)
+
+
+def _create_hub_online(repo: str, max_bytes: int) -> tuple[torch.nn.Module, str]:
+    """A Hub model: its config.json and weights streamed into the HF cache under caps and one deadline
+    (:mod:`micam_core.hubfiles`), then built by timm from that snapshot folder."""
+    from . import hubfiles
+
+    repo_id, _, revision = repo.partition("@")
+    files = _from_hub(lambda: hubfiles.listing(repo_id, revision or None), repo_id)
+    weights = files.weights()
+    if weights is None:
+        raise ModelLoadError(f"{repo_id} has no weights file (.safetensors, .bin or .pth).")
+    _refuse_if_too_large(repo_id, weights.size or 0, max_bytes)
+    if "config.json" not in files.files:
+        raise ModelLoadError(f"'{shorten(repo_id)}' has no timm config.json or weights file; "
+                             "it is probably not a timm model.")
+    config = _from_hub(lambda: hubfiles.fetch(files, files.files["config.json"], MAX_CONFIG_BYTES), repo_id)
+    config = _read_json(config, repo_id)
+    _check_timm_config(config, repo_id)
+    check_config(config, repo_id)
+    folder = "local-dir:" + str(files.folder)
+    _check_built_size(folder, repo_id, max_bytes)
+    _from_hub(lambda: hubfiles.fetch(files, weights, max_bytes), repo_id)
+    return _timm_pretrained(folder, repo_id), files.commit
+
+
+def _create_timm_name_online(name: str, cfg, max_bytes: int) -> tuple[torch.nn.Module, str]:
+    """A timm name whose weights are on the Hub: the weights streamed into the HF cache under a cap and a
+    deadline, then read by timm as a file (its filters and head handling unchanged)."""
+    from . import hubfiles
+
+    repo_id, _, revision = cfg.hf_hub_id.partition("@")
+    files = _from_hub(lambda: hubfiles.listing(repo_id, revision or None), name)
+    from timm.models._hub import _get_safe_alternatives  # the names timm's Hub loader tries, in its order
+
+    filename = cfg.hf_hub_filename or "pytorch_model.bin"
+    wanted = (*_get_safe_alternatives(filename), filename)
+    weights = files.weights(wanted)
+    if weights is None:
+        raise ModelLoadError(f"'{shorten(name)}' has no weights file on the Hub ({', '.join(wanted)}).")
+    _refuse_if_too_large(name, weights.size or 0, max_bytes)
+    _check_built_size(name, name, max_bytes)
+    path = _from_hub(lambda: hubfiles.fetch(files, weights, max_bytes), name)
+    overlay = {"file": str(path), "source": "", "custom_load": bool(cfg.custom_load)}
+    return _timm_pretrained(name, name, pretrained_cfg_overlay=overlay), files.commit
 
 
 def _read_json(path: Path, shown: str) -> dict:

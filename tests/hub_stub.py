@@ -148,6 +148,36 @@ def _huge(declared: bool):
     return answer
 
 
+def _flood(size: int, declared: bool):
+    """``size`` bytes of weights, with or without a Content-Length saying so."""
+    def answer(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        if declared:
+            handler.send_header("Content-Length", str(size))
+        else:
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        try:
+            for _ in range(size // MB):
+                handler.wfile.write(b"\0" * MB)
+        except OSError:
+            return
+    return answer
+
+
+def add_weights_repo(repo_id: str, config: dict, files: dict) -> None:
+    """Serve ``config`` and ``files`` (name -> bytes, or (declared size, sha256, handler) for a hostile file)."""
+    listed, bodies = {"config.json": len(json.dumps(config))}, {}
+    for name, body in files.items():
+        if isinstance(body, bytes):
+            listed[name], bodies[name] = (len(body), hashlib.sha256(body).hexdigest()), body
+        else:
+            listed[name], bodies[name] = body[:2], body[2]
+    REPOS[repo_id] = {"config": json.dumps(config), "files": listed, "bodies": bodies}
+
+
 HOSTILE_SEARCHES = {"hang": _hang, "drip": _drip, "error500": _error(500), "huge": _huge(True),
                     "huge-undeclared": _huge(False)}
 HOSTILE_REPOS = {"evil/hang-config": _hang, "evil/drip-config": _drip, "evil/http-500": _error(500),
@@ -176,6 +206,16 @@ class StubHub:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _sibling(repo: dict, name: str, size) -> dict:
+    """A file-list entry: size, git blob id and, for weights, the LFS size and sha256 (as the Hub answers)."""
+    if isinstance(size, tuple):  # weights: (declared size, sha256)
+        size, sha256 = size
+        return {"rfilename": name, "size": size, "blobId": hashlib.sha1(name.encode()).hexdigest(),
+                "lfs": {"size": size, "sha256": sha256, "pointerSize": 134}}
+    body = repo["config"].encode() if name == "config.json" else b""
+    return {"rfilename": name, "size": size, "blobId": hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -224,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None:
             self._not_found(head)
             return
-        siblings = [{"rfilename": name, "size": size, "blobId": "b" * 40} for name, size in repo["files"].items()]
+        siblings = [_sibling(repo, name, size) for name, size in repo["files"].items()]
         body = json.dumps({"_id": "x" * 24, "id": repo_id, "modelId": repo_id, "sha": COMMIT,
                            "library_name": "timm", "siblings": siblings}).encode()
         self._send(200, body, "application/json", head)
@@ -236,6 +276,13 @@ class _Handler(BaseHTTPRequestHandler):
         repo = REPOS.get(repo_id)
         if repo is None:
             self._not_found(head)
+            return
+        body = repo.get("bodies", {}).get(filename)
+        if callable(body):
+            body(self)
+            return
+        if body is not None:
+            self._send(200, body, "application/octet-stream", head)
             return
         if filename != "config.json":  # a precheck must never fetch anything else
             self._send(403, b"weights are not served by the stub", "text/plain", head)

@@ -54,6 +54,7 @@ def assert_same(alone: dict, together: dict, where: str) -> None:
         assert a.shape == b.shape and np.abs(a - b).max() <= 2, where
 
 
+@pytest.mark.slow
 def test_overlapping_requests_each_get_their_own_result(client, hub_models, monkeypatch):
     from micam_app import work
 
@@ -81,3 +82,96 @@ def test_overlapping_requests_each_get_their_own_result(client, hub_models, monk
     for request, a, b in zip(REQUESTS, alone, together):
         assert_same(a, b, str(request))
     assert len({s["spec"] for s in together}) == 3
+
+
+ROAD_AND_SANITY = [("chelsea_cat.jpg", "top-1"), ("coffee.jpg", "3"), ("rocket.jpg", "5")]
+
+
+def _road_and_sanity(spec: str, image: str, target: str) -> dict:
+    """A ROAD request and the sanity checks of its explanation, through the work functions the app calls."""
+    from micam_app import sanity_panel, work
+    from micam_core.view import parse
+
+    view, messages = parse({"model": spec, "target": target, "protocol": "road", "methods": "gradcam,micam"},
+                           link=True)
+    assert not messages, messages
+    loaded = work.load(view.model)
+    exp = work.explain_view(loaded, str(EXAMPLES / image), view)
+    faith = work.analyse_view(loaded, exp, view)
+    steps = sanity_panel.bounded_plan(loaded, exp)  # as the panel's handler runs them
+    checks = sanity_panel.gpu_sanity(loaded.spec, exp, sanity_panel.checks_seconds(loaded, exp, steps))
+    return {"maps": exp.maps, "road": faith.road_curves(), "sanity": checks.to_report()}
+
+
+@pytest.fixture(scope="module")
+def small_input_model() -> str:
+    """A tiny CNN at 64 px in the session's Hub cache (ROAD's imputation solves grow with the pixels)."""
+    import timm
+    import torch
+
+    from conftest import add_to_hub_cache
+
+    torch.manual_seed(0)
+    model = timm.create_model("mobilenetv3_small_050", num_classes=7)
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 64, 64), "crop_pct": 1.0}
+    return "hf-hub:" + add_to_hub_cache("micam-test/tiny-64px", model=model)
+
+
+@pytest.mark.slow
+def test_overlapping_road_and_sanity_requests_each_get_their_own_result(small_input_model, monkeypatch):
+    from micam_app import sanity_panel, work
+
+    spec = small_input_model
+    alone = [_road_and_sanity(spec, *request) for request in ROAD_AND_SANITY]
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def slowed(original):
+        def run(*args, **kwargs):
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+            try:
+                time.sleep(0.2)  # widen the window so that requests really overlap
+                return original(*args, **kwargs)
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+        return run
+
+    monkeypatch.setattr(work, "gpu_analyse", slowed(work.gpu_analyse))
+    monkeypatch.setattr(sanity_panel, "sanity_checks", slowed(sanity_panel.sanity_checks))
+    together: list[dict | None] = [None] * len(ROAD_AND_SANITY)
+
+    def job(i: int) -> None:
+        together[i] = _road_and_sanity(spec, *ROAD_AND_SANITY[i])
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(len(ROAD_AND_SANITY))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert peak[0] >= 2, "the requests did not overlap"
+    for request, a, b in zip(ROAD_AND_SANITY, alone, together):
+        assert b is not None, request
+        for name, saliency in a["maps"].items():
+            np.testing.assert_allclose(saliency, b["maps"][name], atol=1e-5, err_msg=str(request))
+        for name, curves in a["road"].items():
+            for order in ("morf", "lerf"):
+                assert curves[order] == pytest.approx(b["road"][name][order], abs=1e-5), (request, name)
+        _same_numbers(a["sanity"], b["sanity"], str(request))
+    assert len({str(t["road"]) for t in together}) == len(ROAD_AND_SANITY)  # different requests, different results
+
+
+def _same_numbers(a, b, path: str = "") -> bool:
+    """Nested reports equal, numbers to 1e-5 (seconds taken left out)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        return all(_same_numbers(a[k], b[k], f"{path}.{k}") for k in a if k != "seconds")
+    if isinstance(a, list):
+        assert len(a) == len(b), path
+        return all(_same_numbers(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b)))
+    if isinstance(a, float):
+        assert a == pytest.approx(b, abs=1e-5, nan_ok=True), path
+        return True
+    assert a == b, path
+    return True

@@ -14,6 +14,7 @@ import torch
 from micam_core import LayerError, MicamError, from_module
 from micam_core.cost import extra_passes
 from micam_core.gpu import explain_seconds
+from micam_core.registry import REGISTRY
 from micam_core.tokens import infer_layout, model_hints
 
 
@@ -116,3 +117,57 @@ def _view(layer: str, method: str):
     from micam_core.view import View
 
     return View(layer=layer).replace(methods=(method,))
+
+
+EXTRA_PASS_METHODS = [m for m, record in REGISTRY.items() if not record.single_pass]
+
+
+def test_a_methods_parameters_count_in_its_cost(cnn, monkeypatch):
+    """SS-CAM's samples multiply its passes: a link asking for more samples cannot slip under the limit."""
+    from micam_core.view import parse
+
+    work = _served(monkeypatch, cnn)
+    layer = "blocks.2.0.se"
+    view, messages = parse({"methods": "sscam", "sscam_samples": "100", "layer": layer}, link=True)
+    assert not messages and view.params()["sscam"]["samples"] == 100
+    channels = extra_passes(cnn, layer, ["scorecam"]) - 1
+    assert extra_passes(cnn, layer, ["sscam"], view.params()) == 100 * channels
+    monkeypatch.setenv("MICAM_MAX_EXTRA_PASSES", str(100 * channels - 1))  # over the default 35 samples' cost
+    with pytest.raises(MicamError, match=f"{100 * channels} extra forward passes"):
+        work.gpu_explain(view, None)
+    assert work.explain_duration(view, None) == explain_seconds(1, cnn.num_bytes, 100 * channels - 1)
+
+
+def _model_and_layer(method: str, request) -> tuple:
+    """A model the method runs on and a deep layer of it (its default layer where the deep one does not do)."""
+    for which, deep in (("cnn", "blocks.2.0.se"), ("vit", "blocks.1.mlp.fc1")):
+        loaded = request.getfixturevalue(which)
+        for layer in (deep, loaded.default_layer):
+            if not REGISTRY[method].why_not(loaded, layer):
+                return loaded, layer
+    raise AssertionError(f"{method} runs on neither test model")
+
+
+@pytest.mark.parametrize("method", EXTRA_PASS_METHODS)
+def test_every_extra_pass_method_is_refused_over_the_limit_at_a_deep_layer(method, monkeypatch, request):
+    loaded, layer = _model_and_layer(method, request)
+    work = _served(monkeypatch, loaded)
+    view = _view(layer, method)
+    passes = extra_passes(loaded, view.layer, [method], view.params())
+    assert passes >= 1
+    monkeypatch.setenv("MICAM_MAX_EXTRA_PASSES", str(passes - 1) if passes > 1 else "0.5")
+    with pytest.raises(MicamError, match="forward passes"):
+        work.gpu_explain(view, None)
+
+
+@pytest.mark.parametrize("method", EXTRA_PASS_METHODS)
+def test_the_counted_passes_bound_what_a_method_spends(method, cat_path, request):
+    """The record's bound is an upper bound of the passes the method really spends (small parameters)."""
+    from micam_core import explain
+
+    loaded, layer = _model_and_layer(method, request)
+    params = {p.name: p.minimum for p in REGISTRY[method].params if p.name == "samples"}
+    params |= {p.name: 2 for p in REGISTRY[method].params if p.name == "layers"}
+    exp = explain(loaded, cat_path, layer=layer, methods=[method], params={method: params})
+    bound = extra_passes(loaded, layer, [method], {method: params})
+    assert 0 < exp.extra_forward_passes <= bound, (exp.extra_forward_passes, bound)

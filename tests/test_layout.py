@@ -54,6 +54,7 @@ def explain_cat(page, image=CAT) -> None:
     page.wait_for_timeout(300)
 
 
+@pytest.mark.slow
 def test_desktop_page(page_url, tmp_path):  # noqa: F811
     from PIL import Image
     from playwright.sync_api import expect, sync_playwright
@@ -110,6 +111,7 @@ def test_desktop_page(page_url, tmp_path):  # noqa: F811
             browser.close()
 
 
+@pytest.mark.slow
 def test_phone_page(page_url):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
