@@ -308,6 +308,7 @@ def test_controls_are_ready_when_the_page_opens():
     assert "default layer" in by_id["model-info"]["value"]
 
 
+@pytest.mark.slow
 def test_a_newer_panel_run_stops_the_older_one_of_the_same_page():
     """Explain pressed again (or a threshold moved) while a panel is being scored: the older run of that browser
     session stops after its current stage, so it never writes its results or its session over the newer one.
