@@ -5,7 +5,9 @@ fractions (noise 0, so both sides compute the same numbers). pytorch-grad-cam ru
 per map, order and percentile (``PerturbationConfidenceMetric`` with ``RemoveMostRelevantFirst`` /
 ``RemoveLeastRelevantFirst`` and ``NoisyLinearImputer(noise=0)``, ``return_diff=False``: one forward
 per call, fewer than its ``ROADCombined`` does). Also timed: today's deletion + insertion curves at
-32 steps for the same maps. Prints one table row per image and the totals.
+32 steps for the same maps. The three are interleaved map by map (ours, theirs, the curves), so that a
+change of load on a shared machine falls on all three; each is timed in wall-clock and in process CPU
+seconds (``time.process_time``, all threads). Prints one table row per image and the totals.
 
     python bench/road.py [--images examples/chelsea_cat.jpg ...] [--device cpu] [--skip-pgc]
 """
@@ -31,21 +33,33 @@ from micam_core.protocols import REMOVED  # noqa: E402
 from micam_core.road import ORDERS, percentile_of, queue_road, read_road  # noqa: E402
 
 
-def ours(loaded, pixels, maps, target) -> tuple[dict, float, float]:
-    """ROAD curves of every map (noise 0); total seconds and the seconds spent imputing."""
-    start = time.perf_counter()
-    queue = _Evaluator(loaded, chunk=10**9)  # holds the imputed images: no forward pass yet
-    plan = queue_road(queue, pixels, maps, REMOVED, 0.0, 0)
-    imputed = time.perf_counter() - start
-    ev = _Evaluator(loaded)  # then the forward passes in the usual chunks, same order
-    for image in queue.pending:
-        ev.add(image)
-    probs = ev.results()
-    curves = {name: read_road(p, probs[:, target], REMOVED, 0.0, 0) for name, p in plan.items()}
-    return curves, time.perf_counter() - start, imputed
+class Clock:
+    """Wall-clock and process CPU seconds, added up over the timed blocks."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Clock:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall += time.perf_counter() - self._wall
+        self.cpu += time.process_time() - self._cpu
 
 
-def theirs(loaded, crop, maps, target) -> tuple[dict, float]:
+def ours(loaded, pixels, maps, target, clock: Clock, forward: Clock) -> dict:
+    """ROAD curves of every map of ``maps`` (noise 0) as analyse runs them: the imputation of each map and order
+    overlaps the forward passes of the one before (``forward.wall`` gets the seconds inside the model)."""
+    with clock:
+        ev = _Evaluator(loaded)
+        plan = queue_road(ev, pixels, maps, REMOVED, 0.0, 0)
+        probs = ev.results()
+        forward.wall += ev.forward_seconds
+        return {name: read_road(p, probs[:, target], REMOVED, 0.0, 0) for name, p in plan.items()}
+
+
+def theirs(loaded, crop, maps, target, clock: Clock) -> dict:
     from pytorch_grad_cam.metrics.perturbation_confidence import (
         PerturbationConfidenceMetric,
         RemoveLeastRelevantFirst,
@@ -57,29 +71,31 @@ def theirs(loaded, crop, maps, target) -> tuple[dict, float]:
     removers = {"morf": RemoveMostRelevantFirst, "lerf": RemoveLeastRelevantFirst}
     x = loaded.to_input([crop])
     targets = [ClassifierOutputSoftmaxTarget(target)]
-    start = time.perf_counter()
     out = {}
-    for name, saliency in maps.items():
-        out[name] = {}
-        for order in ORDERS:
-            scores = []
-            for f in REMOVED:
-                metric = PerturbationConfidenceMetric(removers[order](percentile_of(f), NoisyLinearImputer(noise=0)))
-                scores.append(float(metric(x, saliency[None], targets, loaded.model, return_diff=False)[0]))
-            out[name][order] = np.array(scores)
-    return out, time.perf_counter() - start
+    with clock:
+        for name, saliency in maps.items():
+            out[name] = {}
+            for order in ORDERS:
+                scores = []
+                for f in REMOVED:
+                    remover = removers[order](percentile_of(f), NoisyLinearImputer(noise=0))
+                    metric = PerturbationConfidenceMetric(remover)
+                    scores.append(float(metric(x, saliency[None], targets, loaded.model, return_diff=False)[0]))
+                out[name][order] = np.array(scores)
+    return out
 
 
-def curves_seconds(loaded, pixels, maps, steps: int = 32) -> float:
-    """Deletion (to black) and insertion (from blur) curves at ``steps`` steps for every map, as analyse runs them."""
-    start = time.perf_counter()
-    filled, blur = fill_pixels(pixels, "black"), blurred(pixels)
-    ev = _Evaluator(loaded)
-    ev.add(pixels), ev.add(filled), ev.add(blur)  # the curves' fixed ends
-    for saliency in maps.values():
-        _plan_curves(ev, pixels, filled, blur, saliency, steps)
-    ev.results()
-    return time.perf_counter() - start
+def curves(loaded, pixels, maps, clock: Clock, ends: bool, steps: int = 32) -> None:
+    """Deletion (to black) and insertion (from blur) curves at ``steps`` steps for ``maps``, as analyse runs them
+    (``ends``: also the curves' fixed ends, shared by every map: once per image)."""
+    with clock:
+        filled, blur = fill_pixels(pixels, "black"), blurred(pixels)
+        ev = _Evaluator(loaded)
+        if ends:
+            ev.add(pixels), ev.add(filled), ev.add(blur)
+        for saliency in maps.values():
+            _plan_curves(ev, pixels, filled, blur, saliency, steps)
+        ev.results()
 
 
 def main() -> None:
@@ -91,27 +107,37 @@ def main() -> None:
     args = parser.parse_args()
     loaded = load_model(args.model, device=args.device)
     print(f"torch threads {torch.get_num_threads()}, device {loaded.device}, model {loaded.spec}")
-    header = ("image", "maps", "ROAD ours s (imputing)", "ROAD pytorch-grad-cam s", "speed-up",
-              "del+ins 32 steps s", "ROAD / del+ins", "max |score diff|")
+    header = ("image", "maps", "ROAD ours s (in forward passes)", "ROAD pytorch-grad-cam s", "speed-up",
+              "del+ins 32 steps s", "ROAD / del+ins", "speed-up (CPU s)", "ROAD / del+ins (CPU s)",
+              "max |score diff|")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    totals = np.zeros(4)
+    clocks = {k: Clock() for k in ("ours", "forward", "theirs", "curves")}
     for path in args.images:
         exp = explain(loaded, path, methods=list(DEFAULT_METHODS))
         pixels = pixels_of(exp.crop)
         maps = {**exp.maps, **baseline_maps(tuple(pixels.shape[:2]), next(iter(exp.lowres.values())).shape)}
-        curves_s = curves_seconds(loaded, pixels, maps)
-        road, ours_s, imputing_s = ours(loaded, pixels, maps, exp.target)
-        if args.skip_pgc:
-            pgc_s, diff = float("nan"), float("nan")
-        else:
-            pgc, pgc_s = theirs(loaded, exp.crop, maps, exp.target)
-            diff = max(float(np.abs(getattr(road[n], o) - pgc[n][o]).max()) for n in maps for o in ORDERS)
-        totals += (ours_s, pgc_s, curves_s, imputing_s)
-        print(f"| {path.name} | {len(maps)} | {ours_s:.1f} ({imputing_s:.1f}) | {pgc_s:.1f} | {pgc_s / ours_s:.1f}x | "
-              f"{curves_s:.1f} | {ours_s / curves_s:.2f}x | {diff:.1e} |", flush=True)
-    o, p, c, i = totals
-    print(f"| total | | {o:.1f} ({i:.1f}) | {p:.1f} | {p / o:.1f}x | {c:.1f} | {o / c:.2f}x | |")
+        image = {k: Clock() for k in clocks}
+        diff = float("nan")
+        for k, (name, saliency) in enumerate(maps.items()):  # interleaved map by map: the load falls on every side
+            one = {name: saliency}
+            road = ours(loaded, pixels, one, exp.target, image["ours"], image["forward"])
+            if not args.skip_pgc:
+                pgc = theirs(loaded, exp.crop, one, exp.target, image["theirs"])
+                d = max(float(np.abs(getattr(road[name], o) - pgc[name][o]).max()) for o in ORDERS)
+                diff = d if np.isnan(diff) else max(diff, d)
+            curves(loaded, pixels, one, image["curves"], ends=k == 0)
+        for k, c in image.items():
+            clocks[k].wall += c.wall
+            clocks[k].cpu += c.cpu
+        print(row(path.name, len(maps), image, diff), flush=True)
+    print(row("total", "", clocks, float("nan")))
 
+
+def row(label: str, maps, c: dict[str, Clock], diff: float) -> str:
+    o, i, p, d = c["ours"], c["forward"], c["theirs"], c["curves"]
+    return (f"| {label} | {maps} | {o.wall:.1f} ({i.wall:.1f}) | {p.wall:.1f} | {p.wall / o.wall:.1f}x | "
+            f"{d.wall:.1f} | {o.wall / d.wall:.2f}x | {p.cpu / o.cpu:.1f}x | {o.cpu / d.cpu:.2f}x | "
+            f"{'' if np.isnan(diff) else f'{diff:.1e}'} |")
 
 if __name__ == "__main__":
     main()

@@ -292,7 +292,7 @@ class Handlers:
                                            f"{view.protocol}) ...", 0.2 + 0.75 * done))
                 yield out
             figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label}", labels=faith.labels(),
-                                   road=faith.road_curves(), removed=faith.protocol.removed,
+                                   road=faith.road_curves(),
                                    protocol=faith.protocol.describe())
             session = {**session, "view": view, "faith": faith}
             yield {c["curves"]: figure, c["session"]: session,

@@ -133,7 +133,7 @@ def counterfactual_panel(ui: UI) -> None:
     gr.Markdown("## Counterfactuals: keep or remove the region")
     gr.Markdown("A map's region: its pixels at or above the threshold. *Keep* fills the rest, *remove* fills the "
                 "region; a faithful map keeps the prediction when kept and changes it when removed.",
-                elem_classes="note")
+                elem_classes="note", elem_id="cf-intro")
     with gr.Row():
         c["protocol"] = gr.Radio(choices=[(f"{p.name}: {p.label}", p.name) for p in PROTOCOLS.values()],
                                  value=SETTINGS["protocol"].default, label=SETTINGS["protocol"].label,
@@ -166,7 +166,7 @@ def counterfactual_panel(ui: UI) -> None:
     c["metrics"] = gr.Dataframe(headers=views.METRIC_HEADERS, show_label=False, interactive=False, wrap=True,
                                 column_widths=["190px", *["120px"] * (len(views.METRIC_HEADERS) - 1)],
                                 elem_id="metrics")
-    gr.Markdown("### Deletion and insertion curves", elem_classes="panel-title")
+    gr.Markdown("### Curves of the protocol (deletion and insertion, or ROAD)", elem_classes="panel-title")
     c["curves"] = gr.Image(label="Deletion and insertion curves", show_label=False, type="pil", format="png",
                            interactive=False, buttons=["download", "fullscreen"], elem_id="curves")
 
@@ -271,7 +271,8 @@ def wire(ui: UI, h: Handlers) -> None:
         if name in OWN_EVENTS:
             continue
         slides = isinstance(widget, gr.Slider)  # a slider recomputes when let go; while it moves, results are stale
-        trigger = widget.release if slides else widget.change
+        # the visitor's own changes only: a value set by a handler (a link, a protocol) brings its own panel run
+        trigger = widget.release if slides else widget.input
         trigger(None, js=mark("updating", "cf"), **PRIVATE)
         new_panel.append(trigger)
         event = trigger(**cf)

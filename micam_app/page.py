@@ -61,7 +61,11 @@ footer {display: none !important;}
   .overlay-img {height: 165px !important;}
   .cf-img {height: 135px !important;}
   #counterfactuals .method-row > .method-col {flex-basis: 100% !important;}
+  /* long help texts stay short on a phone: a small scrolling box (a shadow says there is more), smaller type */
+  #upsampling-note {max-height: 5.4em; overflow-y: auto; box-shadow: inset 0 -14px 10px -10px rgba(0, 0, 0, 0.25);}
   #upsampling-note p {font-size: 0.8rem;}
+  #model-info p, #link-note p, #cf-intro p, #sanity-result p, #sanity-result li {font-size: 0.8rem;}
+  #metrics thead th, #metrics thead th * {font-size: 0.72rem !important; line-height: 1.2 !important;}
   #inputs .info-text {display: none;}  /* the pickers' helper lines: their labels say enough on a phone */
   #examples .gallery {display: grid !important; grid-template-columns: repeat(4, 1fr); gap: 6px;}
   #examples .gallery-item {width: auto !important; min-width: 0 !important;}

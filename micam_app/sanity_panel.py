@@ -41,8 +41,9 @@ def panel(ui: UI) -> None:
         c["sanity_cost"] = gr.Markdown(NO_EXPLANATION, elem_id="sanity-cost")
         c["sanity_btn"] = gr.Button("Run the sanity checks", elem_id="sanity-btn")
         c["sanity_result"] = gr.Markdown(elem_id="sanity-result")
-        c["sanity_plot"] = gr.Image(label="Similarity to the original map", type="pil", format="png",
-                                    interactive=False, visible=False, elem_id="sanity-plot")
+        c["sanity_plot"] = gr.Image(label="Similarity to the original map", show_label=False, type="pil",
+                                    format="png", interactive=False, visible=False, elem_id="sanity-plot",
+                                    buttons=["download", "fullscreen"])  # its own titles: no tag over them
     c["sanity_accordion"] = accordion
 
 

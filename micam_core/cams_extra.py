@@ -59,9 +59,13 @@ def kpcacam(x: MapInputs) -> MapResult:
 def fem(x: MapInputs) -> MapResult:
     """FEM: ``w_k`` = share of channel ``k``'s cells above ``mean_k + 2 std_k``; ``ReLU(sum_k w_k A_k)``."""
     a = x.activations
-    threshold = a.mean(dim=(2, 3)) + FEM_K * a.std(dim=(2, 3), unbiased=False)
-    w = (a > threshold[..., None, None]).to(a.dtype).mean(dim=(2, 3))
-    return combine(w, a), w
+    b, k, h, w = a.shape
+    cells = a.reshape(b, k, h * w)
+    mean = cells.sum(2, keepdim=True) / (h * w)  # two passes, as NumPy (torch.std_mean is slow on short rows)
+    centred = cells - mean
+    std = (centred * centred).sum(2, keepdim=True).div_(h * w).sqrt_()
+    weights = (cells > mean + FEM_K * std).sum(2).to(a.dtype) / (h * w)
+    return combine(weights, a), weights
 
 
 def shapleycam(x: MapInputs) -> MapResult:
@@ -149,10 +153,12 @@ def cam_refusal(loaded, layer: str) -> str | None:
 
 
 def cam(x: MapInputs) -> MapResult:
-    """CAM: the target's classifier weights, ``ReLU(sum_k W_ck A_k)``, for a layer followed by GAP + linear."""
-    reason = head_mismatch(x.model, x.activations, x.logits)
-    if reason:
-        raise MicamError(reason)
+    """CAM: the target's classifier weights, ``ReLU(sum_k W_ck A_k)``, for a layer followed by GAP + linear
+    (checked on this image's numbers unless :func:`cam_refusal` already found the layer fit)."""
+    if _probed.get(x.model, {}).get(x.layer, "unknown") is not None:
+        reason = head_mismatch(x.model, x.activations, x.logits)
+        if reason:
+            raise MicamError(reason)
     weight, _ = _head_weights(x.model)
     w = weight[torch.tensor(x.targets, device=weight.device)]
     return combine(w, x.activations), w

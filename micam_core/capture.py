@@ -169,8 +169,11 @@ def capture(
         handle = module.register_forward_hook(tap)
         taps = FullTaps(model, "bias_grads" in extras, "guided" in extras) if full else None
         early = EarlyTaps(model, layers, attention) if layers or attention else None
+        # Nothing to differentiate: inference mode, a few per cent faster than no_grad (results cloned below).
+        plain = not wanted and early is None and not full
         try:
-            with torch.no_grad(), eval_mode(model), torch.enable_grad() if full else nullcontext(), \
+            with torch.inference_mode() if plain else torch.no_grad(), eval_mode(model), \
+                    torch.enable_grad() if full else nullcontext(), \
                     twice_differentiable() if "hvp" in extras else nullcontext():
                 out = model(x)
         except RuntimeError:
@@ -189,6 +192,8 @@ def capture(
         if not tap.leaves:
             raise LayerError(f"Layer '{layer}' was not used in the forward pass.")
         logits_all = out[0] if isinstance(out, (tuple, list)) else out
+        if plain:  # normal tensors again (inference tensors refuse in-place updates outside inference mode)
+            logits_all, tap.leaves = logits_all.clone(), [leaf.clone() for leaf in tap.leaves]
         # Tokens and channels-last grids become B x K x h x w; gradients are reshaped the same way.
         layout = layout_of(model, layer, tuple(tap.leaves[0].shape), tuple(batch.shape[-2:]))
         size = batch.shape[0]

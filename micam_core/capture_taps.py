@@ -184,10 +184,14 @@ class EarlyTaps:
         with torch.enable_grad():
             for block in self.blocks:
                 tokens, probs = self.tokens[block], self.attention[block]
-                scores = project(tokens[:size])
-                cols = torch.tensor(targets, device=scores.device)
-                score = scores.gather(1, cols[:, None]).sum()
-                grad = torch.autograd.grad(score, probs, allow_unused=True, retain_graph=True)[0]
+                try:
+                    scores = project(tokens[:size])
+                    cols = torch.tensor(targets, device=scores.device)
+                    score = scores.gather(1, cols[:, None]).sum()
+                    grad = torch.autograd.grad(score, probs, allow_unused=True, retain_graph=True)[0]
+                except (RuntimeError, ValueError, IndexError) as error:  # e.g. a head that cannot read these tokens
+                    raise LayerError(f"The model's head cannot read the tokens of block '{block}' "
+                                     f"({type(error).__name__}).") from None
                 grad = torch.zeros_like(probs) if grad is None else grad.detach()
                 out[block] = (grad[:size], layout_of(self.model, block, tuple(tokens.shape), hw))
         return out

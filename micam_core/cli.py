@@ -105,7 +105,7 @@ def _explain_one(loaded, path: Path, stem: str, args, view: View) -> str:
         faith = analyse(loaded, exp, **view.stage("counterfactual"))
         counterfactuals = faith.to_report()
         curves = curves_figure(faith.curves(), title=f"{stem}: target {exp.target_label}", labels=faith.labels(),
-                               road=faith.road_curves(), removed=faith.protocol.removed,
+                               road=faith.road_curves(),
                                protocol=faith.protocol.describe())
     report = build_report(loaded, exp, counterfactuals=counterfactuals, settings=view.chosen_settings())
     report["image"] = str(path)

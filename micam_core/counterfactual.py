@@ -333,8 +333,8 @@ class Faithfulness:
         return {name: r.curves.as_lists() for name, r in self.results.items()}
 
     def road_curves(self) -> dict[str, dict[str, list[float]]]:
-        """MoRF and LeRF curves of every map (empty when the protocol has no ROAD)."""
-        return {name: {"morf": r.road.morf.tolist(), "lerf": r.road.lerf.tolist()}
+        """MoRF and LeRF curves of every map and the fractions removed (empty when the protocol has no ROAD)."""
+        return {name: {"morf": r.road.morf.tolist(), "lerf": r.road.lerf.tolist(), "removed": list(r.road.removed)}
                 for name, r in self.results.items() if r.road is not None}
 
     def to_report(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .protocols import PROTOCOL_SETTINGS, supplied_defaults
 from .settings import SETTINGS
 from .view import View, checked
 
@@ -11,9 +12,16 @@ from .view import View, checked
 def add_setting(p: argparse.ArgumentParser, name: str, *aliases: str) -> None:
     """The option ``--name`` for setting ``name`` (help from :data:`SETTINGS`; checked by :func:`parse`)."""
     s = SETTINGS[name]
-    default = ",".join(s.default) if s.kind == "methods" else s.default
     p.add_argument(f"--{name.replace('_', '-')}", *aliases, dest=name, default=None,
-                   help=f"{s.label}: {s.describe()} (default {default})")
+                   help=f"{s.label}: {s.describe()} ({default_words(name)})")
+
+
+def default_words(name: str) -> str:
+    """The default of setting ``name`` in words: the protocol's for the settings a protocol supplies."""
+    if name in PROTOCOL_SETTINGS:
+        return f"default: the one of --protocol: {supplied_defaults(name)}"
+    s = SETTINGS[name]
+    return f"default {','.join(s.default) if s.kind == 'methods' else s.default}"
 
 
 def add_settings(p: argparse.ArgumentParser, numbers_only: bool = False) -> None:

@@ -55,6 +55,8 @@ def why_not(loaded: LoadedModel, layer: str) -> str | None:
                 "(a CNN, or attention in windows); choose a ViT-family model.")
     if score_projection(model) is None:
         return f"it needs each block's class score through the model's head, which {name} does not expose."
+    if loaded.device.type != "cpu":  # no work on an accelerator here (on ZeroGPU, only GPU functions may):
+        return None  # a model that is not fit is refused with the same sentence when the request runs
     known = _probed.setdefault(model, {})
     if layer not in known:
         known[layer] = _probe(loaded, layer)
@@ -70,9 +72,7 @@ def _probe(loaded: LoadedModel, layer: str) -> str | None:
     try:
         cap = capture(loaded.model, layer, x, lambda _: [0], want_logit_grad=False, want_prob_grad=False,
                       attention=blocks)
-        for grad, layout in cap.attention.values():
-            if layout.kind != "NLC" or grad.shape[-1] != layout.prefix + layout.height * layout.width:
-                raise LayerError("not over the patch tokens")
+        _patch_keys(cap.attention, loaded.model)
     except LayerError as error:
         if "was not used" in str(error) or "no spatial map" in str(error):
             return None  # the layer itself is refused, with its own sentence, when the request runs
@@ -82,6 +82,13 @@ def _probe(loaded: LoadedModel, layer: str) -> str | None:
     return None
 
 
+def _patch_keys(attention: dict, model: nn.Module) -> None:
+    """A :class:`LayerError` unless every block's attention runs over its tokens, patches on a grid."""
+    for grad, layout in attention.values():
+        if layout.kind != "NLC" or grad.shape[-1] != layout.prefix + layout.height * layout.width:
+            raise LayerError("LeGrad cannot run here: " + _NOT_GLOBAL.format(type(model).__name__))
+
+
 _NOT_GLOBAL = ("it reads global self-attention over the patch tokens, class scores read from each block's tokens; "
                "{}'s blocks are not of that kind (attention in windows or over channels); choose a ViT-family model.")
 
@@ -89,6 +96,7 @@ _NOT_GLOBAL = ("it reads global self-attention over the patch tokens, class scor
 def legrad(x: MapInputs) -> MapResult:
     """``B x h x w`` LeGrad maps on the patch grid, from the attention gradients of the shared pass."""
     blocks = legrad_blocks(x.model, x.layer)
+    _patch_keys(x.attention, x.model)
     relevances = [torch.relu(x.attention[b][0]).mean(dim=(1, 2)) for b in blocks]
     layout = x.attention[blocks[-1]][1]
     keys = torch.stack(relevances).mean(0)[:, layout.prefix:]

@@ -77,6 +77,11 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
 DEFAULT_PROTOCOL = "rise"
 
 
+def supplied_defaults(name: str) -> str:
+    """What each protocol brings for setting ``name`` (of :data:`PROTOCOL_SETTINGS`), e.g. ``rise 32, paper 100``."""
+    return ", ".join(f"{p.name} {getattr(p, name)}" for p in PROTOCOLS.values())
+
+
 def get_protocol(value: str | Protocol | None) -> Protocol:
     """The protocol record for a name (``None``: the default); a clear error for unknown names."""
     if isinstance(value, Protocol):

@@ -51,20 +51,20 @@ Curves = Mapping[str, Mapping[str, Sequence[float]]]
 
 
 def curves_figure(curves: Curves, title: str = "", labels: Mapping[str, str] | None = None,
-                  road: Curves | None = None, removed: Sequence[float] = (), protocol: str = "") -> Image.Image:
+                  road: Curves | None = None, protocol: str = "") -> Image.Image:
     """Plot the curves that were run, one panel per kind and one line per map.
 
     ``curves``: ``{map: {"deletion": [...], "insertion": [...]}}`` (either may be absent); ``road``:
-    ``{map: {"morf": [...], "lerf": [...]}}`` at the ``removed`` fractions. ``labels`` names the lines
+    ``{map: {"morf": [...], "lerf": [...], "removed": [...]}}``, each curve plotted at the fractions
+    removed that produced it. ``labels`` names the lines
     (default: the keys); the baselines ``random`` and ``centre`` are dashed. ``protocol`` is printed
     under the title.
     """
     with plt.rc_context(PLAIN_TEXT_RC):  # a "$" in a class or method name is a dollar sign
-        return _curves_png(curves, title, labels or {}, road or {}, removed, protocol)
+        return _curves_png(curves, title, labels or {}, road or {}, protocol)
 
 
-def _curves_png(curves: Curves, title: str, labels: Mapping[str, str], road: Curves, removed: Sequence[float],
-                protocol: str) -> Image.Image:
+def _curves_png(curves: Curves, title: str, labels: Mapping[str, str], road: Curves, protocol: str) -> Image.Image:
     series = {kind: {name: c[kind] for name, c in source.items() if kind in c}
               for source, kinds in ((curves, ("deletion", "insertion")), (road, ("morf", "lerf")))
               for kind in kinds}
@@ -75,7 +75,7 @@ def _curves_png(curves: Curves, title: str, labels: Mapping[str, str], road: Cur
         for name, curve in series[kind].items():
             ys = np.asarray(curve, dtype=float)
             road_kind = kind in ("morf", "lerf")
-            xs = np.asarray(removed, dtype=float) if road_kind else np.linspace(0.0, 1.0, len(ys))
+            xs = np.asarray(road[name]["removed"], dtype=float) if road_kind else np.linspace(0.0, 1.0, len(ys))
             style = "--" if name in ("random", "centre") else "-"
             score = f"mean {ys.mean():.3f}" if road_kind else f"AUC {np.trapezoid(ys, xs):.3f}"
             ax.plot(xs, ys, style, marker="o" if road_kind else None, markersize=3,

@@ -18,8 +18,10 @@ fraction: paired comparisons see the same noise).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -117,19 +119,40 @@ class RoadResult:
                 "road_lerf_curve": self.lerf.tolist(), "road_noise": self.noise, "road_seed": self.seed}
 
 
+def pipelined(jobs: Sequence[Callable[[], Any]]) -> Iterator[Any]:
+    """Each job's result in order, the next job running in a worker thread while the caller uses this one.
+
+    ROAD's imputation (a C solver that lets go of the GIL) thus overlaps the model's forward passes on
+    the images already imputed, instead of waiting for them.
+    """
+    if not jobs:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="road-impute") as pool:
+        pending = pool.submit(jobs[0])
+        for job in jobs[1:]:
+            done, pending = pending, pool.submit(job)
+            yield done.result()
+        yield pending.result()
+
+
 def queue_road(ev: Any, pixels: torch.Tensor, maps: Mapping[str, np.ndarray], removed: Sequence[float],
                noise: float, seed: int) -> dict[str, dict[str, list[int]]]:
-    """Impute every map's masks (both orders, one batched solve per map and order) and queue them on ``ev``.
+    """Impute every map's masks (both orders, one solve per mask) and queue them on ``ev``.
 
-    ``pixels``: ``H x W x 3`` in 0..255 (the evaluator's units). Returns the queue indices per map and order.
+    Each mask is imputed while the images before it go through the model (:func:`pipelined`; ``ev``
+    runs them in its chunks). ``pixels``: ``H x W x 3`` in 0..255 (the evaluator's units). Returns the
+    queue indices per map and order.
     """
     chw = (pixels.permute(2, 0, 1).to(torch.float64) / 255.0)
-    plan: dict[str, dict[str, list[int]]] = {}
+    keys, jobs = [], []
     for name, saliency in maps.items():
-        plan[name] = {}
         for order in ORDERS:
-            images = impute_many(chw, removal_masks(saliency, order, removed), noise, seed)
-            plan[name][order] = [ev.add((img.permute(1, 2, 0) * 255.0).float().cpu()) for img in images]
+            for mask in removal_masks(saliency, order, removed):
+                keys.append((name, order))
+                jobs.append(partial(impute_many, chw, mask[None], noise, seed))
+    plan: dict[str, dict[str, list[int]]] = {name: {order: [] for order in ORDERS} for name in maps}
+    for (name, order), images in zip(keys, pipelined(jobs)):
+        plan[name][order].append(ev.add((images[0].permute(1, 2, 0) * 255.0).float().cpu()))
     return plan
 
 

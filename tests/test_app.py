@@ -64,6 +64,7 @@ def check_result(result, expect_cat: bool = True) -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_explain_endpoint_bundled_model(client):
     result = call_explain(client, CAT)
     report = check_result(result)
@@ -73,6 +74,7 @@ def test_explain_endpoint_bundled_model(client):
     assert report["upsampling"]["micam"] == "paper"
 
 
+@pytest.mark.slow
 def test_explain_endpoint_options(client):
     """Target by name, explicit layer, bilinear display, blur fill: all honoured."""
     result = call_explain(client, CAT, layer="blocks.5", target="Egyptian cat", upsampling="bilinear",
@@ -103,6 +105,7 @@ def make_hub_cache(root: Path, repo_id: str) -> Path:
     return root / "hub"
 
 
+@pytest.mark.slow
 def test_other_hub_model_from_offline_cache(client, tmp_path, monkeypatch):
     import huggingface_hub.constants as hf_constants
 
@@ -139,6 +142,7 @@ def error_message(excinfo: pytest.ExceptionInfo) -> str:
     ("timm/this-model-does-not-exist-xyz", "this-model-does-not-exist-xyz"),
     ("not a model!!", "neither a timm model name"),
 ])
+@pytest.mark.slow
 def test_bad_model_spec_gives_readable_error(client, spec, words):
     with pytest.raises(Exception) as excinfo:
         call_explain(client, CAT, model=spec, steps=8)
@@ -153,6 +157,7 @@ def test_local_models_refused_for_visitors(client, tmp_path, monkeypatch):
     assert "local folders is switched off" in error_message(excinfo)
 
 
+@pytest.mark.slow
 def test_non_image_upload_gives_readable_error(client, tmp_path):
     fake = tmp_path / "not_an_image.png"
     fake.write_text("This is text, not a PNG.")
@@ -194,6 +199,7 @@ def ui_session() -> dict:
     return session
 
 
+@pytest.mark.slow
 def test_restyle_and_upsampling_reuse_the_explanation(ui_session, monkeypatch):
     forbid(monkeypatch, "gpu_explain", "gpu_analyse")
     for cmap in COLORMAPS:
@@ -217,6 +223,7 @@ def test_restyle_rewrites_overlays_but_not_maps(ui_session):
     assert "explanation_micam.png" in changed and "explanation_micam.npy" not in changed
 
 
+@pytest.mark.slow
 def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatch):
     forbid(monkeypatch, "gpu_explain")
     out = run(app.HANDLERS.on_counterfactuals(ui_session, threshold=0.7, fill="mean", steps=8, cmap="jet",
@@ -273,6 +280,7 @@ def test_examples_are_cached_lazily_and_uploads_never(monkeypatch, tmp_path):
     assert len(calls) == 4
 
 
+@pytest.mark.slow
 def test_counterfactuals_stream_pairs_first_then_rows_then_curves(ui_session):
     """Cleared at once; every method's keep/remove before any metric; rows fill in map by map; curves, then files."""
     ui, c = app.UI, app.UI.c
@@ -300,6 +308,7 @@ def test_controls_are_ready_when_the_page_opens():
     assert "default layer" in by_id["model-info"]["value"]
 
 
+@pytest.mark.slow
 def test_a_newer_panel_run_stops_the_older_one_of_the_same_page():
     """Explain pressed again (or a threshold moved) while a panel is being scored: the older run of that browser
     session stops after its current stage, so it never writes its results or its session over the newer one.

@@ -38,6 +38,7 @@ def image_src(page, elem_id: str) -> str | None:
     return page.locator(f"#{elem_id} img").first.get_attribute("src")
 
 
+@pytest.mark.slow
 def test_explain_in_browser(page_url):
     from playwright.sync_api import expect, sync_playwright
 
@@ -102,6 +103,7 @@ def custom_spec_box(page):
     return page.locator("#custom-spec textarea, #custom-spec input").first
 
 
+@pytest.mark.slow
 def test_non_default_methods_in_browser(page_url):
     """Choose Eigen-CAM and LayerCAM instead of MI-Grad-CAM: their overlays and counterfactual columns appear."""
     from playwright.sync_api import expect, sync_playwright
@@ -135,6 +137,7 @@ def test_non_default_methods_in_browser(page_url):
 MARKUP = ["<img src=x onerror=alert(1)>", "`</code><img src=x>", "<svg onload=alert(1)><b>bold</b>"]
 
 
+@pytest.mark.slow
 def test_markup_in_the_model_box_stays_text(page_url):
     from playwright.sync_api import expect, sync_playwright
 
@@ -160,6 +163,7 @@ def test_markup_in_the_model_box_stays_text(page_url):
             browser.close()
 
 
+@pytest.mark.slow
 def test_vision_transformer_in_browser(page_url, hub_models):
     """A ViT (random weights, from the Hub-layout cache) typed into the model box: its maps appear."""
     from playwright.sync_api import expect, sync_playwright
@@ -189,6 +193,7 @@ def test_vision_transformer_in_browser(page_url, hub_models):
             browser.close()
 
 
+@pytest.mark.slow
 def test_one_method_of_each_family_in_browser(page_url, hub_models):
     """One method of each family of the selector: its overlay and counterfactual column appear. On the CNN,
     the transformer-only LeGrad is listed greyed out with its reason; on a ViT it runs."""
@@ -237,6 +242,7 @@ def test_one_method_of_each_family_in_browser(page_url, hub_models):
             browser.close()
 
 
+@pytest.mark.slow
 def test_legrad_counterfactual_column_after_switching_to_a_vit(page_url, hub_models):
     """LeGrad alone on a ViT typed into the model box: its keep/remove column appears."""
     from playwright.sync_api import expect, sync_playwright

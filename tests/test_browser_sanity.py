@@ -8,6 +8,7 @@ from test_browser import CAT, SCREENSHOT, open_page, page_url  # noqa: F401 (fix
 pytestmark = pytest.mark.browser
 
 
+@pytest.mark.slow
 def test_sanity_checks_in_browser(page_url):  # noqa: F811 (the imported fixture)
     from playwright.sync_api import expect, sync_playwright
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import EXAMPLES, ROOT
@@ -35,6 +36,7 @@ def test_two_images_write_overlays_maps_and_manifests(tmp_path):
             assert manifest["files"][method]["map"] == f"{stem}_{method}.npy"
 
 
+@pytest.mark.slow
 def test_metrics_flag_adds_counterfactuals_and_a_plot(tmp_path):
     out = tmp_path / "out"
     assert main(["explain", str(EXAMPLES / "coffee.jpg"), "--out", str(out), "--metrics", "--steps", "8"]) == 0
@@ -56,6 +58,7 @@ def test_bad_image_reports_and_continues(tmp_path):
     assert (out / "coffee.json").exists() and not (out / "bad.json").exists()
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "micam_core", "explain", str(EXAMPLES / "rocket.jpg"),
@@ -63,3 +66,20 @@ def test_module_entry_point_runs(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "offline" in proc.stderr
+
+
+def test_help_says_the_protocol_supplies_threshold_fill_and_steps(capsys):
+    """The defaults of the settings a protocol supplies are the protocol's, read from the records."""
+    import pytest
+
+    from micam_core.protocols import PROTOCOL_SETTINGS, PROTOCOLS
+
+    for command in ("explain", "evaluate"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for name in PROTOCOL_SETTINGS:
+            option = text.split(f"--{name} {name.upper()} ", 1)[1]
+            words = option.split("(default", 1)[1].split(")", 1)[0]
+            assert "--protocol" in words, (command, name, words)
+            assert all(f"{p.name} {getattr(p, name)}" in words for p in PROTOCOLS.values()), words

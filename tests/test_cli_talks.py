@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import EXAMPLES, ROOT
@@ -37,6 +38,7 @@ def test_help_answers_without_loading_torch():
     assert "micam" in proc.stdout or "results" in proc.stdout
 
 
+@pytest.mark.slow
 def test_explain_prints_target_files_and_metrics(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["explain", str(EXAMPLES / "coffee.jpg"), "--out", str(out), "--methods", "micam,gradcam",
@@ -77,6 +79,7 @@ def test_overlays_png_labels_every_method(tmp_path):
                               np.asarray(Image.open(tmp_path / f"chelsea_cat_{methods[i]}.png").convert("L")))
 
 
+@pytest.mark.slow
 def test_interrupted_explain_says_so(tmp_path):
     code = ("import signal, threading, os\n"
             "from micam_core import methods\n"

@@ -54,6 +54,7 @@ def assert_same(alone: dict, together: dict, where: str) -> None:
         assert a.shape == b.shape and np.abs(a - b).max() <= 2, where
 
 
+@pytest.mark.slow
 def test_overlapping_requests_each_get_their_own_result(client, hub_models, monkeypatch):
     from micam_app import work
 

@@ -168,6 +168,7 @@ def test_average_drop_agrees_with_pytorch_grad_cam():
         assert res.increase == bool(increase)
 
 
+@pytest.mark.slow
 def test_batched_and_one_at_a_time_agree(bundled, coffee_path):
     exp = explain(bundled, coffee_path)
     batched = analyse(bundled, exp, steps=8, chunk=128)
@@ -181,6 +182,7 @@ def test_batched_and_one_at_a_time_agree(bundled, coffee_path):
         assert [i for i, _, _ in res.top_keep] == [i for i, _, _ in other.top_keep]
 
 
+@pytest.mark.slow
 def test_full_analysis_on_a_real_photo(bundled, cat_path):
     exp = explain(bundled, cat_path)
     faith = analyse(bundled, exp, steps=32)

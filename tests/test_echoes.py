@@ -30,6 +30,7 @@ def test_shorten():
 
 @pytest.mark.parametrize("spec", ["x" * 200_000, "org/" + "n" * 5000, "hf-hub:org/name@" + "r" * 5000,
                                   "local-dir:/" + "d" * 5000, "a b " * 2000])
+@pytest.mark.slow
 def test_long_model_specs_are_not_echoed_whole(client, spec):
     message = message_of(client, spec)
     assert len(message) < MAX_MESSAGE, message[:500]

@@ -70,6 +70,7 @@ def dollar_model(tmp_path_factory):
     return _save(folder, input_size=(3, 64, 64), crop_pct=1.0, label_names=MATH[:3])
 
 
+@pytest.mark.slow
 def test_cli_metrics_and_figure_with_mathtext_class_names(dollar_model, tmp_path, capsys):
     code = main(["explain", str(CAT), "--model", f"local-dir:{dollar_model}", "--metrics", "--figure",
                  "--steps", "2", "--methods", "gradcam", "--out", str(tmp_path)])
@@ -83,6 +84,7 @@ def test_cli_metrics_and_figure_with_mathtext_class_names(dollar_model, tmp_path
         assert (tmp_path / svg.replace(".svg", f".{suffix}")).stat().st_size > 1000 or suffix == "txt"
 
 
+@pytest.mark.slow
 def test_app_counterfactuals_and_figure_with_a_mathtext_class_name(monkeypatch):
     import app
     from micam_app import work

@@ -77,6 +77,7 @@ def local_run(tmp_path_factory, photos, tiny_spec):
     return out
 
 
+@pytest.mark.slow
 def test_one_row_per_model_method_image_with_failures_recorded(local_run, tiny_spec):
     rows = _rows(local_run)
     assert len(rows) == 8 * ROWS_PER_IMAGE
@@ -96,6 +97,7 @@ def test_one_row_per_model_method_image_with_failures_recorded(local_run, tiny_s
     assert config["settings"]["steps"] == 3 and {"torch", "pyarrow", "ray"} <= set(config["versions"])
 
 
+@pytest.mark.slow
 def test_summary_tables_match_the_rows(local_run):
     report = summarize(local_run, resamples=500)
     ok = _rows(local_run).query("status == 'ok'")
@@ -148,6 +150,7 @@ def test_bad_values_are_refused_as_explain_refuses_them_and_nothing_is_written(t
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_has_no_duplicate_and_no_missing_row(tmp_path, photos, tiny_spec):
     many = tmp_path / "many"
     for i in range(4):
@@ -220,6 +223,7 @@ def _assert_same_rows(a, b):
         assert left == right or all(x == y or (x != x and y != y) for x, y in zip(left, right)), col
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ray_engine_gives_the_local_engine_rows(ray_cluster, local_run, photos, tiny_spec, tmp_path):
     out = tmp_path / "ray"
@@ -227,6 +231,7 @@ def test_ray_engine_gives_the_local_engine_rows(ray_cluster, local_run, photos, 
     _assert_same_rows(_comparable(out), _comparable(local_run))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ray_worker_that_dies_is_retried_without_losing_or_doubling_rows(ray_cluster, local_run, photos,
                                                                            tiny_spec, tmp_path):
@@ -264,6 +269,7 @@ def test_folder_labels_from_a_csv_and_readable_refusals(tmp_path, photos):
         list(iter_records(Source()))
 
 
+@pytest.mark.slow
 def test_summarize_command_prints_the_tables(local_run, capsys):
     assert main(["summarize", str(local_run), "--bootstrap", "200"]) == 0
     out = capsys.readouterr().out

@@ -52,6 +52,7 @@ def test_an_extra_missing_deeper_down_still_gets_the_sentence(tmp_path):
     assert proc.returncode == 2 and "needs pandas" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_saves_finished_images_and_says_how_to_resume(signum, tmp_path, photos, tiny_spec):  # noqa: F811
     many = tmp_path / "many"

@@ -33,6 +33,7 @@ def _one_line_error(capsys) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_within_5_s_and_the_rows_equal_one_run(tmp_path, photos, tiny_spec, capsys):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "micam_core", "evaluate", "--images", str(photos), "--labels", "folders",
@@ -121,6 +122,7 @@ def small_run(tmp_path, photos, tiny_spec):
     return out
 
 
+@pytest.mark.slow
 def test_corrupted_part_and_run_json_get_warnings_or_sentences(small_run, photos, tiny_spec, capsys, caplog):
     parts = ResultStore(small_run).parts()
     assert len(parts) == 2

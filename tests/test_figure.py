@@ -53,6 +53,7 @@ def check_pdf(path, width_in: float) -> list[str]:
         return [w["text"] for w in words]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", ["single", "double"])
 def test_no_text_overlaps_at_one_to_eight_methods(view, tmp_path, width):
     exp, faith = view
@@ -142,6 +143,7 @@ def test_cli_figure_flag(tmp_path):
 
 @pytest.mark.parametrize("protocol, panels, absent", [("road", ("MoRF", "LeRF"), "Deletion"),
                                                       ("paper", ("Deletion",), "Insertion")])
+@pytest.mark.slow
 def test_figure_draws_the_protocols_curves_and_names_it(bundled, cat_path, tmp_path, protocol, panels, absent):
     exp = explain(bundled, cat_path, methods=EIGHT[:2])
     faith = analyse(bundled, exp, protocol=protocol, steps=2 if protocol == "paper" else None, baselines=False)

@@ -59,6 +59,7 @@ def returns_meta_tensor(n: int):
     return {"t": torch.empty(n, device="meta")}
 
 
+@pytest.mark.slow
 def test_fake_spaces_refuses_tensors_off_the_cpu():
     fn = fake_spaces.GPU(duration=lambda n: 10 + n)(returns_meta_tensor)
     with pytest.raises(TypeError, match="off the CPU"):
@@ -66,6 +67,7 @@ def test_fake_spaces_refuses_tensors_off_the_cpu():
     assert fn.durations == [13]
 
 
+@pytest.mark.slow
 def test_app_gpu_functions_through_a_process_boundary():
     from micam_app import work
     from micam_core.view import View

@@ -6,8 +6,10 @@ import inspect
 import warnings
 
 import gradio as gr
+import pytest
 
 
+@pytest.mark.slow
 def test_app_level_parameters_go_to_launch():
     import app
     from micam_app.layout import build_demo

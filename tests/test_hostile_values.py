@@ -37,6 +37,7 @@ def no_model_work(monkeypatch):
     ({"methods": "micam,<img src=x>"}, "methods"), ({"colormap": "x" * 5000}, "cmap"),
     ({"upsampling": "cubic"}, "upsampling"), ({"fill": ""}, "fill"),
 ])
+@pytest.mark.slow
 def test_bad_values_refused_before_model_work(client, no_model_work, options, name):
     message = refused(client, **options)
     assert f"({name})" in message and len(message) < 400

@@ -60,6 +60,7 @@ def ids(result: dict) -> list[str]:
     return [m["id"] for m in result["models"]]
 
 
+@pytest.mark.slow
 def test_search_lists_timm_classifiers_with_downloads_and_size(stub_run):
     results, requests = stub_run
     found = results["search:resnet"]
@@ -167,6 +168,7 @@ APP_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_the_model_box_lists_hub_hits_after_the_curated_models(tmp_path):
     from micam_app.views import POPULAR_MODELS
 
@@ -186,6 +188,7 @@ def test_the_model_box_lists_hub_hits_after_the_curated_models(tmp_path):
     assert out["seconds"] < 1.0
 
 
+@pytest.mark.slow
 def test_the_model_box_keeps_the_curated_list_offline():
     from micam_app.paper import hub_choices
     from micam_app.views import POPULAR_MODELS

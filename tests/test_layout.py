@@ -1,17 +1,18 @@
 """The page as users meet it, at 1366 x 900 and on a 390 px phone: Explain above the fold, nothing cut or
 covered, toasts that go, one status bar, stale results marked, links that say what they lack, Copy link that
-confirms, a phone page at most half the old 10,583 px. Screenshots go to docs/ for review."""
+confirms, a phone page at most half the old 10,583 px. Screenshots go to tests/artifacts/ for review."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
-from test_browser import CAT, CHROMIUM, CHROMIUM_ARGS, DOCS, page_url  # noqa: F401 (fixture)
+from test_browser import CAT, CHROMIUM, CHROMIUM_ARGS, SCREENSHOT, page_url  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 
 OLD_PHONE_PAGE_PX = 10_583
+ARTIFACTS = SCREENSHOT.parent  # for review; docs/'s screenshots come from tools/screenshots.py (ROAD, sanity checks)
 # Visible text that its box cuts off (ellipsis or hidden overflow), except screen-reader-only labels.
 TRUNCATED_JS = """() => {
   const out = [];
@@ -26,7 +27,8 @@ TRUNCATED_JS = """() => {
 }"""
 # Gradio's floating label tags over pictures and plots (the old "title covers the legend"); titles sit above.
 TAGS_JS = """() => [...document.querySelectorAll('.overlay-img [data-testid="block-label"], '
-  + '.cf-img [data-testid="block-label"], #curves [data-testid="block-label"]')]
+  + '.cf-img [data-testid="block-label"], #curves [data-testid="block-label"], '
+  + '#sanity-plot [data-testid="block-label"]')]
   .filter(e => e.offsetParent && !e.classList.contains('sr-only') && !e.classList.contains('hide'))
   .map(e => e.textContent.trim())"""
 
@@ -54,6 +56,7 @@ def explain_cat(page, image=CAT) -> None:
     page.wait_for_timeout(300)
 
 
+@pytest.mark.slow
 def test_desktop_page(page_url, tmp_path):  # noqa: F811
     from PIL import Image
     from playwright.sync_api import expect, sync_playwright
@@ -82,9 +85,9 @@ def test_desktop_page(page_url, tmp_path):  # noqa: F811
             explain_cat(page, upload)
             assert page.evaluate(TRUNCATED_JS) == []
             assert page.evaluate(TAGS_JS) == []
-            DOCS.mkdir(exist_ok=True)
-            page.screenshot(path=str(DOCS / "screenshot.png"), full_page=True)
-            page.screenshot(path=str(DOCS / "screenshot-1366x900.png"))
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "layout-1366x900-page.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / "layout-1366x900.png"))
 
             # an upload cannot travel in a link: the box says so and links the same settings
             expect(page.locator("#link-note")).to_contain_text("cannot travel in a link")
@@ -110,6 +113,7 @@ def test_desktop_page(page_url, tmp_path):  # noqa: F811
             browser.close()
 
 
+@pytest.mark.slow
 def test_phone_page(page_url):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
@@ -128,7 +132,8 @@ def test_phone_page(page_url):  # noqa: F811
             assert page.locator("#metrics").evaluate(  # some box in the table scrolls sideways
                 "e => [e, ...e.querySelectorAll('*')].some(x => x.scrollWidth > x.clientWidth + 2 && "
                 "['auto', 'scroll'].includes(getComputedStyle(x).overflowX))")
-            page.screenshot(path=str(DOCS / "screenshot-phone.png"), full_page=True)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "layout-phone.png"), full_page=True)
             page.get_by_text("Downloads and a figure for a paper").click()
             files = page.locator("#downloads")
             expect(files).to_contain_text(re.compile(r"explanation_overlays\s*\.png"), timeout=30_000)

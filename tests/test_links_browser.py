@@ -34,6 +34,7 @@ def normal_visit(page, url: str) -> float:
     return seconds  # left running on the server to slow the next timing
 
 
+@pytest.mark.slow
 def test_permalink_restores_and_explains_its_view(page_url):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
@@ -66,6 +67,7 @@ def test_permalink_restores_and_explains_its_view(page_url):  # noqa: F811
             browser.close()
 
 
+@pytest.mark.slow
 def test_hostile_link_is_refused_in_words(page_url):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
@@ -92,6 +94,7 @@ def test_hostile_link_is_refused_in_words(page_url):  # noqa: F811
             browser.close()
 
 
+@pytest.mark.slow
 def test_figure_export_from_the_page(page_url):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
@@ -115,6 +118,7 @@ def test_figure_export_from_the_page(page_url):  # noqa: F811
             browser.close()
 
 
+@pytest.mark.slow
 def test_egyptian_cat_sentence_in_browser(page_url):  # noqa: F811
     """Target 285 on the cat (top-1 is tiger cat): removing Grad-CAM's region raises it; never called a flip."""
     from playwright.sync_api import expect, sync_playwright
@@ -134,6 +138,7 @@ def test_egyptian_cat_sentence_in_browser(page_url):  # noqa: F811
             browser.close()
 
 
+@pytest.mark.slow
 def test_method_parameters_travel_in_a_link(page_url):  # noqa: F811
     """A method's parameters: restored from a link into their widgets (shown only for chosen methods that have
     any), used by Explain, and written back into the link."""

@@ -55,6 +55,7 @@ def mcp_url():
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_schema_lists_the_explain_tool_with_documented_arguments(mcp_url):
     with urllib.request.urlopen(f"{mcp_url}/schema", timeout=30) as response:
         schema = json.loads(response.read())

@@ -42,6 +42,7 @@ def warm(client) -> None:
 # --- memory per request -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["thin_1x20000.png", "thin_20000x1.png", "thin_1x2000.png", "bomb_30000x30000.png",
                                   "large_6000x4000.jpg", "one_pixel.png", "cmyk.jpg"])
+@pytest.mark.slow
 def test_image_requests_stay_within_the_memory_budget(client, warm, images, name):
     steady, peak, outcome = measure(lambda: call(client, images[name]))
     assert peak - steady < MAX_REQUEST_MB, f"{name}: {steady:.0f} -> {peak:.0f} MB ({outcome})"
@@ -62,6 +63,7 @@ def test_uncached_large_models_are_refused_at_once_and_leave_nothing(client, war
     assert steady_rss_mb() - steady < MAX_LEFT_MB, f"{spec}: RSS left {steady:.0f} -> {steady_rss_mb():.0f} MB"
 
 
+@pytest.mark.slow
 def test_a_refused_load_of_a_built_model_leaves_nothing(client, warm, monkeypatch):
     """A model refused after it was built (over the limit by its module size) is freed at once."""
     import timm
@@ -118,6 +120,7 @@ def test_elongated_images_are_cropped_as_before_up_to_rounding(bundled, size):
 
 
 # --- under load, after all of the above ----------------------------------------------------------------
+@pytest.mark.slow
 def test_after_all_that_the_server_still_answers_and_overlapping_requests_are_exact(client, warm, hub_models):
     from test_concurrency import REQUESTS, assert_same, submit, summary
 

@@ -65,6 +65,7 @@ def test_constant_image_gives_zero():
     assert_same(mutual_information(gray, acts), sklearn_loop(gray, acts))
 
 
+@pytest.mark.slow
 def test_real_maps_from_the_bundled_model(bundled, cat_path):
     exp = explain(bundled, cat_path, methods=("micam",))
     x = bundled.to_input([exp.crop])

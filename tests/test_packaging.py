@@ -8,6 +8,7 @@ import subprocess
 import sys
 import venv
 
+import pytest
 import tomllib
 from packaging.requirements import Requirement
 
@@ -37,6 +38,7 @@ def test_requirement_files_match_pyproject():
     assert not set(space) & set(dev), "requirements-dev.txt repeats a requirement of requirements.txt"
 
 
+@pytest.mark.slow
 def test_wheel_installs_a_working_library_and_command(tmp_path):
     src = tmp_path / "src"  # build from a copy: setuptools writes build/ and *.egg-info next to the sources
     shutil.copytree(ROOT / "micam_core", src / "micam_core", ignore=shutil.ignore_patterns("__pycache__"))

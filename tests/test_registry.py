@@ -15,7 +15,7 @@ from micam_core.cams import first_component
 from micam_core.capture import capture
 from micam_core.layers import get_module
 from micam_core.maps import minmax
-from micam_core.registry import SINGLE_PASS, needs_of
+from micam_core.registry import AT_LAYER, SINGLE_PASS, Method, needs_of, register
 
 ORACLES = {"gradcampp": GradCAMPlusPlus, "xgradcam": XGradCAM, "layercam": LayerCAM, "hirescam": HiResCAM}
 
@@ -134,3 +134,16 @@ def test_class_agnostic_methods_ignore_the_target(bundled, cat_path):
     for method in runnable(bundled):
         same = np.array_equal(a.maps[method], b.maps[method])
         assert same == (not REGISTRY[method].class_specific), method
+
+
+def test_at_layer_methods_stop_their_backward_at_the_layer():
+    """The set the "all single-pass methods together <= 2x a forward pass" target is about (bench/speed.py)."""
+    assert {"fullgrad", "guidedgradcam", "refinecam", "legrad", "scorecam"}.isdisjoint(AT_LAYER)
+    assert {"micam", "gradcam", "shapleycam", "finercam", "cam", "kpcacam", "fem", "micambinned"} <= set(AT_LAYER)
+    assert {"refinecam", "legrad"} <= set(SINGLE_PASS)  # served by the shared pass, below the layer
+
+
+def test_a_layers_or_attention_need_comes_with_its_taps():
+    with pytest.raises(ValueError, match="taps"):
+        register(Method(id="needstaps", label="x", class_specific=False, compute=lambda x: None, reference="r",
+                        formula="f", needs=frozenset({"layers"})))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,28 @@ def test_protocols_are_records():
                     baselines=False)
     curves = faith.results["micam"].curves
     assert len(curves.deletion) == 9 and curves.insertion is None and faith.results["micam"].road is None
+
+
+def test_road_curves_carry_the_fractions_removed():
+    """The app's and CLI's curve figure and the summary plot ROAD at the fractions actually removed."""
+    import pandas as pd
+
+    from micam_core.evaluation.metrics import CURVES
+    from micam_core.evaluation.summary_plots import _positions
+
+    loaded = quadrant_loaded()
+    custom = dataclasses.replace(get_protocol("road"), removed=(0.25, 0.5, 0.75))
+    faith = analyse(loaded, fake_explanation(loaded, quadrant_map()), protocol=custom, baselines=False)
+    assert faith.road_curves()["micam"]["removed"] == [0.25, 0.5, 0.75]
+    morf = next(c for c in CURVES if c.column == "road_morf_curve")
+    rows = pd.DataFrame({"protocol": ["road"] * 2, "road_removed": [[0.25, 0.5, 0.75]] * 2})
+    np.testing.assert_allclose(_positions(rows, morf, 3), [0.25, 0.5, 0.75])
+    old = pd.DataFrame({"protocol": ["road"]})  # rows written before the column: the protocol's record
+    np.testing.assert_allclose(_positions(old, morf, len(REMOVED)), REMOVED)
+
+
+def test_nothing_known_gives_the_minimum_norm_fill_and_nothing_missing_the_image():
+    """A constant map removes every pixel at its quantile: no known pixel, every constant solves it; 0 is chosen."""
+    pixels = np.random.default_rng(4).random((8, 8, 3))
+    np.testing.assert_array_equal(road_impute(pixels, np.ones((8, 8), bool), noise=0), 0.0)
+    np.testing.assert_array_equal(road_impute(pixels, np.zeros((8, 8), bool), noise=0), pixels)

@@ -51,6 +51,7 @@ def encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
 
 
 # --- broken images ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_truncated_jpeg(client, tmp_path):
     data = CAT.read_bytes()
     assert "damaged or truncated" in refused(client, write(tmp_path, "cut.jpg", data[: len(data) // 2]))
@@ -64,6 +65,7 @@ def test_empty_file(client, tmp_path):
     assert "empty" in refused(client, write(tmp_path, "empty.jpg", b""))
 
 
+@pytest.mark.slow
 def test_decompression_bomb(client, tmp_path):
     bomb = encoded(Image.new("1", (30000, 30000)), "PNG", optimize=True)
     assert len(bomb) < 500_000
@@ -98,6 +100,7 @@ def unusual_images(cat: Image.Image) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("name", ["one_pixel.png", "large.jpg", "cmyk.jpg", "rgba.png", "palette.png",
                                   "one_bit.png", "animated.gif"])
+@pytest.mark.slow
 def test_unusual_images_are_explained(client, tmp_path, cat_rgb, name):
     result = call(client, write(tmp_path, name, unusual_images(cat_rgb)[name]))
     for overlay in result[:3]:
@@ -108,6 +111,7 @@ def test_unusual_images_are_explained(client, tmp_path, cat_rgb, name):
         assert {p["index"] for p in report["predictions"]} & {281, 282, 285}, name
 
 
+@pytest.mark.slow
 def test_sixteen_bit_grey_predicts_like_its_8_bit_copy(client, tmp_path, cat_rgb):
     grey8 = np.asarray(cat_rgb.convert("L"))
     sixteen = write(tmp_path, "grey16.png", encoded(Image.fromarray(grey8.astype(np.uint16) * 257), "PNG"))
@@ -117,6 +121,7 @@ def test_sixteen_bit_grey_predicts_like_its_8_bit_copy(client, tmp_path, cat_rgb
     assert a["target"]["probability"] == pytest.approx(b["target"]["probability"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_exif_rotated_photo_is_upright(client, tmp_path, cat_rgb):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored on its side; "rotate 90 CW to display"
@@ -156,6 +161,7 @@ def test_gated_and_private_repos_are_named_as_such():
     assert "not found on the Hugging Face Hub" in _explain_failure("hf-hub:org/typo", missing)
 
 
+@pytest.mark.slow
 def test_model_over_the_size_limit(client, monkeypatch):
     import timm
 
@@ -179,6 +185,7 @@ class Evil:
         return (os.system, (f"touch {os.environ['HF_HOME']}/pwned",))
 
 
+@pytest.mark.slow
 def test_pickled_weights_never_run_code(client, hub_models):
     import timm
     from timm.models._hub import save_for_hf
@@ -195,6 +202,7 @@ def test_pickled_weights_never_run_code(client, hub_models):
     assert not os.path.exists(os.path.join(os.environ["HF_HOME"], "pwned")), "the pickle ran code"
 
 
+@pytest.mark.slow
 def test_local_dir_only_when_the_operator_allows_it(client, tmp_path, monkeypatch):
     import timm
     from timm.models._hub import save_for_hf
@@ -207,6 +215,7 @@ def test_local_dir_only_when_the_operator_allows_it(client, tmp_path, monkeypatc
 
 
 # --- failures in flight leave nothing behind -----------------------------------------------------------
+@pytest.mark.slow
 def test_failed_requests_leave_no_hooks_state_or_locks(client, tmp_path):
 
     refused(client, CAT, layer="classifier")  # not a feature map: fails inside the forward hook

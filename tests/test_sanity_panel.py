@@ -35,6 +35,7 @@ def test_run_tells_each_map_in_words_and_draws_the_figure(session):
         sanity_panel.on_run(None)
 
 
+@pytest.mark.slow
 def test_the_panel_is_on_the_page():
     import app
 

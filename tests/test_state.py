@@ -108,6 +108,7 @@ def test_failure_inside_forward_restores_grad_mode(tiny_model):
         handle.remove()
 
 
+@pytest.mark.slow
 def test_two_threads_get_the_same_results_as_sequential(bundled, cat_path, coffee_path):
     images = {"cat": cat_path, "coffee": coffee_path}
     sequential = {name: explain(bundled, path) for name, path in images.items()}

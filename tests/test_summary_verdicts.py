@@ -47,6 +47,7 @@ def _rows(n: int = 6) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_the_summary_opens_with_one_sentence_per_metric_and_comparison(tmp_path):
     store = ResultStore(tmp_path)
     store.write(_rows())

@@ -100,6 +100,7 @@ def tokens_to_grid(prefix: int, h: int, w: int):
     ("vit_tiny_patch16_224", {"reg_tokens": 4}, tokens_to_grid(5, 14, 14)),
     ("swin_tiny_patch4_window7_224", {}, lambda t: t.permute(0, 3, 1, 2)),
 ])
+@pytest.mark.slow
 def test_gradcam_on_token_models_matches_pytorch_grad_cam(cat_path, name, kwargs, reshape):
     loaded = small(name, **kwargs)
     exp = explain(loaded, cat_path, target=3, methods=("gradcam",))
@@ -179,6 +180,7 @@ FAMILIES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,size,kwargs", FAMILIES, ids=lambda v: v if isinstance(v, str) else "")
 def test_zoo_family_gives_finite_maps_of_the_input_size(cat_path, name, size, kwargs):
     """Every single-pass method that the registry says can run here (Score-CAM's K passes: the next test)."""
@@ -193,6 +195,7 @@ def test_zoo_family_gives_finite_maps_of_the_input_size(cat_path, name, size, kw
     assert loaded.default_layer in loaded.candidate_layers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,size,kwargs", [FAMILIES[0], FAMILIES[11]], ids=["vit", "mixer"])
 def test_every_method_on_token_models(cat_path, name, size, kwargs):
     """Every method that can run here; the sampling ones (tens of passes per channel) are checked on a

@@ -55,20 +55,22 @@ KNOWN = {m.column: m for m in METRICS}
 
 @dataclass(frozen=True)
 class Curve:
-    """A per-image curve column and where its points lie on the x axis (equally spaced over ``x_range``)."""
+    """A per-image curve column and where its points lie on the x axis: at the per-image positions in the
+    column ``x_column`` where there is one, else equally spaced over ``x_range``."""
 
     column: str
     title: str
     x_label: str
     x_range: tuple[float, float] = (0.0, 1.0)
+    x_column: str | None = None
     probability: bool = True  # y is the target's probability: its band is clipped to [0, 1]
 
 
 CURVES: tuple[Curve, ...] = (
     Curve("deletion_curve", "deletion", "fraction of pixels deleted"),
     Curve("insertion_curve", "insertion", "fraction of pixels inserted"),
-    Curve("road_morf_curve", "ROAD MoRF", "fraction removed, most relevant first", (0.1, 0.9)),
-    Curve("road_lerf_curve", "ROAD LeRF", "fraction removed, least relevant first", (0.1, 0.9)),
+    Curve("road_morf_curve", "ROAD MoRF", "fraction removed, most relevant first", x_column="road_removed"),
+    Curve("road_lerf_curve", "ROAD LeRF", "fraction removed, least relevant first", x_column="road_removed"),
 )
 
 

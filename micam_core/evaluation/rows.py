@@ -42,6 +42,7 @@ SCHEMA = pa.schema([
     # better) and LeRF (higher better), combined = (LeRF - MoRF) / 2 (higher better), and the curves.
     ("road_morf", pa.float64()), ("road_lerf", pa.float64()), ("road_combined", pa.float64()),
     ("road_morf_curve", pa.list_(pa.float64())), ("road_lerf_curve", pa.list_(pa.float64())),
+    ("road_removed", pa.list_(pa.float64())),  # the fractions removed: the curves' x positions
     ("seconds", pa.float64()),
     # --sanity (null without it): cascading randomisation, similarity to the original per step 1..depth
     ("rand_units", pa.list_(pa.string())), ("rand_target_step", pa.int64()),
@@ -124,7 +125,8 @@ def image_rows(loaded: LoadedModel, record: dict, view: View, target: str = "lab
 
 def _road_columns(road) -> dict:
     return {"road_morf": road.morf_score, "road_lerf": road.lerf_score, "road_combined": road.combined,
-            "road_morf_curve": road.morf.tolist(), "road_lerf_curve": road.lerf.tolist()}
+            "road_morf_curve": road.morf.tolist(), "road_lerf_curve": road.lerf.tolist(),
+            "road_removed": list(road.removed)}
 
 
 def _sanity_columns(loaded: LoadedModel, exp) -> dict[str, dict]:

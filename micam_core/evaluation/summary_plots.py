@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..protocols import PROTOCOLS
 from .metrics import Curve, Metric, bootstrap_ci, curves_in, label_of, values, wilson
 
 REFERENCE_MAP = "random"
@@ -101,9 +102,9 @@ def _curves_figure(plt, group: pd.DataFrame):
             first = first or ax
             curves = _stack(group, method, kind.column)
             if curves is not None:
-                _band(ax, curves, kind, "mean, 95% band")
+                _band(ax, _positions(group, kind, curves.shape[1]), curves, kind, "mean, 95% band")
             if reference is not None and method != REFERENCE_MAP:
-                ax.plot(np.linspace(*kind.x_range, reference.shape[1]), reference.mean(0), "--", color="0.5", lw=1,
+                ax.plot(_positions(group, kind, reference.shape[1]), reference.mean(0), "--", color="0.5", lw=1,
                         label=f"{label_of(REFERENCE_MAP)}, mean")
             if row == 0:
                 ax.set_title(f"{kind.title}: target probability" if kind.probability else kind.title, fontsize=9)
@@ -129,14 +130,27 @@ def _stack(group: pd.DataFrame, method: str, kind: str) -> np.ndarray | None:
     return np.stack(curves)
 
 
-def _band(ax, curves: np.ndarray, kind: Curve, label: str) -> None:
-    """The mean curve and its normal 95% band (clipped to [0, 1] for a probability)."""
+def _positions(group: pd.DataFrame, kind: Curve, n: int) -> np.ndarray:
+    """The x positions of ``kind``'s ``n`` points: the rows' own (``kind.x_column``, e.g. the fractions ROAD
+    removed) when they all agree; rows written before that column existed use their protocol's record."""
+    if kind.x_column is not None:
+        if kind.x_column in group:
+            seen = {tuple(v) for v in group[kind.x_column].dropna() if v is not None and len(v) == n}
+            if len(seen) == 1:
+                return np.asarray(seen.pop(), dtype=float)
+        names = group["protocol"].dropna().unique() if "protocol" in group else []
+        if len(names) == 1 and names[0] in PROTOCOLS and len(PROTOCOLS[names[0]].removed) == n:
+            return np.asarray(PROTOCOLS[names[0]].removed, dtype=float)
+    return np.linspace(*kind.x_range, n)
+
+
+def _band(ax, x: np.ndarray, curves: np.ndarray, kind: Curve, label: str) -> None:
+    """The mean curve at ``x`` and its normal 95% band (clipped to [0, 1] for a probability)."""
     mean = curves.mean(0)
     half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
     low, high = mean - half, mean + half
     if kind.probability:
         low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
-    x = np.linspace(*kind.x_range, len(mean))
     ax.plot(x, mean, color="C0", label=label)
     ax.fill_between(x, low, high, color="C0", alpha=0.25, lw=0)
 
