@@ -49,6 +49,9 @@ def test_a_road_run_answers_on_roads_metrics_first(tmp_path):
     assert list(report.answers) == [road, "On the keep/remove counterfactual (Average Drop %)"]
     assert report.answers[road][0] == ("Is MI CAM more faithful than Random map (baseline)? Yes: MI CAM is better "
                                        "on ROAD MoRF and ROAD combined; not distinguishable on the other metric.")
+    assert report.answers["On the keep/remove counterfactual (Average Drop %)"][0] == (
+        "Is MI CAM more faithful than Random map (baseline)? Not shown: the two are not distinguishable on "
+        "Average Drop % (Holm-adjusted p >= 0.05 or undefined).")  # equal on every image
     assert report.verdicts[0].startswith("ROAD MoRF (lower is better): MI CAM ")
     assert report.markdown.splitlines()[2].startswith("Protocol road (ROAD MoRF/LeRF at 9 fractions")
     assert "sanity checks (seed 0)" in report.markdown.splitlines()[2]

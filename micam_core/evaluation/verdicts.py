@@ -92,7 +92,8 @@ def _answer(rows: pd.DataFrame, ref: str, other: str) -> str:
         return f"{question} Yes: {ref} is better on {_and(said['ref'])}{tail or f' (all {n} metrics)'}."
     if said["other"]:
         return f"{question} No: {other} is better on {_and(said['other'])}{tail or f' (all {n} metrics)'}."
-    return (f"{question} Not shown: the two are not distinguishable on any of the {n} metrics "
+    which = said["none"][0] if n == 1 else f"any of the {n} metrics"
+    return (f"{question} Not shown: the two are not distinguishable on {which} "
             f"(Holm-adjusted p >= {ALPHA} or undefined).")
 
 
