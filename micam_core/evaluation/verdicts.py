@@ -138,9 +138,13 @@ def sanity_sentences(group: pd.DataFrame, resamples: int) -> list[str]:
         kind = " (a baseline: it ignores the model)" if baseline else ""
         out.append(f"Cascading randomisation, {label}{kind}: Spearman {rho.mean():.2f} [{lo:.2f}, {hi:.2f}] "
                    f"with the original map once {units} are random; passes on {int((passed > 0).sum())} of "
-                   f"{len(passed)} images{_share(passed)}.")
+                   f"{len(passed)} images{_share(passed)}{_undefined(len(rows) - len(passed))}.")
         out.append(_logit_sentence(label, rows, baseline or not REGISTRY[method].class_specific, resamples))
     return out
+
+
+def _undefined(count: int) -> str:
+    return f"; undefined on {count} (the randomised map was constant)" if count else ""
 
 
 def _share(yes: np.ndarray) -> str:
