@@ -182,7 +182,7 @@ WORK_CASES = {
     "sanity checks with scorecam at blocks.2 (41 passes x 9 steps)": {"methods": "scorecam", "layer": "blocks.2",
                                                                      "sanity": True},
     "vit: legrad": {"methods": "legrad", "model": "vit"},
-    "vit: legrad + scorecam, protocol road": {"methods": "legrad,gradcam", "protocol": "road", "model": "vit"},
+    "vit: legrad + gradcam, protocol road": {"methods": "legrad,gradcam", "protocol": "road", "model": "vit"},
     "vit: sanity checks (legrad, gradcam)": {"methods": "legrad,gradcam", "model": "vit", "sanity": True},
 }
 

@@ -7,9 +7,10 @@ per map, order and percentile (``PerturbationConfidenceMetric`` with ``RemoveMos
 per call, fewer than its ``ROADCombined`` does). Also timed: today's deletion + insertion curves at
 32 steps for the same maps. The three are interleaved map by map (ours, theirs, the curves), so that a
 change of load on a shared machine falls on all three; each is timed in wall-clock and in process CPU
-seconds (``time.process_time``, all threads). Prints one table row per image and the totals.
+seconds (``time.process_time``, all threads). Ours runs once per imputation solver (``--solvers``; default:
+SuperLU and, where cvxopt is installed, CHOLMOD), also interleaved. Prints one table row per image and the totals.
 
-    python bench/road.py [--images examples/chelsea_cat.jpg ...] [--device cpu] [--skip-pgc]
+    python bench/road.py [--images examples/chelsea_cat.jpg ...] [--device cpu] [--skip-pgc] [--solvers superlu]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from micam_core import DEFAULT_METHODS, explain, load_model  # noqa: E402
+from micam_core import DEFAULT_METHODS, explain, imputation, load_model  # noqa: E402
 from micam_core.counterfactual import _Evaluator, _plan_curves, baseline_maps, blurred, fill_pixels, pixels_of  # noqa: E402
 from micam_core.protocols import REMOVED  # noqa: E402
 from micam_core.road import ORDERS, percentile_of, queue_road, read_road  # noqa: E402
@@ -46,6 +48,17 @@ class Clock:
     def __exit__(self, *exc) -> None:
         self.wall += time.perf_counter() - self._wall
         self.cpu += time.process_time() - self._cpu
+
+
+@contextmanager
+def solver(name: str):
+    """Every imputation inside uses ``name`` (the library's chooser, replaced for the block)."""
+    chooser = imputation.backend
+    imputation.backend = lambda requested=None: chooser(requested or name)
+    try:
+        yield
+    finally:
+        imputation.backend = chooser
 
 
 def ours(loaded, pixels, maps, target, clock: Clock, forward: Clock) -> dict:
@@ -104,38 +117,47 @@ def main() -> None:
     parser.add_argument("--model", default="bundled:efficientnet_lite0")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-pgc", action="store_true", help="time only micam_core (no exactness column)")
+    parser.add_argument("--solvers", nargs="+", choices=imputation.BACKENDS,
+                        default=[b for b in imputation.BACKENDS if b != "cholmod" or imputation.has_cholmod()])
     args = parser.parse_args()
     loaded = load_model(args.model, device=args.device)
     print(f"torch threads {torch.get_num_threads()}, device {loaded.device}, model {loaded.spec}")
-    header = ("image", "maps", "ROAD ours s (in forward passes)", "ROAD pytorch-grad-cam s", "speed-up",
+    header = ("image", "maps", "solver", "ROAD ours s (in forward passes)", "ROAD pytorch-grad-cam s", "speed-up",
               "del+ins 32 steps s", "ROAD / del+ins", "speed-up (CPU s)", "ROAD / del+ins (CPU s)",
               "max |score diff|")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    clocks = {k: Clock() for k in ("ours", "forward", "theirs", "curves")}
+    sides = [f"{k}:{s}" for s in args.solvers for k in ("ours", "forward")]
+    clocks = {k: Clock() for k in (*sides, "theirs", "curves")}
     for path in args.images:
         exp = explain(loaded, path, methods=list(DEFAULT_METHODS))
         pixels = pixels_of(exp.crop)
         maps = {**exp.maps, **baseline_maps(tuple(pixels.shape[:2]), next(iter(exp.lowres.values())).shape)}
         image = {k: Clock() for k in clocks}
-        diff = float("nan")
+        diff = {s: float("nan") for s in args.solvers}
         for k, (name, saliency) in enumerate(maps.items()):  # interleaved map by map: the load falls on every side
             one = {name: saliency}
-            road = ours(loaded, pixels, one, exp.target, image["ours"], image["forward"])
+            road = {}
+            for s in args.solvers:
+                with solver(s):
+                    road[s] = ours(loaded, pixels, one, exp.target, image[f"ours:{s}"], image[f"forward:{s}"])
             if not args.skip_pgc:
                 pgc = theirs(loaded, exp.crop, one, exp.target, image["theirs"])
-                d = max(float(np.abs(getattr(road[name], o) - pgc[name][o]).max()) for o in ORDERS)
-                diff = d if np.isnan(diff) else max(diff, d)
+                for s in args.solvers:
+                    d = max(float(np.abs(getattr(road[s][name], o) - pgc[name][o]).max()) for o in ORDERS)
+                    diff[s] = d if np.isnan(diff[s]) else max(diff[s], d)
             curves(loaded, pixels, one, image["curves"], ends=k == 0)
         for k, c in image.items():
             clocks[k].wall += c.wall
             clocks[k].cpu += c.cpu
-        print(row(path.name, len(maps), image, diff), flush=True)
-    print(row("total", "", clocks, float("nan")))
+        for s in args.solvers:
+            print(row(path.name, len(maps), s, image, diff[s]), flush=True)
+    for s in args.solvers:
+        print(row("total", "", s, clocks, float("nan")))
 
 
-def row(label: str, maps, c: dict[str, Clock], diff: float) -> str:
-    o, i, p, d = c["ours"], c["forward"], c["theirs"], c["curves"]
-    return (f"| {label} | {maps} | {o.wall:.1f} ({i.wall:.1f}) | {p.wall:.1f} | {p.wall / o.wall:.1f}x | "
+def row(label: str, maps, solver: str, c: dict[str, Clock], diff: float) -> str:
+    o, i, p, d = c[f"ours:{solver}"], c[f"forward:{solver}"], c["theirs"], c["curves"]
+    return (f"| {label} | {maps} | {solver} | {o.wall:.1f} ({i.wall:.1f}) | {p.wall:.1f} | {p.wall / o.wall:.1f}x | "
             f"{d.wall:.1f} | {o.wall / d.wall:.2f}x | {p.cpu / o.cpu:.1f}x | {o.cpu / d.cpu:.2f}x | "
             f"{'' if np.isnan(diff) else f'{diff:.1e}'} |")
 

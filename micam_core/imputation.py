@@ -1,4 +1,4 @@
-"""Noisy linear imputation (Rong et al., ICML 2022, "ROAD"): one exact sparse Cholesky solve per mask.
+"""Noisy linear imputation (Rong et al., ICML 2022, "ROAD"): one exact sparse direct solve per mask.
 
 Each missing pixel becomes the weighted mean of its in-image 8 neighbours (1/6 for the four edge
 neighbours, 1/12 for the four corners), missing neighbours included: one sparse linear system per
@@ -8,22 +8,30 @@ mask, ``s_i x_i - sum_j w_ij x_j = sum_k w_ik v_k`` over missing ``i`` (``j`` mi
 by the caller (:func:`micam_core.road.impute_many`).
 
 The matrix is the weighted graph Laplacian of the pixel grid restricted to the missing pixels
-(Dirichlet at the known ones): symmetric positive definite whenever some pixel is known. It is
-factorised by CHOLMOD's supernodal Cholesky (through cvxopt), ordered by a nested dissection of the
-whole pixel grid computed once per image size (restricted to each mask's pixels it stays a good
-ordering, and CHOLMOD is told to use it instead of searching for one); the three colour channels are
-three right-hand sides of the same factor. The grid's matrix entries are also computed once per size,
-so building a mask's system is a few boolean gathers. With no pixel known every constant solves the
-system; the minimum-norm solution, 0, is returned.
+(Dirichlet at the known ones): symmetric positive definite whenever some pixel is known. Its unknowns
+are numbered by a nested dissection of the whole pixel grid, computed once per image size (restricted
+to each mask's pixels it stays a good elimination order), and the matrix is factorised in that order,
+the three colour channels being three right-hand sides of one factor. The grid's matrix entries are
+also computed once per size, already in that numbering, so building a mask's system is a few boolean
+gathers. With no pixel known every constant solves the system; the minimum-norm solution, 0, is returned.
 
-CHOLMOD's options and workspace are process-wide in cvxopt: every call here holds one lock, so
-concurrent analyses (app threads, :func:`micam_core.road.pipelined`) never share them mid-solve.
+Two solvers, the same numbers (to rounding), one chosen by :func:`backend`:
+
+- ``"superlu"`` (the default; BSD, scipy): SuperLU's LU without column reordering and with diagonal
+  pivots (the matrix is SPD).
+- ``"cholmod"`` (used when the optional ``cvxopt`` package is installed: ``pip install micam-core[road-fast]``;
+  GPL-3, like CHOLMOD's supernodal module): CHOLMOD's supernodal Cholesky, about twice as fast.
+  CHOLMOD's options and workspace are process-wide in cvxopt: every call holds one lock, so concurrent
+  analyses (app threads, :func:`micam_core.road.pipelined`) never share them mid-solve.
+
+Both let go of the GIL while they factorise.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -38,6 +46,7 @@ EDGE, CORNER = 1.0 / 6.0, 1.0 / 12.0
 # The 8 neighbour offsets (dy, dx) and weights; the first four point forward in raster order.
 FORWARD = (((0, 1), EDGE), ((1, -1), CORNER), ((1, 0), EDGE), ((1, 1), CORNER))
 LEAF = 4  # nested dissection stops at blocks of at most LEAF x LEAF pixels
+BACKENDS = ("superlu", "cholmod")
 _CHOLMOD = {"supernodal": 2, "nmethods": 1, "postorder": True}  # supernodal; only the ordering given
 _LOCK = threading.Lock()  # cvxopt's CHOLMOD options and workspace are process-wide
 
@@ -66,15 +75,15 @@ def _dissect(h: int, w: int, y0: int, x0: int, width: int, out: list[np.ndarray]
 class _Stencil:
     """What every mask of one ``h x w`` size shares: the ordering and the matrix entries of the whole grid.
 
-    The entries are the lower triangle of the full grid's matrix, one per (column ``first``, row
-    ``second >= first``) in column-major order: ``s_i`` on the diagonal, ``-w`` for each neighbour pair.
-    A mask's matrix is the entries whose two pixels are both missing; its right-hand side comes from the
-    pairs with exactly one missing pixel.
+    Pixels are numbered by their place in ``order``. The entries are the full grid's symmetric matrix,
+    one per (``column``, ``row``) in column-major order: ``s_i`` on the diagonal, ``-w`` for each
+    neighbour pair (both ways). A mask's matrix is the entries whose two pixels are both missing, still
+    column-major once its missing pixels are renumbered in the same order.
     """
 
     order: np.ndarray  # the H*W raster indices in nested-dissection order
-    first: np.ndarray
-    second: np.ndarray
+    column: np.ndarray
+    row: np.ndarray
     value: np.ndarray
 
 
@@ -82,6 +91,9 @@ class _Stencil:
 def _stencil(h: int, w: int) -> _Stencil:
     out: list[np.ndarray] = []
     _dissect(h, w, 0, 0, w, out)
+    order = np.concatenate(out)
+    place = np.empty(h * w, dtype=np.int64)
+    place[order] = np.arange(h * w)
     index = np.arange(h * w).reshape(h, w)
     firsts, seconds, weights = [], [], []
     for (dy, dx), wt in FORWARD:
@@ -91,67 +103,123 @@ def _stencil(h: int, w: int) -> _Stencil:
         weights.append(np.full(src.size, wt))
     first, second, weight = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(weights)
     total = np.bincount(first, weight, h * w) + np.bincount(second, weight, h * w)
-    first, second = np.concatenate((first, index.ravel())), np.concatenate((second, index.ravel()))
-    value = np.concatenate((-weight, total))
-    column_major = np.lexsort((second, first))
-    return _Stencil(np.concatenate(out), first[column_major], second[column_major], value[column_major])
+    column = place[np.concatenate((first, second, index.ravel()))]
+    row = place[np.concatenate((second, first, index.ravel()))]
+    value = np.concatenate((-weight, -weight, total))
+    column_major = np.lexsort((row, column))
+    return _Stencil(order, column[column_major], row[column_major], value[column_major])
 
 
-def _solve_one(stencil: _Stencil, missing: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """The values at the missing pixels (``n x C``, raster order) of one flat ``missing`` mask.
+@dataclass(frozen=True)
+class _System:
+    """One mask's ``n x n`` system, unknowns in nested-dissection order: CSC entries and ``n x C`` right-hand side."""
 
-    ``pixels``: ``C x H*W``.
-    """
+    n: int
+    indptr: np.ndarray
+    row: np.ndarray
+    column: np.ndarray
+    value: np.ndarray
+    rhs: np.ndarray
+
+
+def _system(stencil: _Stencil, missing: np.ndarray, pixels: np.ndarray) -> _System:
+    """The system of ``missing`` (flat, in the stencil's order) for ``pixels`` (``C x H*W``, same order)."""
+    n = int(missing.sum())
+    rank = np.cumsum(missing) - 1  # each missing pixel's unknown
+    a, b = missing[stencil.column], missing[stencil.row]
+    both = a & b
+    column, row = rank[stencil.column[both]], rank[stencil.row[both]]
+    indptr = np.concatenate(([0], np.cumsum(np.bincount(column, minlength=n))))
+    # Right-hand side: w times the known end of every pair with one missing end, added at the missing end.
+    edge = a & ~b
+    at, weights, known = rank[stencil.column[edge]], -stencil.value[edge], stencil.row[edge]
+    rhs = np.stack([np.bincount(at, weights * channel[known], n) for channel in pixels], axis=1)
+    return _System(n, indptr, row, column, stencil.value[both], rhs)
+
+
+def _superlu(system: _System) -> np.ndarray:
+    """SuperLU (scipy) on the pre-ordered system: no column permutation, diagonal pivots (SPD)."""
+    from scipy.sparse import csc_matrix
+    from scipy.sparse.linalg import splu
+
+    n = system.n
+    matrix = csc_matrix((system.value, system.row, system.indptr), shape=(n, n))
+    factor = splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    return factor.solve(system.rhs)
+
+
+def _cholmod(system: _System) -> np.ndarray:
+    """CHOLMOD's supernodal Cholesky (cvxopt) of the lower triangle, in the system's own order."""
     import cvxopt
     from cvxopt import cholmod
 
-    unknown = np.flatnonzero(missing)
-    n = unknown.size
-    if n == 0 or n == missing.size:  # nothing to solve; or nothing known: every constant solves it, 0 is the
-        return np.zeros((n, pixels.shape[0]))  # minimum-norm one
-    position = np.full(missing.size, -1, dtype=np.int64)
-    position[unknown] = np.arange(n)
-    a, b = missing[stencil.first], missing[stencil.second]
-    both, one = a & b, a ^ b
-    matrix = cvxopt.spmatrix(cvxopt.matrix(stencil.value[both]), cvxopt.matrix(position[stencil.second[both]]),
-                             cvxopt.matrix(position[stencil.first[both]]), (n, n))
-    # Right-hand side: w times the known end of every pair with one missing end, added at the missing end.
-    ends, weights = np.stack((stencil.first[one], stencil.second[one])), -stencil.value[one]
-    first_missing = a[one]
-    at = position[np.where(first_missing, ends[0], ends[1])]
-    known = np.where(first_missing, ends[1], ends[0])
-    rhs = np.stack([np.bincount(at, weights * channel[known], n) for channel in pixels], axis=1)
-    perm = cvxopt.matrix(position[stencil.order[missing[stencil.order]]], tc="i")
-    rhs = cvxopt.matrix(rhs)
-    factor = cholmod.symbolic(matrix, p=perm)
+    lower = system.row >= system.column
+    n = system.n
+    matrix = cvxopt.spmatrix(cvxopt.matrix(system.value[lower]), cvxopt.matrix(system.row[lower]),
+                             cvxopt.matrix(system.column[lower]), (n, n))
+    rhs = cvxopt.matrix(system.rhs)
+    factor = cholmod.symbolic(matrix, p=cvxopt.matrix(np.arange(n), tc="i"))
     cholmod.numeric(matrix, factor)
     cholmod.solve(factor, rhs)
     return np.asarray(rhs)
 
 
-def solve(image: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+@lru_cache(maxsize=1)
+def has_cholmod() -> bool:
+    """Whether the optional cvxopt package (CHOLMOD; GPL-3) can be imported."""
+    try:
+        import cvxopt.cholmod  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def backend(requested: str | None = None) -> str:
+    """The solver to use: ``requested``, or CHOLMOD where cvxopt is installed and SuperLU otherwise."""
+    if requested is None:
+        requested = "cholmod" if has_cholmod() else "superlu"
+    elif requested not in BACKENDS:
+        raise MicamError(f"Unknown imputation solver {requested!r}; choose one of {', '.join(BACKENDS)}.")
+    elif requested == "cholmod" and not has_cholmod():
+        raise MicamError("The cholmod solver needs the optional cvxopt package (pip install micam-core[road-fast]).")
+    log.debug("ROAD imputation solver: %s", requested)
+    return requested
+
+
+def _solve_all(masks: np.ndarray, pixels: np.ndarray, out: np.ndarray, solver: Callable[[_System], np.ndarray]) -> None:
+    """Fill ``out`` (``N x C x H*W``) at each flat mask of ``masks`` (``N x H*W``) with ``solver``'s solution."""
+    stencil = _stencil(*pixels.shape[1:])
+    ordered = pixels.reshape(pixels.shape[0], -1)[:, stencil.order]
+    for k, mask in enumerate(masks):
+        missing = mask.ravel()[stencil.order]
+        n = int(missing.sum())
+        if n in (0, missing.size):  # nothing to solve; or nothing known: every constant solves it, 0 is the
+            out[k][:, stencil.order[missing]] = 0.0  # minimum-norm one
+            continue
+        out[k][:, stencil.order[missing]] = solver(_system(stencil, missing, ordered)).T
+
+
+def solve(image: torch.Tensor, missing: torch.Tensor, solver: str | None = None) -> torch.Tensor:
     """The noise-free imputation of ``image`` (``C x H x W``) for each mask of ``missing`` (``N x H x W`` bool).
 
     Returns ``N x C x H x W`` float64 on the image's device: the image where known, the solution where
-    missing (exact up to rounding: a direct solve).
+    missing (exact up to rounding: a direct solve). ``solver``: one of :data:`BACKENDS` (None: :func:`backend`).
     """
-    try:
-        import cvxopt.cholmod
-    except ImportError as exc:  # a declared dependency; say so instead of a traceback
-        raise MicamError("ROAD's imputation needs the cvxopt package (pip install cvxopt).") from exc
+    chosen = backend(solver)
     pixels = image.detach().to("cpu", torch.float64).numpy()
     masks = missing.detach().cpu().numpy().astype(bool)
-    c, h, w = pixels.shape
-    stencil = _stencil(h, w)
-    out = np.repeat(pixels[None], len(masks), axis=0)
-    with _LOCK:
-        saved = dict(cvxopt.cholmod.options)
-        cvxopt.cholmod.options.update(_CHOLMOD)
-        try:
-            for k, mask in enumerate(masks):
-                flat = mask.ravel()
-                out[k].reshape(c, -1)[:, flat] = _solve_one(stencil, flat, pixels.reshape(c, -1)).T
-        finally:
-            cvxopt.cholmod.options.clear()
-            cvxopt.cholmod.options.update(saved)
-    return torch.from_numpy(out).to(image.device)
+    out = np.repeat(pixels[None], len(masks), axis=0).reshape(len(masks), pixels.shape[0], -1)
+    if chosen == "superlu":
+        _solve_all(masks, pixels, out, _superlu)
+    else:
+        from cvxopt import cholmod
+
+        with _LOCK:
+            saved = dict(cholmod.options)
+            cholmod.options.update(_CHOLMOD)
+            try:
+                _solve_all(masks, pixels, out, _cholmod)
+            finally:
+                cholmod.options.clear()
+                cholmod.options.update(saved)
+    return torch.from_numpy(out.reshape(len(masks), *pixels.shape)).to(image.device)

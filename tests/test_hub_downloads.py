@@ -159,3 +159,30 @@ def test_partial_files_are_deleted_when_a_download_is_cut(tmp_path):
             download(f"{hub.url}/evil/unit-flood/resolve/main/model.safetensors", path, deadline_s=10,
                      max_bytes=DECLARED, too_large="too big", late="late {s}")
     assert not path.exists()
+
+
+def test_the_file_list_is_read_as_untrusted():
+    """Names that are not plain paths are dropped; odd sizes and checksums are unknown, not believed."""
+    from micam_core.hubfiles import _repo_file
+
+    for name in ("../../etc/passwd", "/abs", "a/../../b", "a\\b", "", 5):
+        assert _repo_file({"rfilename": name, "size": 1}) is None, name
+    odd = _repo_file({"rfilename": "model.safetensors", "size": -1, "blobId": "<script>",
+                      "lfs": {"sha256": "not-hex", "size": True}})
+    assert (odd.size, odd.blob, odd.sha256) == (None, None, None)
+    sha = "ab" * 32
+    good = _repo_file({"rfilename": "model.safetensors", "size": 7, "lfs": {"sha256": sha.upper(), "size": 1000}})
+    assert (good.size, good.blob, good.sha256) == (1000, sha, sha)
+
+
+def test_the_weights_chosen_are_the_ones_timm_reads_first():
+    from micam_core.hubfiles import Listing, RepoFile
+
+    def listing(*names: str) -> Listing:
+        return Listing("a/b", "main", "0" * 40, {n: RepoFile(n, 1, None, None) for n in names}, 0.0)
+
+    assert listing("pytorch_model.bin", "model.safetensors").weights().name == "model.safetensors"
+    assert listing("z.pth", "a.pth", "x.bin").weights().name == "a.pth"
+    assert listing("README.md").weights() is None
+    assert listing("open_clip_model.safetensors", "model.safetensors").weights(
+        ("open_clip_model.safetensors",)).name == "open_clip_model.safetensors"

@@ -73,6 +73,8 @@ def test_a_refused_load_of_a_built_model_leaves_nothing(client, warm, monkeypatc
     monkeypatch.setenv("MICAM_MAX_MODEL_MB", "100")
     monkeypatch.setattr(sources, "create_from_spec",  # 180 MB of weights, past every check before the build
                         lambda *a, **k: (timm.create_model("resnet50", pretrained=False, num_classes=20000), None))
+    with pytest.raises(Exception, match="the limit here is 100 MB"):  # warms the code paths a refusal imports
+        call(client, CAT, "timm/built-then-refused")
     steady = steady_rss_mb()
     with pytest.raises(Exception, match="the limit here is 100 MB"):
         call(client, CAT, "timm/built-then-refused")

@@ -28,12 +28,13 @@ def _parse(lines) -> dict[str, str]:
 def test_requirement_files_match_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core, extras = _parse(project["dependencies"]), project["optional-dependencies"]
-    app, evaluation = _parse(extras["app"]), _parse(extras["eval"])
+    app, evaluation, fast = _parse(extras["app"]), _parse(extras["eval"]), _parse(extras["road-fast"])
     space = _parse((ROOT / "requirements.txt").read_text().splitlines())
     dev_lines = (ROOT / "requirements-dev.txt").read_text().splitlines()
     assert "-r requirements.txt" in [line.strip() for line in dev_lines]
     dev = _parse(dev_lines)
-    assert space == {**core, **app}, "requirements.txt must be pyproject's dependencies + [app]"
+    assert space == {**core, **app, **fast}, "requirements.txt: pyproject's dependencies + [app] + [road-fast]"
+    assert "cvxopt" not in core, "cvxopt is GPL-3: an optional extra of micam_core, never a core dependency"
     assert {k: dev[k] for k in evaluation if k in dev} == evaluation, "requirements-dev.txt must hold [eval]"
     assert not set(space) & set(dev), "requirements-dev.txt repeats a requirement of requirements.txt"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -16,9 +17,10 @@ from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from test_counterfactual import fake_explanation, quadrant_loaded, quadrant_map
 
-from micam_core import METHODS, REGISTRY, MicamError, analyse, explain
+from micam_core import METHODS, REGISTRY, MicamError, analyse, explain, imputation
 from micam_core.cost import extra_passes
 from micam_core.counterfactual import pixels_of
+from micam_core.imputation import backend, has_cholmod, solve
 from micam_core.metrics_table import NOT_RUN, rows
 from micam_core.protocols import PROTOCOLS, get_protocol
 from micam_core.road import REMOVED, percentile_of, removal_masks, road_impute, road_scores
@@ -199,3 +201,39 @@ def test_nothing_known_gives_the_minimum_norm_fill_and_nothing_missing_the_image
     pixels = np.random.default_rng(4).random((8, 8, 3))
     np.testing.assert_array_equal(road_impute(pixels, np.ones((8, 8), bool), noise=0), 0.0)
     np.testing.assert_array_equal(road_impute(pixels, np.zeros((8, 8), bool), noise=0), pixels)
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_superlu_path_equals_pytorch_grad_cam(seed):
+    """The default, permissively licensed solver (SuperLU), forced even where cvxopt is installed."""
+    rng = np.random.default_rng(seed)
+    pixels, missing = rng.random((3, 36, 44)), np.stack([rng.random((36, 44)) < 0.6, np.zeros((36, 44), bool)])
+    missing[1, 5:30, 10:40] = True  # one block: a fill of separators and leaves alike
+    out = solve(torch.from_numpy(pixels), torch.from_numpy(missing), "superlu").numpy()
+    for k in range(2):
+        hwc = pixels.transpose(1, 2, 0)
+        np.testing.assert_allclose(out[k].transpose(1, 2, 0), pgc_impute(hwc, missing[k]), atol=1e-4)
+
+
+@pytest.mark.skipif(not has_cholmod(), reason="cvxopt (the optional, GPL-3 [road-fast] extra) is not installed")
+def test_cholmod_path_equals_superlu_path():
+    rng = np.random.default_rng(7)
+    pixels = torch.from_numpy(rng.random((3, 64, 48)))
+    saliency = rng.random((8, 6)).repeat(8, axis=0).repeat(8, axis=1)
+    missing = torch.from_numpy(np.concatenate([removal_masks(saliency, o) for o in ("morf", "lerf")]))
+    np.testing.assert_allclose(solve(pixels, missing, "cholmod").numpy(), solve(pixels, missing, "superlu").numpy(),
+                               rtol=0, atol=1e-6)
+
+
+def test_backend_is_cholmod_only_where_cvxopt_is_installed(monkeypatch, caplog):
+    assert backend() == ("cholmod" if has_cholmod() else "superlu")
+    monkeypatch.setattr(imputation, "has_cholmod", lambda: False)
+    with caplog.at_level(logging.DEBUG, logger=imputation.__name__):
+        assert backend() == "superlu"
+    assert "superlu" in caplog.text
+    pixels, missing = np.random.default_rng(8).random((12, 12, 3)), np.eye(12, dtype=bool)
+    np.testing.assert_allclose(road_impute(pixels, missing, noise=0), pgc_impute(pixels, missing), atol=1e-4)
+    with pytest.raises(MicamError, match="cvxopt"):
+        backend("cholmod")
+    with pytest.raises(MicamError, match="superlu, cholmod"):
+        backend("umfpack")

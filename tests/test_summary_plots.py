@@ -35,7 +35,8 @@ def _road_rows(n: int = 8) -> list[dict]:
                          "road_combined": float(lerf.mean() - morf.mean()) / 2,
                          "rand_spearman": [1.0, 0.4 if method == "micam" else 1.0],
                          "rand_ssim": [1.0, 0.5 if method == "micam" else 1.0],
-                         "rand_passed": method == "micam", "logit_class": 3, "logit_spearman": 1.0,
+                         "rand_passed": (method == "micam") if i else None,  # image 0: a constant map
+                         "logit_class": 3, "logit_spearman": 1.0,
                          "logit_ssim": 1.0, "logit_identical": True})
     return rows
 
@@ -49,7 +50,13 @@ def test_a_road_run_answers_on_roads_metrics_first(tmp_path):
     assert list(report.answers) == [road, "On the keep/remove counterfactual (Average Drop %)"]
     assert report.answers[road][0] == ("Is MI CAM more faithful than Random map (baseline)? Yes: MI CAM is better "
                                        "on ROAD MoRF and ROAD combined; not distinguishable on the other metric.")
+    assert report.answers["On the keep/remove counterfactual (Average Drop %)"][0] == (
+        "Is MI CAM more faithful than Random map (baseline)? Not shown: the two are not distinguishable on "
+        "Average Drop % (Holm-adjusted p >= 0.05 or undefined).")  # equal on every image
     assert report.verdicts[0].startswith("ROAD MoRF (lower is better): MI CAM ")
+    rand = next(v for v in report.verdicts if v.startswith("Cascading randomisation, MI CAM"))
+    assert rand.endswith("passes on 7 of 7 images (100%, 95% CI 65-100%); undefined on 1 (the randomised map "
+                         "was constant).")
     assert report.markdown.splitlines()[2].startswith("Protocol road (ROAD MoRF/LeRF at 9 fractions")
     assert "sanity checks (seed 0)" in report.markdown.splitlines()[2]
     assert {p.name for p in report.files} >= {"metrics_m.png", "curves_m.png"}

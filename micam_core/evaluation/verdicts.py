@@ -92,7 +92,8 @@ def _answer(rows: pd.DataFrame, ref: str, other: str) -> str:
         return f"{question} Yes: {ref} is better on {_and(said['ref'])}{tail or f' (all {n} metrics)'}."
     if said["other"]:
         return f"{question} No: {other} is better on {_and(said['other'])}{tail or f' (all {n} metrics)'}."
-    return (f"{question} Not shown: the two are not distinguishable on any of the {n} metrics "
+    which = said["none"][0] if n == 1 else f"any of the {n} metrics"
+    return (f"{question} Not shown: the two are not distinguishable on {which} "
             f"(Holm-adjusted p >= {ALPHA} or undefined).")
 
 
@@ -137,9 +138,13 @@ def sanity_sentences(group: pd.DataFrame, resamples: int) -> list[str]:
         kind = " (a baseline: it ignores the model)" if baseline else ""
         out.append(f"Cascading randomisation, {label}{kind}: Spearman {rho.mean():.2f} [{lo:.2f}, {hi:.2f}] "
                    f"with the original map once {units} are random; passes on {int((passed > 0).sum())} of "
-                   f"{len(passed)} images{_share(passed)}.")
+                   f"{len(passed)} images{_share(passed)}{_undefined(len(rows) - len(passed))}.")
         out.append(_logit_sentence(label, rows, baseline or not REGISTRY[method].class_specific, resamples))
     return out
+
+
+def _undefined(count: int) -> str:
+    return f"; undefined on {count} (the randomised map was constant)" if count else ""
 
 
 def _share(yes: np.ndarray) -> str:
