@@ -50,6 +50,7 @@ CHAR_IN = FONT_PT * 0.56 / 72  # an average character width (DejaVu Sans), a lit
 MARGIN_IN, GAP_IN, MIN_PANEL_IN = 0.06, 0.06, 0.72
 CBAR_IN = 0.42  # the colour bar, its ticks and its label, under the maps
 CURVE_IN, CURVE_LEFT_IN, CURVE_BOTTOM_IN = 1.0, 0.45, 0.32
+LEGEND_HANDLE_IN = 3.5 * FONT_PT / 72  # a legend entry's line sample and the gap after it (2 + 0.5 em), and room
 RC = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "micam_core",
       "font.size": FONT_PT, "axes.titlesize": FONT_PT, "axes.labelsize": FONT_PT, "legend.fontsize": FONT_PT,
       "xtick.labelsize": FONT_PT, "ytick.labelsize": FONT_PT, "font.family": "DejaVu Sans",
@@ -212,9 +213,18 @@ class _Plan:
         self.stacked = width < 5.0  # curves one above the other in a single column
         self.caption_lines = wrap(caption, width - 2 * MARGIN_IN, 40) if caption else []
 
+    def legend_labels(self) -> list[str]:
+        """Each curve's legend label, wrapped to its legend column (a line sample takes the left part)."""
+        columns = 1 if self.stacked else 2
+        text_w = (self.width - 2 * MARGIN_IN) / columns - LEGEND_HANDLE_IN
+        return ["\n".join(wrap(_curve_label(self.curves, name, self.labels), text_w))
+                for name in self.curve_names()]
+
     def legend_rows(self) -> int:
-        names = self.curve_names()
-        return math.ceil(len(names) / (1 if self.stacked else 2))
+        """Text lines of the tallest legend column (matplotlib fills the columns one after the other)."""
+        lines = [label.count("\n") + 1 for label in self.legend_labels()]
+        per_column = math.ceil(len(lines) / (1 if self.stacked else 2)) or 1
+        return max((sum(lines[i:i + per_column]) for i in range(0, len(lines), per_column)), default=0)
 
     def curve_kinds(self) -> list[str]:
         """The curves the protocol ran (of :data:`PANELS`)."""
@@ -382,15 +392,14 @@ def _curves_rows(fig: Figure, plan: _Plan, top: float) -> float:
     count = max(1, len(kinds))
     plot_w = (plan.width - CURVE_LEFT_IN - MARGIN_IN - 0.1) if plan.stacked else (
         (plan.width - count * CURVE_LEFT_IN - MARGIN_IN - 0.1) / count)
-    handles = []
+    handles, labels = [], plan.legend_labels()
     for index, kind in enumerate(kinds):
         left = CURVE_LEFT_IN + (0 if plan.stacked else index * (plot_w + CURVE_LEFT_IN))
         box_top = top - LINE_IN - (index * (LINE_IN + CURVE_IN + CURVE_BOTTOM_IN) if plan.stacked else 0)
         ax = _axes(fig, plan.width, plan.height, left, box_top, plot_w, CURVE_IN)
-        for name in names:
+        for name, label in zip(names, labels):
             xs, ys = _series(faith, name, kind)
-            (line,) = ax.plot(xs, ys, "--" if name in BASELINES else "-",
-                              linewidth=1.0, label=_curve_label(faith, name, plan.labels))
+            (line,) = ax.plot(xs, ys, "--" if name in BASELINES else "-", linewidth=1.0, label=label)
             if index == 0:
                 handles.append(line)
         title, xlabel = PANELS[kind]

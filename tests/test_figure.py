@@ -146,7 +146,7 @@ def test_cli_figure_flag(tmp_path):
 @pytest.mark.slow
 def test_figure_draws_the_protocols_curves_and_names_it(bundled, cat_path, tmp_path, protocol, panels, absent):
     exp = explain(bundled, cat_path, methods=EIGHT[:2])
-    faith = analyse(bundled, exp, protocol=protocol, steps=2 if protocol == "paper" else None, baselines=False)
+    faith = analyse(bundled, exp, protocol=protocol, steps=2 if protocol == "paper" else None)  # baselines: long labels
     for width in WIDTHS_IN:
         pdf = export(exp, tmp_path, f"{protocol}_{width}", methods=EIGHT[:2], faith=faith, formats=["pdf"],
                      width=width)[0]
