@@ -125,9 +125,7 @@ def _summary(path: Path, exp, files: list[str], out: Path, faith) -> str:
     if faith is not None:
         from .metrics_table import text
 
-        lines.append(f"  counterfactuals: threshold {faith.threshold}, fill {faith.fill}, {faith.steps} steps")
-        lines.append(f"  protocol: {faith.protocol.describe()}")
-        lines += ["    " + line for line in text(faith).splitlines()]
+        lines += ["  " + line for line in text(faith).splitlines()]  # opens with the protocol's settings
     return "\n".join(lines)
 
 
