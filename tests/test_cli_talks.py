@@ -82,6 +82,8 @@ def test_overlays_png_labels_every_method(tmp_path):
 @pytest.mark.slow
 def test_interrupted_explain_says_so(tmp_path):
     code = ("import signal, threading, os\n"
+            # a shell's background job inherits SIGINT ignored; a terminal's Ctrl-C reaches Python's own handler
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "from micam_core import methods\n"
             "real = methods.explain\n"
             "def slow(*a, **k):\n"

@@ -8,4 +8,4 @@ turns the rows into tables and plots (see :mod:`.summary`). The row of one image
 TARGETS = ("label", "top1")  # --target: the label when it names a class of the model (else top-1), or top-1
 ENGINES = ("local", "ray")
 # The [eval] extra of pyproject.toml (import names; tests/test_evaluate_talks.py keeps them equal).
-EXTRAS = ("ray", "pyarrow", "datasets", "scipy", "pandas")
+EXTRAS = ("ray", "pyarrow", "datasets", "pandas")  # pyproject's [eval] extra (scipy is a core dependency)

@@ -92,7 +92,7 @@ def _require(args) -> None:
     """Refuse at once, in one sentence, when an optional package the command needs is not installed."""
     import importlib.util
 
-    needed = ["pyarrow", "pandas", "scipy"]  # rows (Parquet) and the summary's statistics
+    needed = ["pyarrow", "pandas"]  # rows (Parquet) and the summary's tables
     if args.command == "evaluate":
         needed += ["datasets"] if args.dataset else []
         needed += ["ray"] if args.engine == "ray" else []
