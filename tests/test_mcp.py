@@ -16,6 +16,7 @@ import pytest
 from conftest import EXAMPLES, ROOT, free_port
 
 pytest.importorskip("mcp", reason="gradio[mcp] (requirements.txt) brings the mcp client")
+pytestmark = pytest.mark.slow  # every test here launches the app as an MCP server (about 14 s)
 
 LAUNCH = """
 import sys, threading
@@ -55,7 +56,6 @@ def mcp_url():
         proc.wait(timeout=30)
 
 
-@pytest.mark.slow
 def test_schema_lists_the_explain_tool_with_documented_arguments(mcp_url):
     with urllib.request.urlopen(f"{mcp_url}/schema", timeout=30) as response:
         schema = json.loads(response.read())
