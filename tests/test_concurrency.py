@@ -26,6 +26,26 @@ REQUESTS = [  # (image, model, options)
 ]
 
 
+class Overlap:
+    """Wraps functions so that each call is held a little and the most calls in flight at once are counted."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s, self.in_flight, self.peak, self.lock = hold_s, 0, 0, threading.Lock()
+
+    def slowed(self, original):
+        def run(*args, **kwargs):
+            with self.lock:
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
+            try:
+                time.sleep(self.hold_s)  # widen the window so that requests really overlap
+                return original(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+        return run
+
+
 def submit(client, image: str, model: str, options: dict):
     return client.submit(handle_file(str(EXAMPLES / image)), model, api_name="/explain", steps=4, **options)
 
@@ -60,25 +80,11 @@ def test_overlapping_requests_each_get_their_own_result(client, hub_models, monk
 
     alone = [summary(submit(client, *request).result()) for request in REQUESTS]
 
-    in_flight, peak = [0], [0]
-    lock = threading.Lock()
-    original = work.gpu_explain
-
-    def counted(*args, **kwargs):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        try:
-            time.sleep(0.3)  # widen the window so that requests really overlap
-            return original(*args, **kwargs)
-        finally:
-            with lock:
-                in_flight[0] -= 1
-
-    monkeypatch.setattr(work, "gpu_explain", counted)
+    overlap = Overlap(hold_s=0.3)
+    monkeypatch.setattr(work, "gpu_explain", overlap.slowed(work.gpu_explain))
     jobs = [submit(client, *request) for request in REQUESTS]
     together = [summary(job.result(timeout=600)) for job in jobs]
-    assert peak[0] >= 2, "the requests did not overlap"
+    assert overlap.peak >= 2, "the requests did not overlap"
     for request, a, b in zip(REQUESTS, alone, together):
         assert_same(a, b, str(request))
     assert len({s["spec"] for s in together}) == 3
@@ -123,23 +129,9 @@ def test_overlapping_road_and_sanity_requests_each_get_their_own_result(small_in
 
     spec = small_input_model
     alone = [_road_and_sanity(spec, *request) for request in ROAD_AND_SANITY]
-    in_flight, peak, lock = [0], [0], threading.Lock()
-
-    def slowed(original):
-        def run(*args, **kwargs):
-            with lock:
-                in_flight[0] += 1
-                peak[0] = max(peak[0], in_flight[0])
-            try:
-                time.sleep(0.2)  # widen the window so that requests really overlap
-                return original(*args, **kwargs)
-            finally:
-                with lock:
-                    in_flight[0] -= 1
-        return run
-
-    monkeypatch.setattr(work, "gpu_analyse", slowed(work.gpu_analyse))
-    monkeypatch.setattr(sanity_panel, "sanity_checks", slowed(sanity_panel.sanity_checks))
+    overlap = Overlap(hold_s=0.2)
+    monkeypatch.setattr(work, "gpu_analyse", overlap.slowed(work.gpu_analyse))
+    monkeypatch.setattr(sanity_panel, "sanity_checks", overlap.slowed(sanity_panel.sanity_checks))
     together: list[dict | None] = [None] * len(ROAD_AND_SANITY)
 
     def job(i: int) -> None:
@@ -150,7 +142,7 @@ def test_overlapping_road_and_sanity_requests_each_get_their_own_result(small_in
         thread.start()
     for thread in threads:
         thread.join(timeout=600)
-    assert peak[0] >= 2, "the requests did not overlap"
+    assert overlap.peak >= 2, "the requests did not overlap"
     for request, a, b in zip(ROAD_AND_SANITY, alone, together):
         assert b is not None, request
         for name, saliency in a["maps"].items():
