@@ -33,6 +33,7 @@ log = logging.getLogger("micam_app")
 TOAST_SECONDS = 8  # toasts close themselves
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}  # events of the page, not endpoints of the API
 PANEL_STAGES = ("counterfactual", "display")  # the settings the counterfactual panel reads
+PANEL_START = "Counterfactuals: keep and remove each map's region, and classify again ..."
 
 
 @dataclass
@@ -185,13 +186,17 @@ class Handlers:
             view = checked({"model": views.resolve_spec(choice, custom), "layer": layer, "target": target, **settings})
             if not image:
                 raise MicamError("Add an image first: upload one, use the webcam or click an example.")
-            yield {**self.status("Loading the model ...", 0.02), **self.cf_cleared(view.methods)}
+            computing = self.status(f"Computing the maps ({text.method_list(view.methods)}): one forward and one "
+                                    "partial backward pass ...", 0.05)
+            loading = not work.is_loaded(view.model)  # else one message less (each costs the page a moment)
+            yield {**(self.status("Loading the model ...", 0.02) if loading else computing),
+                   **self.cf_cleared(view.methods)}
             loaded = work.load(view.model)
             same_model = shown_spec == loaded.spec
             view = view.replace(model=loaded.spec, example=views.example_stem(image),
                                 **({} if same_model else {"layer": None, "target": None}))
-            yield self.status(f"Computing the maps ({text.method_list(view.methods)}): one forward and one "
-                              "partial backward pass ...", 0.05)
+            if loading:
+                yield computing
             exp = work.explain_view(loaded, image, view)
         except Exception as err:
             screen, error = self.failed(err, "maps", "cf")
@@ -205,7 +210,8 @@ class Handlers:
                c["model_info"]: text.describe_model(loaded), c["shown_spec"]: loaded.spec, c["session"]: session,
                c["link_query"]: views.view_query(session, loaded.default_layer, view),
                c["link_note"]: text.link_note(view.example), **self.status("Maps ready. Counterfactuals next ...", 0.1)}
-        out.update(self.pickers(loaded, layer if same_model else None, target if same_model else None, view.methods))
+        if not same_model:  # the pickers show another model's choices (1001 classes: sent only when they change)
+            out.update(self.pickers(loaded, None, None, view.methods))
         yield out
 
     def on_explain_all(self, image: str | None, choice: str, custom: str, layer: str, target: str,
@@ -222,13 +228,14 @@ class Handlers:
                     if not current():
                         log.info("explanation superseded by a newer Explain; its maps are not shown")
                         return
-                    session, update = update[c["session"]], {**update, **self.marks(maps=None, cf="updating")}
+                    session = update[c["session"]]
+                    update = {**update, **self.marks(maps=None, cf="updating"), **self.status(PANEL_START, 0.15)}
                 yield update
         finally:
             deferred = self.runs.maps_done(request)
         if current():
             panel = {k: v for k, v in settings.items() if k in SETTINGS and SETTINGS[k].stage in PANEL_STAGES}
-            yield from self.panel(session, self.runs.start(request), **{**panel, **deferred})
+            yield from self.panel(session, self.runs.start(request), cleared=True, **{**panel, **deferred})
 
     def overlay_updates(self, exp: Any, cmap: str, opacity: float) -> dict:
         return {self.ui.overlays[m]: overlay(exp.crop, exp.maps[m], cmap, opacity) if m in exp.maps else None
@@ -282,8 +289,10 @@ class Handlers:
             return
         yield from self.panel(session, self.runs.start(request), **settings)
 
-    def panel(self, session: dict | None, newest: Callable[[], bool], **settings: Any) -> Iterator[dict]:
-        """The counterfactual panel of :meth:`on_counterfactuals`, stopped when ``newest()`` turns False."""
+    def panel(self, session: dict | None, newest: Callable[[], bool], cleared: bool = False,
+              **settings: Any) -> Iterator[dict]:
+        """The counterfactual panel of :meth:`on_counterfactuals`, stopped when ``newest()`` turns False
+        (``cleared``: the panel on screen is already empty, as Explain left it)."""
         c = self.ui.c
         if not session or session.get("exp") is None:
             yield {**self.nothing(), **self.marks(cf=None)}
@@ -291,10 +300,10 @@ class Handlers:
         exp = session["exp"]
         try:
             view = session_view(session, **settings)
-            yield {**self.cf_cleared(exp.methods), **self.status("Counterfactuals: keep and remove each map's region, "
-                                                                 "and classify again ...", 0.15)}
+            if not cleared:  # (after Explain, its maps' message said all this)
+                yield {**self.cf_cleared(exp.methods), **self.status(PANEL_START, 0.15)}
             loaded = work.load(session["spec"])
-            faith, shown = None, False
+            faith, shown, out = None, False, {}
             for part in work.analyse_stages(loaded, exp, view):
                 if not newest():
                     log.info("counterfactual panel superseded by a newer run; stopped")
@@ -308,12 +317,12 @@ class Handlers:
                     done = len(part.scored) / max(1, part.total)
                     out.update(self.status(f"Metrics: {len(part.scored)} of {part.total} maps scored (protocol "
                                            f"{view.protocol}) ...", 0.2 + 0.75 * done))
-                yield out
+                    yield out
             figure = curves_figure(faith.curves(), title=f"Target: {faith.target_label}", labels=faith.labels(),
                                    road=faith.road_curves(),
                                    protocol=faith.protocol.describe())
             session = {**session, "view": view, "faith": faith}
-            yield {c["curves"]: figure, c["session"]: session,
+            yield {**out, c["curves"]: figure, c["session"]: session,  # the last stage's rows travel with the curves
                    c["link_query"]: views.view_query(session, loaded.default_layer, view), **self.status(),
                    **self.marks(cf=None)}
             yield {c["files"]: self.downloads(loaded, session, view, figure)}

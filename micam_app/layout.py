@@ -21,11 +21,14 @@ from micam_core import (
 from micam_core.fields import UPSAMPLING_MODES
 from micam_core.protocols import PROTOCOL_SETTINGS, PROTOCOLS
 
-from . import agent, api, page, params_panel, sanity_panel, text, views, work
+from . import agent, api, page, params_panel, sanity_panel, streaming, text, views, work
 from .handlers import PANEL_STAGES, PRIVATE, UI, Handlers, colorbar_html, setting_widgets
 from .paper import PaperHandlers
 
 EXAMPLES = [str(p) for p in views.EXAMPLES.values()]
+# Keep/remove photos travel as JPEG: 6 of them before any metric, and JPEG encodes about 25x faster than WebP
+# (Gradio's default) on this CPU, at a similar size (overlays and curves stay PNG: downloads, line art).
+CF_FORMAT = "jpeg"
 OWN_EVENTS = ("upsampling", "protocol")  # setting widgets with their own handler (wired by name below)
 log = logging.getLogger("micam_app")
 
@@ -112,7 +115,7 @@ def share_and_cite(ui: UI) -> None:
             c["copy_link"] = gr.Button("Copy link", scale=1, min_width=110, elem_id="copy-link")
         c["link_note"] = gr.Markdown(text.LINK_NOTE, elem_classes="note", elem_id="link-note")
     c["link_query"] = gr.Textbox(visible=False, elem_id="link-query")
-    c["link_open"] = gr.Textbox(visible=False, elem_id="link-open")  # the query the page was opened with
+    c["link_open"] = gr.Button("Open the link's view", visible="hidden", elem_id="link-open")  # see OPEN_LINK_JS
     c["marks"] = gr.Textbox(visible=False, elem_id="marks")  # out-of-date marks sent by the handlers
     with gr.Accordion("Downloads and a figure for a paper", open=False, elem_id="downloads-panel"):
         c["files"] = gr.File(file_count="multiple", interactive=False, elem_id="downloads",
@@ -154,12 +157,12 @@ def counterfactual_panel(ui: UI) -> None:
                     with gr.Column(min_width=110):
                         ui.keep[m] = gr.Image(label="Keep region", show_label=False, type="pil", interactive=False,
                                               height=170, buttons=["fullscreen"], elem_id=f"keep-{m}",
-                                              elem_classes="cf-img")
+                                              elem_classes="cf-img", format=CF_FORMAT)
                         ui.keep_top[m] = gr.Markdown(elem_id=f"keep-top-{m}", elem_classes="note top")
                     with gr.Column(min_width=110):
                         ui.remove[m] = gr.Image(label="Remove region", show_label=False, type="pil",
                                                 interactive=False, height=170, buttons=["fullscreen"],
-                                                elem_id=f"remove-{m}", elem_classes="cf-img")
+                                                elem_id=f"remove-{m}", elem_classes="cf-img", format=CF_FORMAT)
                         ui.remove_top[m] = gr.Markdown(elem_id=f"remove-top-{m}", elem_classes="note top")
             ui.cf_cols[m] = col
     gr.Markdown("### Faithfulness metrics (with baselines)", elem_classes="panel-title")
@@ -227,8 +230,17 @@ MARKS_JS = f"""(value) => {{
   }}
   return [];
 }}"""
-# A link's query, sent to the server only when there is one: a plain visit runs no load event (controls ready).
-QUERY_JS = "() => window.location.search.length > 1 ? window.location.search.slice(1) : ''"
+# A link's view is restored only when the page was opened with a query: the load presses the hidden "open the
+# link" button then (a plain visit runs no server event, so no control waits on one); that event's inputs
+# are the model picker and the query.
+OPEN_LINK_JS = """() => {
+  if (window.location.search.length <= 1) return [];
+  const press = (tries) => { const button = document.getElementById('link-open');
+    if (button) button.click(); else if (tries > 0) setTimeout(() => press(tries - 1), 50); };
+  press(200);
+  return [];
+}"""
+QUERY_JS = "(choice, query) => [choice, window.location.search.slice(1)]"
 
 
 def wire(ui: UI, h: Handlers) -> None:
@@ -303,8 +315,9 @@ def wire(ui: UI, h: Handlers) -> None:
                                                                    "link_alert", "link_state"))}
     link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec")]
     c["demo_load"](None, None, None, js=DISABLE_JS, **PRIVATE)
-    c["demo_load"](None, None, [c["link_open"]], js=QUERY_JS, **PRIVATE)
-    opened = c["link_open"].change(p.on_link, [c["model_choice"], c["link_open"]], link_restored, **hidden).then(
+    c["demo_load"](None, None, None, js=OPEN_LINK_JS, **PRIVATE)
+    opened = c["link_open"].click(p.on_link, [c["model_choice"], c["link_query"]], link_restored, js=QUERY_JS,
+                                  **hidden).then(
         p.on_link_model, [c["link_state"], *model_inputs, c["shown_spec"]], model_outputs, **hidden)
     explained = opened.success(p.on_link_explain, link_explain_in, explain_outputs, inputs_kwargs=display, **hidden)
     work_events.extend([opened, explained])
@@ -356,6 +369,7 @@ def build_demo() -> tuple[gr.Blocks, UI, Handlers]:
             agent_in, agent_out = agent.components()
             agent_button = gr.Button("explain (MCP tool, JSON)")
         c["demo_load"] = demo.load
+        streaming.named_outputs_only(demo)
         handlers = Handlers(ui)
         wire(ui, handlers)
         sanity_panel.wire(ui)

@@ -110,6 +110,14 @@ def load(spec: str) -> LoadedModel:
     return policy.get_model(CACHE, canonical)
 
 
+def is_loaded(spec: str) -> bool:
+    """Whether :func:`load` has ``spec`` in its cache (False for a spec it would refuse)."""
+    try:
+        return normalize_spec(spec) in CACHE.specs()
+    except MicamError:
+        return False
+
+
 def check_cost(loaded: LoadedModel, layer: str | None, methods: tuple[str, ...],
                params: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Refuse, before any pass, a request whose extra forward passes exceed the server's bound.

@@ -107,7 +107,7 @@ def test_a_plain_visit_runs_no_load_event_on_the_server():
     loads = [d for d in config["dependencies"] if any(t[1] == "load" for t in d["targets"])]
     assert loads and all(not d["backend_fn"] for d in loads)
     link_open = app.UI.c["link_open"]._id
-    restoring = [d for d in config["dependencies"] if [link_open, "change"] in [list(t) for t in d["targets"]]]
+    restoring = [d for d in config["dependencies"] if [link_open, "click"] in [list(t) for t in d["targets"]]]
     assert restoring and restoring[0]["backend_fn"]
 
 
@@ -120,3 +120,32 @@ def test_a_link_query_restores_the_controls():
     out = links.on_link("bundled:efficientnet_lite0", "?example=coffee&threshold=0.4&methods=micam,gradcam")
     assert out[c["threshold"]] == 0.4 and out[c["methods"]] == ["micam", "gradcam"]
     assert out[c["image"]].endswith("coffee.jpg") and out[c["link_state"]]["example"] == "coffee"
+
+
+def test_a_streamed_update_sends_what_gradio_would_rebuilding_only_what_it_names(monkeypatch):
+    """Only the components an update names are postprocessed (micam_app.streaming); the page gets the same. Gradio
+    itself rebuilds every output an update leaves out (each with its config and JSON schema)."""
+    import asyncio
+
+    import gradio as gr
+    from gradio.state_holder import SessionState
+    from PIL import Image
+
+    ui, c = app.UI, app.UI.c
+    fn = next(f for f in app.demo.fns.values() if f.name == "on_explain_all")
+    assert len(fn.outputs) > 100
+    rebuilt = []
+    original = SessionState._update_config
+    monkeypatch.setattr(SessionState, "_update_config", lambda self, key: rebuilt.append(key) or original(self, key))
+
+    def postprocessed(postprocess) -> tuple[list, int]:
+        update = {**app.HANDLERS.status("Metrics ...", 0.4), c["metrics"]: [["MI CAM", "scoring ..."]],
+                  ui.keep["micam"]: Image.new("RGB", (32, 32), "red"), ui.flip["gradcam"]: "**flipped**",
+                  c["layer"]: gr.update(choices=[("auto: x", "auto")], value="auto"), c["session"]: {"exp": None}}
+        rebuilt.clear()
+        return asyncio.run(postprocess(fn, update, SessionState(app.demo))), len(rebuilt)
+
+    fast, fast_rebuilt = postprocessed(app.demo.postprocess_data)
+    slow, slow_rebuilt = postprocessed(lambda *a: gr.Blocks.postprocess_data(app.demo, *a))
+    assert fast == slow
+    assert fast_rebuilt == 3 and slow_rebuilt > 100  # the updates' own: status, Cancel, layer
