@@ -144,11 +144,17 @@ class Handlers:
         return {**self.status(), self.ui.c["alert"]: gr.update(value=text.CANCELLED, visible=True)}
 
     # --- model ------------------------------------------------------------------------------------
-    def pickers(self, loaded: LoadedModel, layer: str | None, target: str | None, methods: Any) -> dict:
+    def pickers(self, loaded: LoadedModel, layer: str | None, target: str | None, methods: Any,
+                choices: bool = True) -> dict:
+        """The layer, class and method pickers for ``loaded`` (``choices=False``: their values only, when they
+        already show this model's choices: 1001 class names need not travel again)."""
         layers, targets = views.layer_choices(loaded), views.target_choices(loaded)
         layer = layer if layer in {v for _, v in layers} else views.AUTO_LAYER
         target = target if target in {v for _, v in targets} else views.TOP1
         c = self.ui.c
+        if not choices:
+            return {c["layer"]: layer, c["target"]: target,
+                    c["methods"]: views.runnable(loaded, picked_layer(layer), methods)}
         return {c["layer"]: gr.update(choices=layers, value=layer),
                 c["target"]: gr.update(choices=targets, value=target),
                 c["methods"]: gr.update(choices=views.method_choices(loaded, picked_layer(layer)),
@@ -210,8 +216,8 @@ class Handlers:
                c["model_info"]: text.describe_model(loaded), c["shown_spec"]: loaded.spec, c["session"]: session,
                c["link_query"]: views.view_query(session, loaded.default_layer, view),
                c["link_note"]: text.link_note(view.example), **self.status("Maps ready. Counterfactuals next ...", 0.1)}
-        if not same_model:  # the pickers show another model's choices (1001 classes: sent only when they change)
-            out.update(self.pickers(loaded, None, None, view.methods))
+        out.update(self.pickers(loaded, layer if same_model else None, target if same_model else None, view.methods,
+                                choices=not same_model))
         yield out
 
     def on_explain_all(self, image: str | None, choice: str, custom: str, layer: str, target: str,

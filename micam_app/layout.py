@@ -291,7 +291,8 @@ def wire(ui: UI, h: Handlers) -> None:
         widget.change(h.on_restyle, [c["session"]], restyle_out, inputs_kwargs=display, trigger_mode="always_last",
                       **hidden)
     c["upsampling"].input(None, js=mark("updating", "cf"), **PRIVATE)
-    then_counterfactuals(c["upsampling"].change(h.on_upsampling, [c["session"], c["upsampling"]],
+    # the visitor's own change only: a link's upsampling is explained by the link's own run
+    then_counterfactuals(c["upsampling"].input(h.on_upsampling, [c["session"], c["upsampling"]],
                                                 {*ui.overlays.values(), c["note"], c["session"]},
                                                 inputs_kwargs=display, **hidden))
     new_panel = []
