@@ -20,9 +20,10 @@ Two solvers, the same numbers (to rounding), one chosen by :func:`backend`:
 - ``"superlu"`` (the default; BSD, scipy): SuperLU's LU without column reordering and with diagonal
   pivots (the matrix is SPD).
 - ``"cholmod"`` (used when the optional ``cvxopt`` package is installed: ``pip install micam-core[road-fast]``;
-  GPL-3, like CHOLMOD's supernodal module): CHOLMOD's supernodal Cholesky, about twice as fast.
+  GPL-3, like CHOLMOD's supernodal module): CHOLMOD's supernodal Cholesky, about twice as fast. It
+  reads only the lower triangle, so its systems are gathered from the grid's lower entries (:func:`_lower`).
   CHOLMOD's options and workspace are process-wide in cvxopt: every call holds one lock, so concurrent
-  analyses (app threads, :func:`micam_core.road.pipelined`) never share them mid-solve.
+  analyses (app threads) never share them mid-solve.
 
 SuperLU lets go of the GIL while it factorises and solves; cvxopt's CHOLMOD calls hold it (measured: a
 Python thread beside them gets about a sixth of its time), so :func:`releases_gil` tells
