@@ -6,7 +6,7 @@ order, then the stem. Step ``k`` re-initialises the top ``k`` units. The new val
 the same architecture freshly built by timm under ``torch.manual_seed(seed)`` (timm's own
 initialisation, buffers such as BatchNorm statistics included); models timm cannot rebuild fall
 back to each module's PyTorch ``reset_parameters`` under the same seed. The caller's model is never
-modified: every randomised model is a copy, freed when its check ends.
+modified: every randomised model is a copy.
 """
 
 from __future__ import annotations
@@ -15,20 +15,29 @@ import copy
 import dataclasses
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .capture import _LayerTap
 from .errors import MicamError
-from .models import LoadedModel
+from .models import LoadedModel, keep_companion, model_bytes
 
 log = logging.getLogger(__name__)
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList)
 _lock = threading.Lock()
+# Both caches below are kept while the model lives (a rebuild and a deep copy per check would make a check about
+# 4x one explanation instead of 2.5x, bench/sanity.py) and counted in the model cache's byte budget
+# (models.keep_companion): a cache over its budget evicts the least recently used models with their copies.
+# model -> seed -> re-initialised tensors (only those of units asked for so far), so repeated checks skip the rebuild
+_fresh_cache: weakref.WeakKeyDictionary[nn.Module, dict[int, dict[str, torch.Tensor]]] = weakref.WeakKeyDictionary()
+# model -> (lock, private copy) that the cascade randomises in place, reset to the model's weights on each use
+_work_cache: weakref.WeakKeyDictionary[nn.Module, _Work] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -143,15 +152,16 @@ def _timm_rebuild(model: nn.Module) -> nn.Module | None:
 
 
 def fresh_tensors(model: nn.Module, keys: list[str], seed: int) -> dict[str, torch.Tensor]:
-    """Re-initialised values (on CPU) of the state-dict entries ``keys``; the rest of the fresh build is freed.
-
-    Nothing is kept between calls: a check's copies live only while it runs (the model cache's byte budget
-    counts only the models themselves).
-    """
-    wanted = set(keys)
-    with _lock:  # the seed is set on torch's global generator, forked: one build at a time
+    """Re-initialised values (on CPU) of the state-dict entries ``keys`` (built once per model and seed)."""
+    with _lock:
+        cached = _fresh_cache.setdefault(model, {}).setdefault(seed, {})
+        if all(k in cached for k in keys):
+            return {k: cached[k] for k in keys}
         state = _fresh_model(model, seed).state_dict()
-    return {k: v.detach() for k, v in state.items() if k in wanted}
+        cached.update({k: state[k].detach().clone() for k in keys})
+        kept = sum(t.numel() * t.element_size() for values in _fresh_cache[model].values() for t in values.values())
+        keep_companion(model, "sanity-check fresh weights", kept)
+        return {k: cached[k] for k in keys}
 
 
 def _clean_copy(model: nn.Module) -> nn.Module:
@@ -170,21 +180,53 @@ def _load(model: nn.Module, values: dict[str, torch.Tensor]) -> None:
             state[key].copy_(value.to(state[key].device, state[key].dtype))
 
 
+@dataclass
+class _Work:
+    """A private copy of a model, and the state-dict keys a cascade changed in it."""
+
+    model: nn.Module
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: set[str] = field(default_factory=set)
+
+
+@contextmanager
+def _work_copy(model: nn.Module, keys: list[str]) -> Iterator[nn.Module]:
+    """A copy of ``model`` whose ``keys`` the caller may change: kept per model (a deep copy is slow).
+
+    On the next use the entries the last cascade changed are copied back from ``model``.
+    """
+    with _lock:
+        work = _work_cache.get(model)
+        if work is None:
+            work = _work_cache[model] = _Work(_clean_copy(model))
+            keep_companion(model, "sanity-check copy", model_bytes(work.model))
+    if not work.lock.acquire(blocking=False):  # another check is using it: this one gets its own copy
+        yield _clean_copy(model)
+        return
+    try:
+        if work.changed:
+            state = model.state_dict()
+            _load(work.model, {k: state[k] for k in work.changed})
+        work.changed = set(keys)
+        yield work.model
+    finally:
+        work.lock.release()
+
+
 def cascade(loaded: LoadedModel, depth: int, seed: int = 0) -> Iterator[tuple[int, LoadedModel]]:
-    """``(step, model)`` for steps 1..``depth``: one private copy, randomised one more unit at each step.
+    """``(step, model)`` for steps 1..``depth``: one copy, randomised one more unit at each step.
 
     Each yielded model is the same object, changed in place for the next step: use it before advancing.
-    Each unit's fresh values are dropped once loaded; the copy is freed when the cascade ends (nothing is
-    kept for the next check: a copy per model would sit outside the model cache's byte budget).
     """
     unit_list = units(loaded.model)
     depth = _checked_step(depth, unit_list)
     keys = _keys(loaded.model, unit_list[:depth])
     values = fresh_tensors(loaded.model, [k for unit in keys for k in unit], seed)
-    work = dataclasses.replace(loaded, model=_clean_copy(loaded.model))
-    for step, unit_keys in enumerate(keys, start=1):
-        _load(work.model, {k: values.pop(k) for k in unit_keys})
-        yield step, work
+    with _work_copy(loaded.model, list(values)) as copy_:
+        work = dataclasses.replace(loaded, model=copy_)
+        for step, unit_keys in enumerate(keys, start=1):
+            _load(work.model, {k: values[k] for k in unit_keys})
+            yield step, work
 
 
 def randomised_copy(loaded: LoadedModel, step: int, seed: int = 0) -> LoadedModel:

@@ -1,4 +1,4 @@
-"""Sanity checks at bounded cost: the explanation's own method parameters, small masked batches, no copy kept.
+"""Sanity checks at bounded cost: the explanation's own method parameters, small masked batches, copies counted.
 
 Round 3 measured the checks with Score-CAM at blocks.2 of the bundled model at +626 MB over steady (the
 bound is 600 MB; bench/memory.py --work-cases), a private copy of each checked model kept after the run
@@ -16,47 +16,44 @@ import pytest
 import torch
 from torch import nn
 
-from micam_core import explain, from_module, sanity_checks
-from micam_core.randomise import cascade
+from micam_core import ModelCache, explain, from_module, randomise, sanity_checks
+from micam_core.models import companion_bytes, model_bytes
 from micam_core.sanity import SANITY_CHUNK, plan, random_logit_check, randomisation_check
 
 
 class _Net(nn.Sequential):
-    """A small CNN of its own class, so its instances can be counted; 20 channels at layer "2"."""
+    """A small CNN (timm cannot rebuild it: its fresh weights come from reset_parameters); 20 channels at "2"."""
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(2)
+    return _tiny_loader("tiny")
+
+
+def _tiny_loader(spec: str, **_) -> object:
+    torch.manual_seed(len(spec))
     net = _Net(nn.Conv2d(3, 12, 8, stride=8), nn.ReLU(), nn.Conv2d(12, 20, 3, padding=1), nn.ReLU(),
                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(20, 6))
-    return from_module(net, class_names=[f"c{i}" for i in range(6)], device="cpu",
+    return from_module(net, spec=spec, class_names=[f"c{i}" for i in range(6)], device="cpu",
                        data_config={"input_size": (3, 64, 64), "interpolation": "bilinear", "crop_pct": 1.0,
                                     "crop_mode": "center", "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)})
 
 
-def _instances(kind: type) -> int:
+def test_the_checks_copies_count_in_the_model_cache_budget_and_go_with_the_model(cat_path):
+    size = model_bytes(_tiny_loader("a").model)
+    cache = ModelCache(max_models=3, max_bytes=int(2.5 * size), loader=_tiny_loader)
+    a, _ = cache.get("a"), cache.get("b")
+    assert cache.total_bytes() == 2 * size and companion_bytes(a.model) == 0
+    sanity_checks(a, explain(a, cat_path, layer="2", methods=("gradcam",)), depth=2)
+    fresh = sum(t.numel() * t.element_size() for t in randomise._fresh_cache[a.model][0].values())
+    assert fresh > 0 and companion_bytes(a.model) == size + fresh  # the private copy and the fresh weights
+    assert cache.total_bytes() == 3 * size + fresh > cache.max_bytes
+    assert cache.get("a") is a and cache.specs() == ["a"]  # over the budget: b goes, not the model in use
+    copy_ref, model_ref = weakref.ref(randomise._work_cache[a.model].model), weakref.ref(a.model)
+    cache.clear()
+    del a
     gc.collect()
-    return sum(1 for o in gc.get_objects() if isinstance(o, kind))
-
-
-def test_a_sanity_run_keeps_no_copy_of_the_model(tiny, bundled, cat_path):
-    for loaded, layer in ((tiny, "2"), (bundled, None)):
-        exp = explain(loaded, cat_path, layer=layer, methods=("gradcam",))
-        kind = type(loaded.model)
-        before = _instances(kind)
-        checks = sanity_checks(loaded, exp, depth=2)
-        assert checks.randomisation.depth == 2
-        assert _instances(kind) == before, kind  # neither the randomised copy nor the fresh build stays
-    steps = cascade(tiny, 2)
-    _, copy = next(steps)
-    ref = weakref.ref(copy.model)
-    assert copy.model is not tiny.model
-    del copy
-    assert list(steps) and ref() is not None  # alive while the cascade runs ...
-    steps.close()
-    gc.collect()
-    assert ref() is None  # ... and gone once it ended
+    assert model_ref() is None and copy_ref() is None  # evicted: the copy goes with the model
 
 
 def test_sanity_maps_use_the_explanations_parameters(tiny, cat_path):
