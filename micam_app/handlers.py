@@ -12,8 +12,6 @@ import base64
 import io
 import itertools
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +27,12 @@ from micam_core.report import build_report
 from micam_core.view import View, checked, part
 
 from . import text, views, work
+from .runs import Runs
 
 log = logging.getLogger("micam_app")
 TOAST_SECONDS = 8  # toasts close themselves
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}  # events of the page, not endpoints of the API
+PANEL_STAGES = ("counterfactual", "display")  # the settings the counterfactual panel reads
 
 
 @dataclass
@@ -96,39 +96,28 @@ def session_view(session: dict | None, **values: Any) -> View:
     return checked(values, base=(session or {}).get("view"))
 
 
-class Runs:
-    """The newest counterfactual-panel run of each browser session. An older run stops after its current stage,
-    so a new explanation or new settings never wait long behind it, and its results never overwrite theirs."""
-
-    def __init__(self, max_sessions: int = 4096) -> None:
-        self.max_sessions = max_sessions
-        self._newest: OrderedDict[str, int] = OrderedDict()
-        self._count = itertools.count()
-        self._lock = threading.Lock()
-
-    def start(self, request: gr.Request | None) -> Callable[[], bool]:
-        """Make a new run the session's newest; returns "is it still the newest?" (always, without a session)."""
-        key = getattr(request, "session_hash", None)
-        if key is None:
-            return lambda: True
-        with self._lock:
-            token = self._newest[key] = next(self._count)
-            self._newest.move_to_end(key)
-            while len(self._newest) > self.max_sessions:
-                self._newest.popitem(last=False)
-        return lambda: self._newest.get(key) == token
-
-
 class Handlers:
     """The page's handlers, bound to its components."""
 
     def __init__(self, ui: UI) -> None:
         self.ui = ui
         self.runs = Runs()
+        self._marks = itertools.count()
 
     def supersede(self, request: gr.Request) -> None:
-        """New settings or a new explanation: the session's running panel stops after its current stage."""
+        """New panel settings: the session's running panel stops after its current stage."""
         self.runs.start(request)
+
+    def supersede_explain(self, request: gr.Request) -> None:
+        """Explain pressed: the session's running Explain stops after its maps or its panel's current stage."""
+        self.runs.start_explain(request)
+
+    def marks(self, **panels: str | None) -> dict:
+        """Mark panels (``maps``, ``cf``) ``updating`` or ``pending``, or clear them (None), through the page's
+        hidden marks box (numbered, so every update is a change). Only the run that is current sends marks, so a
+        stopped run never clears the marks of the one that replaced it."""
+        value = " ".join([str(next(self._marks)), *(f"{p}={state or ''}" for p, state in panels.items())])
+        return {self.ui.c["marks"]: value} if "marks" in self.ui.c else {}
 
     def nothing(self, name: str = "session") -> dict:
         """No change (Gradio reads an empty dict as one value, so name one output component and skip it)."""
@@ -143,10 +132,11 @@ class Handlers:
         return {c["status"]: gr.update(value=text.status_html(message, done), visible=True),
                 c["cancel_btn"]: gr.update(visible=True)}
 
-    def failed(self, err: Exception) -> tuple[dict, gr.Error]:
-        """The screen after a failure (status hidden, alert shown) and the toast to raise."""
+    def failed(self, err: Exception, *panels: str) -> tuple[dict, gr.Error]:
+        """The screen after a failure (status hidden, alert shown, ``panels`` marked out of date) and the toast."""
         message = user_message(err)
-        return {**self.status(), self.ui.c["alert"]: gr.update(value=text.alert(message), visible=True)}, fail(err)
+        return {**self.status(), **self.marks(**dict.fromkeys(panels, "pending")),
+                self.ui.c["alert"]: gr.update(value=text.alert(message), visible=True)}, fail(err)
 
     def on_cancel(self) -> dict:
         """Cancel pressed: Gradio stops the running work; the bar goes, a note says what stopped."""
@@ -204,7 +194,7 @@ class Handlers:
                               "partial backward pass ...", 0.05)
             exp = work.explain_view(loaded, image, view)
         except Exception as err:
-            screen, error = self.failed(err)
+            screen, error = self.failed(err, "maps", "cf")
             yield screen
             raise error from None
         session = {"spec": loaded.spec, "view": view, "exp": exp, "faith": None, "folder": str(new_download_dir()),
@@ -217,6 +207,28 @@ class Handlers:
                c["link_note"]: text.link_note(view.example), **self.status("Maps ready. Counterfactuals next ...", 0.1)}
         out.update(self.pickers(loaded, layer if same_model else None, target if same_model else None, view.methods))
         yield out
+
+    def on_explain_all(self, image: str | None, choice: str, custom: str, layer: str, target: str,
+                       shown_spec: str | None, session: dict | None, request: gr.Request | None = None,
+                       **settings: Any) -> Iterator[dict]:
+        """Explain button: the maps (:meth:`on_explain`), then in the same event the counterfactual panel
+        (:meth:`panel`): one round trip. A newer Explain of the page stops it after its maps (which it then never
+        shows) or after its panel's current stage; panel settings changed while the maps were computed are taken."""
+        c = self.ui.c
+        current = self.runs.begin_maps(request)
+        try:
+            for update in self.on_explain(image, choice, custom, layer, target, shown_spec, session, **settings):
+                if c["session"] in update:
+                    if not current():
+                        log.info("explanation superseded by a newer Explain; its maps are not shown")
+                        return
+                    session, update = update[c["session"]], {**update, **self.marks(maps=None, cf="updating")}
+                yield update
+        finally:
+            deferred = self.runs.maps_done(request)
+        if current():
+            panel = {k: v for k, v in settings.items() if k in SETTINGS and SETTINGS[k].stage in PANEL_STAGES}
+            yield from self.panel(session, self.runs.start(request), **{**panel, **deferred})
 
     def overlay_updates(self, exp: Any, cmap: str, opacity: float) -> dict:
         return {self.ui.overlays[m]: overlay(exp.crop, exp.maps[m], cmap, opacity) if m in exp.maps else None
@@ -265,10 +277,16 @@ class Handlers:
         keep/remove of every method first, then the metrics map by map (the protocol's), then the curves and the
         downloads. ``settings``: the counterfactual and display widgets' values by name. A newer run of the same
         browser session (``request``) stops this one after its current stage."""
-        c = self.ui.c
-        newest = self.runs.start(request)
-        if not session or session.get("exp") is None:
+        if self.runs.defer(request, settings):  # the page's maps are being computed: their panel takes these
             yield self.nothing()
+            return
+        yield from self.panel(session, self.runs.start(request), **settings)
+
+    def panel(self, session: dict | None, newest: Callable[[], bool], **settings: Any) -> Iterator[dict]:
+        """The counterfactual panel of :meth:`on_counterfactuals`, stopped when ``newest()`` turns False."""
+        c = self.ui.c
+        if not session or session.get("exp") is None:
+            yield {**self.nothing(), **self.marks(cf=None)}
             return
         exp = session["exp"]
         try:
@@ -296,10 +314,11 @@ class Handlers:
                                    protocol=faith.protocol.describe())
             session = {**session, "view": view, "faith": faith}
             yield {c["curves"]: figure, c["session"]: session,
-                   c["link_query"]: views.view_query(session, loaded.default_layer, view), **self.status()}
+                   c["link_query"]: views.view_query(session, loaded.default_layer, view), **self.status(),
+                   **self.marks(cf=None)}
             yield {c["files"]: self.downloads(loaded, session, view, figure)}
         except Exception as err:
-            screen, error = self.failed(err)
+            screen, error = self.failed(err, "cf")
             yield screen
             raise error from None
 

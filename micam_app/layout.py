@@ -22,11 +22,10 @@ from micam_core.fields import UPSAMPLING_MODES
 from micam_core.protocols import PROTOCOL_SETTINGS, PROTOCOLS
 
 from . import agent, api, page, params_panel, sanity_panel, text, views, work
-from .handlers import PRIVATE, UI, Handlers, colorbar_html, setting_widgets
+from .handlers import PANEL_STAGES, PRIVATE, UI, Handlers, colorbar_html, setting_widgets
 from .paper import PaperHandlers
 
 EXAMPLES = [str(p) for p in views.EXAMPLES.values()]
-CF_STAGES = ("counterfactual", "display")  # the settings the counterfactual panel reads
 OWN_EVENTS = ("upsampling", "protocol")  # setting widgets with their own handler (wired by name below)
 log = logging.getLogger("micam_app")
 
@@ -113,6 +112,8 @@ def share_and_cite(ui: UI) -> None:
             c["copy_link"] = gr.Button("Copy link", scale=1, min_width=110, elem_id="copy-link")
         c["link_note"] = gr.Markdown(text.LINK_NOTE, elem_classes="note", elem_id="link-note")
     c["link_query"] = gr.Textbox(visible=False, elem_id="link-query")
+    c["link_open"] = gr.Textbox(visible=False, elem_id="link-open")  # the query the page was opened with
+    c["marks"] = gr.Textbox(visible=False, elem_id="marks")  # out-of-date marks sent by the handlers
     with gr.Accordion("Downloads and a figure for a paper", open=False, elem_id="downloads-panel"):
         c["files"] = gr.File(file_count="multiple", interactive=False, elem_id="downloads",
                              label="Overlays (PNG), maps (.npy), report (JSON)")
@@ -216,6 +217,18 @@ def mark(state: str | None, *panels: str) -> str:
 
 # The maps are current; the counterfactual panel is being recomputed (a cancelled run's end cleared its mark).
 MAPS_DONE = f"() => {{ {marking(None, 'maps')} {marking('updating', 'cf')} return []; }}"
+# Marks sent by the running handler (Handlers.marks): "<n> maps= cf=updating" (empty: cleared).
+MARKS_JS = f"""(value) => {{
+  const ids = {PANELS!r};
+  for (const part of (value || '').split(' ').slice(1)) {{
+    const [panel, state] = part.split('=');
+    const e = document.getElementById(ids[panel]);
+    if (e) {{ e.classList.remove('pending', 'updating'); if (state) e.classList.add(state); }}
+  }}
+  return [];
+}}"""
+# A link's query, sent to the server only when there is one: a plain visit runs no load event (controls ready).
+QUERY_JS = "() => window.location.search.length > 1 ? window.location.search.slice(1) : ''"
 
 
 def wire(ui: UI, h: Handlers) -> None:
@@ -232,26 +245,29 @@ def wire(ui: UI, h: Handlers) -> None:
     panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
              *ui.flip.values()]
     # always_last: a new run waits for the one still going (which stops early: Handlers.supersede), never dropped
-    cf = {"fn": h.on_counterfactuals, "inputs": [c["session"]], "inputs_kwargs": setting_widgets(c, *CF_STAGES),
-          **hidden, "trigger_mode": "always_last", "outputs": {*panel, *status, c["metrics"], c["curves"], c["files"],
-                                                              c["session"], c["link_query"], c["alert"]}}
-    explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(), *panel, *status,
-                       *(c[k] for k in ("note", "predictions", "cbar", "alert", "model_info", "layer", "target",
-                                        "methods", "shown_spec", "session", "link_query", "link_note", "metrics",
-                                        "curves"))}
+    cf_outputs = {*panel, *status, *(c[k] for k in ("metrics", "curves", "files", "session", "link_query", "alert",
+                                                     "marks"))}
+    cf = {"fn": h.on_counterfactuals, "inputs": [c["session"]], "inputs_kwargs": setting_widgets(c, *PANEL_STAGES),
+          **hidden, "trigger_mode": "always_last", "outputs": cf_outputs}
+    # Explain: the maps, then the counterfactual panel in the same event (one round trip; marks from the handler)
+    explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(), *cf_outputs,
+                       *(c[k] for k in ("note", "predictions", "cbar", "model_info", "layer", "target", "methods",
+                                        "shown_spec", "link_note"))}
     explain_inputs = [c[k] for k in ("image", "model_choice", "custom_spec", "layer", "target", "shown_spec",
                                      "session")]
     display = setting_widgets(c, "display")
 
     def then_counterfactuals(event: Any) -> None:
-        """The counterfactual panel after ``event``; the panels are current again when it is done."""
-        done = event.success(None, js=MAPS_DONE, **PRIVATE).success(**cf)
-        work_events.extend([event, done])
-        done.then(None, js=mark(None, "cf"), **PRIVATE)
+        """The counterfactual panel after ``event`` (the panel's handler marks it current when done)."""
+        work_events.extend([event, event.success(None, js=MAPS_DONE, **PRIVATE).success(**cf)])
 
+    c["marks"].change(None, [c["marks"]], None, js=MARKS_JS, **PRIVATE)
     c["explain_btn"].click(None, js=mark("updating", "maps", "cf"), **PRIVATE)
-    then_counterfactuals(c["explain_btn"].click(h.on_explain, explain_inputs, explain_outputs,
-                                                inputs_kwargs=setting_widgets(c), **hidden))
+    # first the older runs stop (an instant call, sent before the queued event), then the new one (always_last:
+    # it waits for the older run, which stops after its current stage, and is never dropped)
+    c["explain_btn"].click(h.supersede_explain, None, None, queue=False, **hidden)
+    work_events.append(c["explain_btn"].click(h.on_explain_all, explain_inputs, explain_outputs,
+                                              inputs_kwargs=setting_widgets(c), trigger_mode="always_last", **hidden))
     explain_widgets = [w for name, w in setting_widgets(c, "explain").items() if name not in OWN_EVENTS]
     for trigger in (c["image"].change, *(w.input for w in (c["model_choice"], c["layer"], c["target"],
                                                            *explain_widgets))):
@@ -275,26 +291,23 @@ def wire(ui: UI, h: Handlers) -> None:
         trigger = widget.release if slides else widget.input
         trigger(None, js=mark("updating", "cf"), **PRIVATE)
         new_panel.append(trigger)
-        event = trigger(**cf)
-        work_events.append(event)
-        event.then(None, js=mark(None, "cf"), **PRIVATE)
+        work_events.append(trigger(**cf))
         if slides:
             widget.input(None, js=mark("pending", "cf"), **PRIVATE)
     c["protocol"].input(None, js=mark("updating", "cf"), **PRIVATE)  # its threshold, fill and steps, then the panel
     brought = {c[name] for name in PROTOCOL_SETTINGS if name in c}
     chosen = c["protocol"].input(h.on_protocol, [c["protocol"]], brought, **hidden)
-    done = chosen.success(**cf)
-    work_events.extend([chosen, done])
-    done.then(None, js=mark(None, "cf"), **PRIVATE)
+    work_events.extend([chosen, chosen.success(**cf)])
 
     link_restored = {*setting_widgets(c).values(), *(c[k] for k in ("model_choice", "custom_spec", "image",
                                                                    "link_alert", "link_state"))}
     link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec")]
     c["demo_load"](None, None, None, js=DISABLE_JS, **PRIVATE)
-    opened = c["demo_load"](p.on_link, [c["model_choice"]], link_restored, **hidden).then(
+    c["demo_load"](None, None, [c["link_open"]], js=QUERY_JS, **PRIVATE)
+    opened = c["link_open"].change(p.on_link, [c["model_choice"], c["link_open"]], link_restored, **hidden).then(
         p.on_link_model, [c["link_state"], *model_inputs, c["shown_spec"]], model_outputs, **hidden)
-    then_counterfactuals(opened.success(p.on_link_explain, link_explain_in, explain_outputs, inputs_kwargs=display,
-                                        **hidden))
+    explained = opened.success(p.on_link_explain, link_explain_in, explain_outputs, inputs_kwargs=display, **hidden)
+    work_events.extend([opened, explained])
     c["link_query"].change(None, [c["link_query"]], [c["link"]], js=LINK_JS, **PRIVATE)
     c["copy_link"].click(None, [c["link"]], None, js=COPY_JS, **PRIVATE)
     c["figure_btn"].click(p.on_figure, [c["session"], c["figure_cf"], c["figure_caption"]],
@@ -304,7 +317,7 @@ def wire(ui: UI, h: Handlers) -> None:
     c["layer"].change(h.on_methods_layer, [c["shown_spec"], c["layer"], c["methods"]], {c["methods"]}, **hidden)
     # A new explanation or new panel settings: a panel still being computed for the old ones stops after its
     # current stage, and the new run (deferred until then: always_last) takes its place.
-    for trigger in (c["explain_btn"].click, c["upsampling"].input, c["protocol"].input, *new_panel):
+    for trigger in (c["upsampling"].input, c["protocol"].input, *new_panel):
         trigger(h.supersede, None, None, queue=False, **hidden)
     c["cancel_btn"].click(h.on_cancel, None, {*status, c["alert"]}, cancels=work_events,
                           js=mark("pending", "maps", "cf"), **PRIVATE)

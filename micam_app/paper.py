@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import gradio as gr
 
@@ -35,11 +36,13 @@ class PaperHandlers:
         self.nothing = main.nothing
 
     # --- permalinks -------------------------------------------------------------------------------
-    def on_link(self, choice: str | None, request: gr.Request) -> dict:
-        """Page opened: restore the controls from the link's query (explained next when it names an example).
+    def on_link(self, choice: str | None, query_string: str | None) -> dict:
+        """Page opened with a query (``query_string``, the page's ``location.search``, sent only when there is one,
+        so a plain visit runs no event and its controls are ready at once): restore the controls from it
+        (explained next when it names an example).
 
         A link with parts refused or missing still opens its view, with a sentence saying what is missing."""
-        query = dict(request.query_params) if request is not None else {}
+        query = dict(parse_qsl((query_string or "").lstrip("?"), keep_blank_values=True))
         if not query:
             return {self.c["link_state"]: None}
         state, messages = parse_query(query, views.EXAMPLES)
@@ -71,8 +74,9 @@ class PaperHandlers:
         yield from self.main.on_model(choice, custom, layer, target, methods)
 
     def on_link_explain(self, link_state: dict | None, image: str | None, choice: str, custom: str,
-                        **display: Any) -> Iterator[dict]:
-        """After the controls are restored: explain the link's view when it names an example.
+                        request: gr.Request | None = None, **display: Any) -> Iterator[dict]:
+        """After the controls are restored: explain the link's view when it names an example (maps, then the
+        counterfactual panel, as the Explain button does).
 
         ``display``: the display widgets' values by name (the link's other settings come from ``link_state``)."""
         if not link_state or not link_state.get("example") or not image:
@@ -86,8 +90,8 @@ class PaperHandlers:
             return
         # The link's checked values go straight in; its model counts as shown, so its layer and target hold.
         settings = {k: v for k, v in link_state.items() if k in SETTINGS}
-        yield from self.main.on_explain(image, choice, custom, link_state["layer"], link_state["target"], shown, None,
-                                        **{**settings, **display})
+        yield from self.main.on_explain_all(image, choice, custom, link_state["layer"], link_state["target"], shown,
+                                            None, request, **{**settings, **display})
 
     # --- figure -----------------------------------------------------------------------------------
     def on_figure(self, session: dict | None, with_counterfactuals: bool, caption_inside: bool = False,

@@ -341,7 +341,7 @@ def test_every_setting_widget_is_read_by_explain_and_restored_by_a_link():
     widgets = handlers.setting_widgets(c)
     assert list(widgets) == list(SETTINGS)  # every setting has a widget, methods' parameters included
     blocks = {fn.name: fn for fn in app.demo.fns.values()}
-    explain_in = set(blocks["on_explain"].inputs)
+    explain_in = set(blocks["on_explain_all"].inputs)
     assert {id(w) for w in widgets.values()} <= {id(w) for w in explain_in}
     cf_in = {id(w) for w in blocks["on_counterfactuals"].inputs}
     stages = {name for name, s in SETTINGS.items() if s.stage in ("counterfactual", "display")}

@@ -1,0 +1,122 @@
+"""Explain is one event: maps, then the counterfactual panel in the same stream; runs of a page supersede each other
+without ever clearing the newer run's marks; a plain visit runs no load event on the server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+pytest.importorskip("gradio")
+
+import app  # noqa: E402
+from micam_app import handlers  # noqa: E402
+from micam_app.runs import Runs  # noqa: E402
+
+CAT = ROOT / "examples" / "chelsea_cat.jpg"
+SETTINGS = {"methods": ["micam"], "upsampling": "paper", "threshold": 0.5, "fill": "black", "steps": 2,
+            "cmap": "jet", "opacity": 0.5}
+
+
+def explain_all(request, **settings):
+    return app.HANDLERS.on_explain_all(str(CAT), "bundled:efficientnet_lite0", "", "auto", "top-1", None, None,
+                                       request, **{**SETTINGS, **settings})
+
+
+def marks_of(update: dict) -> str | None:
+    return update.get(app.UI.c["marks"])
+
+
+@pytest.fixture
+def upload(monkeypatch):
+    """The cat as an upload: computed every time, never served from the example cache."""
+    monkeypatch.setattr(handlers.views, "example_stem", lambda image: None)
+
+
+def test_explain_streams_maps_then_pairs_then_curves_in_one_event(upload):
+    ui, c = app.UI, app.UI.c
+    steps = list(explain_all(SimpleNamespace(session_hash="one-event")))
+    maps = next(i for i, s in enumerate(steps) if s.get(ui.overlays["micam"]) is not None)
+    pairs = next(i for i, s in enumerate(steps) if s.get(ui.keep["micam"]) is not None)
+    curves = next(i for i, s in enumerate(steps) if s.get(c["curves"]) is not None)
+    assert maps < pairs < curves and c["files"] in steps[-1]
+    assert marks_of(steps[maps]).split()[1:] == ["maps=", "cf=updating"]  # maps current, panel on its way
+    assert marks_of(steps[curves]).split()[1:] == ["cf="]
+    assert steps[curves][c["session"]]["faith"].threshold == 0.5
+
+
+def test_a_panel_setting_changed_during_the_maps_goes_to_their_panel(upload):
+    """The page still holds the old session while the maps are computed: the new threshold is handed to the
+    Explain run, whose panel uses it (the setting's own run computes nothing and marks nothing)."""
+    c = app.UI.c
+    page = SimpleNamespace(session_hash="deferred")
+    run = explain_all(page)
+    first = next(run)  # cleared, "Loading the model ..."
+    assert c["session"] not in first
+    app.HANDLERS.supersede(page)  # the threshold slider released ...
+    own = list(app.HANDLERS.on_counterfactuals(None, page, threshold=0.7, fill="black", steps=2, cmap="jet",
+                                               opacity=0.5))
+    assert own == [app.HANDLERS.nothing()], "the setting's own run leaves the page alone (no marks either)"
+    out = {}
+    for update in run:
+        out.update(update)
+    assert out[c["session"]]["faith"].threshold == 0.7
+
+
+def test_a_newer_explain_stops_the_older_before_its_maps_and_marks(upload):
+    """Explain pressed again while the maps are computed: the older run shows neither its maps nor any mark (a
+    stopped run never clears the newer run's "Updating" badge); pressed during the panel, it stops there."""
+    ui, c = app.UI, app.UI.c
+    page = SimpleNamespace(session_hash="twice")
+    older = explain_all(page)
+    next(older)
+    app.HANDLERS.supersede_explain(page)
+    rest = list(older)
+    assert all(s.get(ui.overlays["micam"]) is None and marks_of(s) is None for s in rest)
+    assert all(c["session"] not in s for s in rest)
+    older = explain_all(page)
+    for update in older:
+        if update.get(ui.keep["micam"]) is not None:
+            break
+    app.HANDLERS.supersede_explain(page)
+    assert list(older) == [], "stopped after its panel's current stage, without a mark"
+
+
+def test_runs_of_other_pages_and_without_a_page_are_independent():
+    runs = Runs(max_sessions=2)
+    a, b = SimpleNamespace(session_hash="a"), SimpleNamespace(session_hash="b")
+    newest_a, newest_b, anonymous = runs.start(a), runs.start(b), runs.start(None)
+    runs.start_explain(a)
+    assert not newest_a() and newest_b() and anonymous()
+    current = runs.begin_maps(b)
+    assert runs.defer(b, {"threshold": 0.3}) and not runs.defer(a, {"threshold": 0.3})
+    assert runs.maps_done(b) == {"threshold": 0.3} and runs.maps_done(b) == {} and current()
+    runs.start(SimpleNamespace(session_hash="c"))  # a third page: the least recently used one is forgotten
+    assert not runs.defer(None, {}) and runs.maps_done(None) == {}
+
+
+def test_a_plain_visit_runs_no_load_event_on_the_server():
+    """Every load event is JavaScript only: the controls are filled when the page is built and are never held
+    disabled by a pending event; a link's query starts the restoring events (through a hidden box) only when
+    there is one."""
+    config = app.demo.get_config_file()
+    loads = [d for d in config["dependencies"] if any(t[1] == "load" for t in d["targets"])]
+    assert loads and all(not d["backend_fn"] for d in loads)
+    link_open = app.UI.c["link_open"]._id
+    restoring = [d for d in config["dependencies"] if [link_open, "change"] in [list(t) for t in d["targets"]]]
+    assert restoring and restoring[0]["backend_fn"]
+
+
+def test_a_link_query_restores_the_controls():
+    from micam_app.paper import PaperHandlers
+
+    c = app.UI.c
+    links = PaperHandlers(app.HANDLERS)
+    assert links.on_link("bundled:efficientnet_lite0", "") == {c["link_state"]: None}
+    out = links.on_link("bundled:efficientnet_lite0", "?example=coffee&threshold=0.4&methods=micam,gradcam")
+    assert out[c["threshold"]] == 0.4 and out[c["methods"]] == ["micam", "gradcam"]
+    assert out[c["image"]].endswith("coffee.jpg") and out[c["link_state"]]["example"] == "coffee"
