@@ -73,8 +73,8 @@ def bounded_plan(loaded: LoadedModel, exp: Any) -> Any:
     limit = policy.max_extra_passes()
     if steps.extra_passes > limit:
         raise MicamError(f"With these maps the checks would need {steps.extra_passes} masked forward passes; this "
-                         f"server allows {limit} per request. Explain without Score-CAM (or on a smaller layer) to "
-                         "run them.")
+                         f"server allows {limit} per request. Explain without the multi-pass methods (or with fewer "
+                         "samples, or on a smaller layer) to run them.")
     return steps
 
 

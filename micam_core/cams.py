@@ -93,9 +93,9 @@ def _eigencam(x: MapInputs) -> MapResult:
 
 def _scorecam(x: MapInputs) -> MapResult:
     from .maps import combine
-    from .scorecam import scorecam_weights
+    from .scorecam import SCORECAM_CHUNK, scorecam_weights
 
-    w, passes = scorecam_weights(x.model, x.batch, x.activations, x.targets)
+    w, passes = scorecam_weights(x.model, x.batch, x.activations, x.targets, x.chunk(SCORECAM_CHUNK))
     x.extra_passes += passes
     return combine(w, x.activations), w
 

@@ -98,20 +98,23 @@ def _fetch(url: str, params: Any, deadline_s: float, max_bytes: int, deadline: f
         raise HubError("the Hugging Face Hub cannot be reached") from None
 
 
-def download(url: str, path: Path, *, deadline_s: float, max_bytes: int, too_large: str, late: str) -> str:
+def download(url: str, path: Path, *, deadline_s: float, max_bytes: int, too_large: str, late: str,
+             server: str = "the Hub") -> str:
     """Stream ``GET url`` into ``path``; the body's sha256, or :class:`HubError` with ``path`` deleted.
 
     Stops as soon as the body passes ``max_bytes`` (``too_large`` says so) or ``deadline_s`` passes
-    (``late``, with ``{s}`` for the seconds); a read waits at most :data:`READ_S`.
+    (``late``, with ``{s}`` for the seconds); a read waits at most :data:`READ_S`. ``server`` names who
+    answers in the other sentences (an HTTP error, no answer, unreachable).
     """
-    future = _POOL.submit(_download, url, path, deadline_s, max_bytes, too_large, late)
+    future = _POOL.submit(_download, url, path, deadline_s, max_bytes, too_large, late, server)
     try:
         return future.result(timeout=deadline_s + READ_S + 1.0)
     except FutureTimeout:  # the worker stops at its next read timeout and deletes the file itself
         raise HubError(late.format(s=f"{deadline_s:.0f}")) from None
 
 
-def _download(url: str, path: Path, deadline_s: float, max_bytes: int, too_large: str, late: str) -> str:
+def _download(url: str, path: Path, deadline_s: float, max_bytes: int, too_large: str, late: str,
+              server: str) -> str:
     import httpx
 
     deadline = time.monotonic() + deadline_s
@@ -122,7 +125,7 @@ def _download(url: str, path: Path, deadline_s: float, max_bytes: int, too_large
         with httpx.Client(timeout=timeout, follow_redirects=True, trust_env=True) as client, client.stream(
                 "GET", url, headers={"user-agent": "micam_core"}) as response, open(path, "wb") as out:
             if response.status_code >= 400:
-                raise HubError(f"the Hub answered with an error (HTTP {response.status_code})",
+                raise HubError(f"{server} answered with an error (HTTP {response.status_code})",
                                response.status_code, response.headers.get("x-error-code"))
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
@@ -139,10 +142,10 @@ def _download(url: str, path: Path, deadline_s: float, max_bytes: int, too_large
     except BaseException as err:
         path.unlink(missing_ok=True)  # nothing partial or oversized stays on disk
         if isinstance(err, httpx.TimeoutException):
-            raise HubError(f"the Hub did not answer in {READ_S:.0f} s") from None
+            raise HubError(f"{server} did not answer in {READ_S:.0f} s") from None
         if isinstance(err, httpx.HTTPError):
-            log.info("Hub download failed: %s: %s", type(err).__name__, err)
-            raise HubError("the Hugging Face Hub cannot be reached") from None
+            log.info("download failed: %s: %s", type(err).__name__, err)
+            raise HubError(f"{'the Hugging Face Hub' if server == 'the Hub' else server} cannot be reached") from None
         raise
 
 

@@ -20,11 +20,15 @@ Two solvers, the same numbers (to rounding), one chosen by :func:`backend`:
 - ``"superlu"`` (the default; BSD, scipy): SuperLU's LU without column reordering and with diagonal
   pivots (the matrix is SPD).
 - ``"cholmod"`` (used when the optional ``cvxopt`` package is installed: ``pip install micam-core[road-fast]``;
-  GPL-3, like CHOLMOD's supernodal module): CHOLMOD's supernodal Cholesky, about twice as fast.
+  GPL-3, like CHOLMOD's supernodal module): CHOLMOD's supernodal Cholesky, about twice as fast. It
+  reads only the lower triangle, so its systems are gathered from the grid's lower entries (:func:`_lower`).
   CHOLMOD's options and workspace are process-wide in cvxopt: every call holds one lock, so concurrent
-  analyses (app threads, :func:`micam_core.road.pipelined`) never share them mid-solve.
+  analyses (app threads) never share them mid-solve.
 
-Both let go of the GIL while they factorise.
+SuperLU lets go of the GIL while it factorises and solves; cvxopt's CHOLMOD calls hold it (measured: a
+Python thread beside them gets about a sixth of its time), so :func:`releases_gil` tells
+:func:`micam_core.road.queue_road` whether imputing in a worker thread overlaps the forward passes or
+only stalls them.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ EDGE, CORNER = 1.0 / 6.0, 1.0 / 12.0
 FORWARD = (((0, 1), EDGE), ((1, -1), CORNER), ((1, 0), EDGE), ((1, 1), CORNER))
 LEAF = 4  # nested dissection stops at blocks of at most LEAF x LEAF pixels
 BACKENDS = ("superlu", "cholmod")
+GIL_FREE = {"superlu": True, "cholmod": False}  # whether the solver's C calls let go of the GIL
 _CHOLMOD = {"supernodal": 2, "nmethods": 1, "postorder": True}  # supernodal; only the ordering given
 _LOCK = threading.Lock()  # cvxopt's CHOLMOD options and workspace are process-wide
 
@@ -85,6 +90,7 @@ class _Stencil:
     column: np.ndarray
     row: np.ndarray
     value: np.ndarray
+    lower: np.ndarray  # bool: the entry lies on or below the diagonal (CHOLMOD reads only those)
 
 
 @lru_cache(maxsize=8)
@@ -107,7 +113,16 @@ def _stencil(h: int, w: int) -> _Stencil:
     row = place[np.concatenate((second, first, index.ravel()))]
     value = np.concatenate((-weight, -weight, total))
     column_major = np.lexsort((row, column))
-    return _Stencil(order, column[column_major], row[column_major], value[column_major])
+    column, row = column[column_major], row[column_major]
+    return _Stencil(order, column, row, value[column_major], row >= column)
+
+
+@lru_cache(maxsize=8)
+def _lower(h: int, w: int) -> _Stencil:
+    """:func:`_stencil`'s entries on or below the diagonal only (half the gathers per mask for CHOLMOD)."""
+    full = _stencil(h, w)
+    keep = full.lower
+    return _Stencil(full.order, full.column[keep], full.row[keep], full.value[keep], full.lower[keep])
 
 
 @dataclass(frozen=True)
@@ -130,9 +145,12 @@ def _system(stencil: _Stencil, missing: np.ndarray, pixels: np.ndarray) -> _Syst
     both = a & b
     column, row = rank[stencil.column[both]], rank[stencil.row[both]]
     indptr = np.concatenate(([0], np.cumsum(np.bincount(column, minlength=n))))
-    # Right-hand side: w times the known end of every pair with one missing end, added at the missing end.
-    edge = a & ~b
-    at, weights, known = rank[stencil.column[edge]], -stencil.value[edge], stencil.row[edge]
+    # Right-hand side: w times the known end of every pair with one missing end, added at the missing end
+    # (a lower-only stencil holds each pair once: both directions are read from it).
+    edge = a != b if stencil.lower.all() else a & ~b
+    at = np.where(a[edge], stencil.column[edge], stencil.row[edge])
+    known = np.where(a[edge], stencil.row[edge], stencil.column[edge])
+    at, weights = rank[at], -stencil.value[edge]
     rhs = np.stack([np.bincount(at, weights * channel[known], n) for channel in pixels], axis=1)
     return _System(n, indptr, row, column, stencil.value[both], rhs)
 
@@ -153,10 +171,9 @@ def _cholmod(system: _System) -> np.ndarray:
     import cvxopt
     from cvxopt import cholmod
 
-    lower = system.row >= system.column
     n = system.n
-    matrix = cvxopt.spmatrix(cvxopt.matrix(system.value[lower]), cvxopt.matrix(system.row[lower]),
-                             cvxopt.matrix(system.column[lower]), (n, n))
+    matrix = cvxopt.spmatrix(cvxopt.matrix(system.value), cvxopt.matrix(system.row), cvxopt.matrix(system.column),
+                             (n, n))
     rhs = cvxopt.matrix(system.rhs)
     factor = cholmod.symbolic(matrix, p=cvxopt.matrix(np.arange(n), tc="i"))
     cholmod.numeric(matrix, factor)
@@ -186,9 +203,14 @@ def backend(requested: str | None = None) -> str:
     return requested
 
 
-def _solve_all(masks: np.ndarray, pixels: np.ndarray, out: np.ndarray, solver: Callable[[_System], np.ndarray]) -> None:
+def releases_gil(requested: str | None = None) -> bool:
+    """Whether the solver :func:`backend` picks for ``requested`` lets go of the GIL while it works."""
+    return GIL_FREE[backend(requested)]
+
+
+def _solve_all(masks: np.ndarray, pixels: np.ndarray, out: np.ndarray, solver: Callable[[_System], np.ndarray],
+               stencil: _Stencil) -> None:
     """Fill ``out`` (``N x C x H*W``) at each flat mask of ``masks`` (``N x H*W``) with ``solver``'s solution."""
-    stencil = _stencil(*pixels.shape[1:])
     ordered = pixels.reshape(pixels.shape[0], -1)[:, stencil.order]
     for k, mask in enumerate(masks):
         missing = mask.ravel()[stencil.order]
@@ -210,7 +232,7 @@ def solve(image: torch.Tensor, missing: torch.Tensor, solver: str | None = None)
     masks = missing.detach().cpu().numpy().astype(bool)
     out = np.repeat(pixels[None], len(masks), axis=0).reshape(len(masks), pixels.shape[0], -1)
     if chosen == "superlu":
-        _solve_all(masks, pixels, out, _superlu)
+        _solve_all(masks, pixels, out, _superlu, _stencil(*pixels.shape[1:]))
     else:
         from cvxopt import cholmod
 
@@ -218,7 +240,7 @@ def solve(image: torch.Tensor, missing: torch.Tensor, solver: str | None = None)
             saved = dict(cholmod.options)
             cholmod.options.update(_CHOLMOD)
             try:
-                _solve_all(masks, pixels, out, _cholmod)
+                _solve_all(masks, pixels, out, _cholmod, _lower(*pixels.shape[1:]))
             finally:
                 cholmod.options.clear()
                 cholmod.options.update(saved)

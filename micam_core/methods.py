@@ -50,6 +50,7 @@ class Explanation:
     class_names: list[str] = field(default_factory=list, repr=False)
     extra_forward_passes: int = 0  # Score-CAM's masked passes for this image
     mi: np.ndarray | None = field(default=None, repr=False)  # K mutual informations, when a method used them
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # the values of the methods' own parameters
 
     def top(self, k: int = 5) -> list[tuple[int, str, float]]:
         """The ``k`` most probable classes as ``(index, label, probability)``."""
@@ -182,6 +183,7 @@ def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: s
     probs = torch.softmax(cap.logits.float(), dim=1).cpu().numpy()
     results = compute_maps(methods, inputs, params)
     per_image_passes = inputs.extra_passes // max(1, len(crops))
+    used = {m: REGISTRY[m].param_values((params or {}).get(m)) for m in methods if REGISTRY[m].params}
     mi = inputs.__dict__.get("mi")  # the cached property, only when some method computed it
     out = []
     for i, crop in enumerate(crops):
@@ -192,6 +194,6 @@ def _build(loaded: LoadedModel, cap: Capture, crops: list[Image.Image], layer: s
             layer=layer, maps={m: render_map(lowres[m], size, display_mode(m, upsampling)) for m in methods},
             weights={m: w[i].cpu().numpy() for m, (_, w) in results.items() if w is not None}, lowres=lowres,
             upsampling=upsampling, class_names=loaded.class_names, extra_forward_passes=per_image_passes,
-            mi=None if mi is None else mi[i].cpu().numpy(),
+            mi=None if mi is None else mi[i].cpu().numpy(), params={m: dict(v) for m, v in used.items()},
         ))
     return out

@@ -9,6 +9,7 @@ import logging
 import math
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,21 @@ def model_bytes(model: torch.nn.Module) -> int:
     """Bytes held by a module's parameters and buffers."""
     tensors = list(model.parameters()) + list(model.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+# Bytes kept alive for a model outside it (the sanity checks' private copy and fresh weights), by what they
+# are: :class:`ModelCache` counts them in its byte budget; they go when the model does.
+_companions: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def keep_companion(model: torch.nn.Module, what: str, nbytes: int) -> None:
+    """Record that ``nbytes`` are kept for ``model`` under ``what`` (replacing an earlier count of it)."""
+    _companions[model] = {**_companions.get(model, {}), what: int(nbytes)}  # a new dict: readers never see it change
+
+
+def companion_bytes(model: torch.nn.Module) -> int:
+    """Bytes kept for ``model`` outside it (see :func:`keep_companion`)."""
+    return sum(_companions.get(model, {}).values())
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -327,7 +343,8 @@ def _checked_hit(loaded: LoadedModel, allow_local: bool = True, max_bytes: int =
 
 
 class ModelCache:
-    """Thread-safe LRU cache of loaded models, bounded by count and by bytes of weights."""
+    """Thread-safe LRU cache of loaded models, bounded by count and by bytes of weights (with what is kept
+    for each model, such as the sanity checks' private copy)."""
 
     def __init__(self, max_models: int = 3, max_bytes: int = 2 * 1024**3,
                  loader: Callable[..., LoadedModel] = load_model) -> None:
@@ -345,6 +362,7 @@ class ModelCache:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
+                self._evict()  # what was kept for the models since (sanity-check copies) counts too
                 return _checked_hit(self._items[key], **kwargs)
             load_lock = self._loading.setdefault(key, threading.Lock())
         with load_lock:
@@ -369,7 +387,8 @@ class ModelCache:
             log.info("evicted %s from the model cache", key[0])
 
     def total_bytes(self) -> int:
-        return sum(item.num_bytes for item in self._items.values())
+        """Bytes of the cached models' weights and of what is kept for them (:func:`companion_bytes`)."""
+        return sum(item.num_bytes + companion_bytes(item.model) for item in self._items.values())
 
     def specs(self) -> list[str]:
         with self._lock:

@@ -16,28 +16,28 @@ SEED = Param(name="seed", default=0, minimum=0, maximum=2**31 - 1, step=1,
 
 
 def _ablationcam(x: MapInputs) -> MapResult:
-    from .ablation import ablation_weights
+    from .ablation import ABLATION_CHUNK, ablation_weights
     from .maps import combine
 
-    w, passes = ablation_weights(x.model, x.layer, x.batch, x.logits, x.targets)
+    w, passes = ablation_weights(x.model, x.layer, x.batch, x.logits, x.targets, x.chunk(ABLATION_CHUNK))
     x.extra_passes += passes
     return combine(w, x.activations), w
 
 
 def _iscam(x: MapInputs, samples: int) -> MapResult:
     from .maps import combine
-    from .smoothscore import iscam_weights
+    from .smoothscore import MASK_CHUNK, iscam_weights
 
-    w, passes = iscam_weights(x.model, x.batch, x.activations, x.targets, samples)
+    w, passes = iscam_weights(x.model, x.batch, x.activations, x.targets, samples, x.chunk(MASK_CHUNK))
     x.extra_passes += passes
     return combine(w, x.activations), w
 
 
 def _sscam(x: MapInputs, samples: int, std: float, seed: int) -> MapResult:
     from .maps import combine
-    from .smoothscore import sscam_weights
+    from .smoothscore import MASK_CHUNK, sscam_weights
 
-    w, passes = sscam_weights(x.model, x.batch, x.activations, x.targets, samples, std, seed)
+    w, passes = sscam_weights(x.model, x.batch, x.activations, x.targets, samples, std, seed, x.chunk(MASK_CHUNK))
     x.extra_passes += passes
     return combine(w, x.activations), w
 

@@ -25,12 +25,15 @@ from torch import nn
 
 from .capture import _LayerTap
 from .errors import MicamError
-from .models import LoadedModel
+from .models import LoadedModel, keep_companion, model_bytes
 
 log = logging.getLogger(__name__)
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList)
 _lock = threading.Lock()
+# Both caches below are kept while the model lives (a rebuild and a deep copy per check would make a check about
+# 4x one explanation instead of 2.5x, bench/sanity.py) and counted in the model cache's byte budget
+# (models.keep_companion): a cache over its budget evicts the least recently used models with their copies.
 # model -> seed -> re-initialised tensors (only those of units asked for so far), so repeated checks skip the rebuild
 _fresh_cache: weakref.WeakKeyDictionary[nn.Module, dict[int, dict[str, torch.Tensor]]] = weakref.WeakKeyDictionary()
 # model -> (lock, private copy) that the cascade randomises in place, reset to the model's weights on each use
@@ -156,6 +159,8 @@ def fresh_tensors(model: nn.Module, keys: list[str], seed: int) -> dict[str, tor
             return {k: cached[k] for k in keys}
         state = _fresh_model(model, seed).state_dict()
         cached.update({k: state[k].detach().clone() for k in keys})
+        kept = sum(t.numel() * t.element_size() for values in _fresh_cache[model].values() for t in values.values())
+        keep_companion(model, "sanity-check fresh weights", kept)
         return {k: cached[k] for k in keys}
 
 
@@ -194,6 +199,7 @@ def _work_copy(model: nn.Module, keys: list[str]) -> Iterator[nn.Module]:
         work = _work_cache.get(model)
         if work is None:
             work = _work_cache[model] = _Work(_clean_copy(model))
+            keep_companion(model, "sanity-check copy", model_bytes(work.model))
     if not work.lock.acquire(blocking=False):  # another check is using it: this one gets its own copy
         yield _clean_copy(model)
         return

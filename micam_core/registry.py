@@ -69,6 +69,11 @@ class MapInputs:
     bias_grads: list | None = None  # (bias, d y_c / d output) of every bias layer (FullGrad)
     layer_maps: dict = field(default_factory=dict)  # shallower layer -> (A, d y_c / dA), B x K x h x w (RefineCAM)
     attention: dict = field(default_factory=dict)  # block -> (d s^l_c / d P^l, token layout) (LeGrad)
+    mask_chunk: int | None = None  # most masked inputs per batched extra pass (None: each method's own default)
+
+    def chunk(self, default: int) -> int:
+        """Inputs per batched extra pass: the method's ``default``, or fewer where :attr:`mask_chunk` says."""
+        return max(1, min(default, self.mask_chunk)) if self.mask_chunk else default
 
     @cached_property
     def mi(self) -> torch.Tensor:

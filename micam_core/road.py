@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .errors import MicamError
-from .imputation import solve
+from .imputation import releases_gil, solve
 from .protocols import NOISE, REMOVED
 
 ORDERS = ("morf", "lerf")
@@ -122,7 +122,7 @@ class RoadResult:
 def pipelined(jobs: Sequence[Callable[[], Any]]) -> Iterator[Any]:
     """Each job's result in order, the next job running in a worker thread while the caller uses this one.
 
-    ROAD's imputation (a C solver that lets go of the GIL) thus overlaps the model's forward passes on
+    ROAD's imputation (when its solver lets go of the GIL) thus overlaps the model's forward passes on
     the images already imputed, instead of waiting for them.
     """
     if not jobs:
@@ -139,9 +139,10 @@ def queue_road(ev: Any, pixels: torch.Tensor, maps: Mapping[str, np.ndarray], re
                noise: float, seed: int) -> dict[str, dict[str, list[int]]]:
     """Impute every map's masks (both orders, one solve per mask) and queue them on ``ev``.
 
-    Each mask is imputed while the images before it go through the model (:func:`pipelined`; ``ev``
-    runs them in its chunks). ``pixels``: ``H x W x 3`` in 0..255 (the evaluator's units). Returns the
-    queue indices per map and order.
+    Where the solver lets go of the GIL (:func:`micam_core.imputation.releases_gil`), each mask is imputed
+    while the images before it go through the model (:func:`pipelined`; ``ev`` runs them in its chunks);
+    a solver that holds it would only stall the forward passes, so its masks are imputed in turn.
+    ``pixels``: ``H x W x 3`` in 0..255 (the evaluator's units). Returns the queue indices per map and order.
     """
     chw = (pixels.permute(2, 0, 1).to(torch.float64) / 255.0)
     keys, jobs = [], []
@@ -151,7 +152,8 @@ def queue_road(ev: Any, pixels: torch.Tensor, maps: Mapping[str, np.ndarray], re
                 keys.append((name, order))
                 jobs.append(partial(impute_many, chw, mask[None], noise, seed))
     plan: dict[str, dict[str, list[int]]] = {name: {order: [] for order in ORDERS} for name in maps}
-    for (name, order), images in zip(keys, pipelined(jobs)):
+    results = pipelined(jobs) if releases_gil() else (job() for job in jobs)
+    for (name, order), images in zip(keys, results):
         plan[name][order].append(ev.add((images[0].permute(1, 2, 0) * 255.0).float().cpu()))
     return plan
 

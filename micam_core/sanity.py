@@ -32,6 +32,10 @@ from .similarity import Comparison, Similarity, similarity
 log = logging.getLogger(__name__)
 
 UNCHANGED = 0.9  # a map with Spearman >= this to the original is called unchanged
+# Masked inputs per batched extra pass (Score-CAM and the like) in the checks' maps. At the methods' own 32,
+# Score-CAM at blocks.2 of the bundled model peaked at +626 MB over steady in the cascade; at 8, +271 MB
+# for the same time (bench/memory.py --work-cases).
+SANITY_CHUNK = 8
 
 
 def label_of(name: str) -> str:
@@ -130,13 +134,15 @@ class RandomLogit:
 
 def _maps(loaded: LoadedModel, exp: Explanation, target: int, methods: Sequence[str],
           mi: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Display maps of ``methods`` on ``exp``'s crop (``mi``: reused, for activations known to be unchanged)."""
-    _, inputs = capture_inputs(loaded, [exp.crop], lambda _: [target], exp.layer, methods)
+    """Display maps of ``methods`` on ``exp``'s crop, with the explanation's own method parameters
+    (``mi``: reused, for activations known to be unchanged). The capture is freed before returning."""
+    _, inputs = capture_inputs(loaded, [exp.crop], lambda _: [target], exp.layer, methods, exp.params)
+    inputs.mask_chunk = SANITY_CHUNK
     if mi is not None:
         inputs.__dict__["mi"] = torch.from_numpy(mi)[None].to(inputs.activations.device, inputs.activations.dtype)
     size = exp.crop.size[::-1]
     return {m: render_map(low[0].cpu().numpy(), size, display_mode(m, exp.upsampling))
-            for m, (low, _) in compute_maps(methods, inputs).items()}
+            for m, (low, _) in compute_maps(methods, inputs, exp.params).items()}
 
 
 def _chosen(exp: Explanation, methods: Sequence[str] | None) -> list[str]:
@@ -259,5 +265,5 @@ def plan(loaded: LoadedModel, exp: Explanation, methods: Sequence[str] | None = 
     chosen = _chosen(exp, methods)
     unit_list = units(loaded.model)
     depth = target_step(unit_list, exp.layer) if depth is None else depth
-    extra = extra_passes(loaded, exp.layer, chosen) * (depth + 1)
+    extra = extra_passes(loaded, exp.layer, chosen, exp.params) * (depth + 1)
     return SanityPlan([u.name for u in unit_list[:depth]], exp.layer, len(chosen), extra)

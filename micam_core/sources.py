@@ -1,7 +1,8 @@
 """Creating the ``nn.Module`` for each kind of spec, with errors a user can act on.
 
 Weights are only ever read as safetensors or with ``torch.load(weights_only=True)`` (timm's own
-Hub loader prefers safetensors and uses ``weights_only=True``); no code from a repository runs.
+Hub loader prefers safetensors and uses ``weights_only=True``); no code from a repository runs. Every
+download, from the Hub or from a timm weight URL, is streamed under the model limit and a deadline.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def _create_timm_name(name: str, max_bytes: int) -> tuple[torch.nn.Module, str |
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is not None and cfg.hf_hub_id and not _offline():
         return _create_timm_name_online(name, cfg, max_bytes)
+    if cfg is not None and cfg.url and not cfg.hf_hub_id and not _offline():
+        return _create_timm_name_url(name, cfg, max_bytes), None
     if cfg is not None and cfg.hf_hub_id:
         _check_hub_size(cfg.hf_hub_id, max_bytes, cfg.hf_hub_filename, shown=name)
     elif cfg is not None and cfg.url and _offline():
@@ -166,6 +169,16 @@ def _create_timm_name_online(name: str, cfg, max_bytes: int) -> tuple[torch.nn.M
     return _timm_pretrained(name, name, pretrained_cfg_overlay=overlay), files.commit
 
 
+def _create_timm_name_url(name: str, cfg, max_bytes: int) -> torch.nn.Module:
+    """A timm name whose weights are at a plain URL (not the Hub): fetched under the model limit and a deadline
+    (:mod:`micam_core.urlfiles`), then read by timm as a file."""
+    from .urlfiles import fetch
+
+    path = fetch(cfg.url, name, max_bytes, _check_built_size(name, name, max_bytes))
+    overlay = {"file": str(path), "source": "", "custom_load": bool(cfg.custom_load)}
+    return _timm_pretrained(name, name, pretrained_cfg_overlay=overlay)
+
+
 def _read_json(path: Path, shown: str) -> dict:
     """A config.json (at most ``MAX_CONFIG_BYTES``) as a dict, or a sentence saying why not."""
     if path.stat().st_size > MAX_CONFIG_BYTES:
@@ -206,8 +219,9 @@ def _check_timm_config(config: dict, where: str) -> None:
         raise ModelLoadError(f"{where} is not a timm model: its config.json names no timm architecture.")
 
 
-def _check_built_size(timm_spec: str, shown: str, max_bytes: int) -> None:
-    """Refuse a model whose parameters and buffers exceed the limit, counted on the ``meta`` device.
+def _check_built_size(timm_spec: str, shown: str, max_bytes: int) -> int | None:
+    """Refuse a model whose parameters and buffers exceed the limit, counted on the ``meta`` device;
+    returns the count (``None`` when it could not be counted).
 
     Nothing is allocated: the architecture is built with shapes only (a fraction of a second even
     for a billion parameters). Hub and local specs need their config.json (cached when offline).
@@ -220,8 +234,9 @@ def _check_built_size(timm_spec: str, shown: str, max_bytes: int) -> None:
     except Exception as err:  # the real build reports the problem (not a timm model, no config, ...)
         log.debug("could not count the parameters of %s on the meta device: %s", shown, err)
         drop_frames(err)
-        return
+        return None
     _refuse_if_too_large(shown, size, max_bytes)
+    return size
 
 
 def _check_hub_size(repo: str, max_bytes: int, filename: str | None = None, shown: str | None = None) -> None:
@@ -270,8 +285,9 @@ def _cached_weights_size(repo_id: str, revision: str | None, filename: str | Non
 
 def _check_url_cached(url: str, shown: str) -> None:
     """Offline, weights that timm fetches from a URL must already be in torch's hub cache."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
-    if not path.is_file():
+    from .urlfiles import checkpoint
+
+    if not checkpoint(url, shown).is_file():
         raise ModelLoadError(_not_cached(shown))
 
 

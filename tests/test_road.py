@@ -20,10 +20,10 @@ from test_counterfactual import fake_explanation, quadrant_loaded, quadrant_map
 from micam_core import METHODS, REGISTRY, MicamError, analyse, explain, imputation
 from micam_core.cost import extra_passes
 from micam_core.counterfactual import pixels_of
-from micam_core.imputation import backend, has_cholmod, solve
+from micam_core.imputation import backend, has_cholmod, releases_gil, solve
 from micam_core.metrics_table import NOT_RUN, rows
 from micam_core.protocols import PROTOCOLS, get_protocol
-from micam_core.road import REMOVED, percentile_of, removal_masks, road_impute, road_scores
+from micam_core.road import REMOVED, percentile_of, queue_road, read_road, removal_masks, road_impute, road_scores
 
 PGC_ORDER = {"morf": RemoveMostRelevantFirst, "lerf": RemoveLeastRelevantFirst}
 
@@ -237,3 +237,23 @@ def test_backend_is_cholmod_only_where_cvxopt_is_installed(monkeypatch, caplog):
         backend("cholmod")
     with pytest.raises(MicamError, match="superlu, cholmod"):
         backend("umfpack")
+
+
+@pytest.mark.parametrize("gil_free", [True, False])
+def test_worker_thread_only_for_a_solver_that_lets_go_of_the_gil(monkeypatch, gil_free):
+    """SuperLU lets go of the GIL (imputed beside the forward passes); cvxopt's CHOLMOD holds it (imputed in turn)."""
+    from micam_core import road
+    from micam_core.counterfactual import _Evaluator
+
+    assert releases_gil("superlu") and (not has_cholmod() or not releases_gil("cholmod"))
+    used = []
+    real = road.pipelined
+    monkeypatch.setattr(road, "pipelined", lambda jobs: used.append(len(jobs)) or real(jobs))
+    monkeypatch.setitem(imputation.GIL_FREE, backend(), gil_free)
+    loaded = quadrant_loaded()
+    exp = fake_explanation(loaded, quadrant_map())
+    ev = _Evaluator(loaded)
+    plan = queue_road(ev, pixels_of(exp.crop), exp.maps, REMOVED, 0.0, 0)
+    result = read_road(plan["micam"], ev.results()[:, exp.target], REMOVED, 0.0, 0)
+    assert used == ([2 * len(REMOVED)] if gil_free else [])
+    np.testing.assert_allclose(result.morf, road_scores(loaded, exp, "micam", "morf", noise=0), atol=1e-6)
