@@ -23,6 +23,21 @@ MAX_LEFT_MB = 50  # RSS left behind by a refused model load
 MAX_REFUSAL_S = 5.0
 
 
+def left_behind_mb(steady: float, tries: int = 5) -> float:
+    """RSS over ``steady`` once settled: the least of a few readings a second apart.
+
+    The server is shared by the whole test session; a browser test's page that closed mid-run can leave its
+    stream finishing for a while. A model kept alive stays in every reading; such a transient does not.
+    """
+    readings = []
+    for _ in range(tries):
+        readings.append(steady_rss_mb() - steady)
+        if readings[-1] < MAX_LEFT_MB:
+            break
+        time.sleep(1.0)
+    return min(readings)
+
+
 def call(client, image, model: str = BUNDLED, **kwargs):
     kwargs.setdefault("steps", STEPS)
     return client.predict(handle_file(str(image)), model, api_name="/explain", **kwargs)
@@ -60,7 +75,8 @@ def test_uncached_large_models_are_refused_at_once_and_leave_nothing(client, war
     assert "not in the local Hugging Face cache" in outcome or "the limit here is" in outcome, outcome
     assert seconds < MAX_REFUSAL_S, f"{spec}: refused after {seconds:.1f} s"
     assert peak - steady < MAX_REQUEST_MB, f"{spec}: {steady:.0f} -> {peak:.0f} MB"
-    assert steady_rss_mb() - steady < MAX_LEFT_MB, f"{spec}: RSS left {steady:.0f} -> {steady_rss_mb():.0f} MB"
+    left = left_behind_mb(steady)
+    assert left < MAX_LEFT_MB, f"{spec}: {left:.0f} MB left behind"
 
 
 @pytest.mark.slow
@@ -78,7 +94,7 @@ def test_a_refused_load_of_a_built_model_leaves_nothing(client, warm, monkeypatc
     steady = steady_rss_mb()
     with pytest.raises(Exception, match="the limit here is 100 MB"):
         call(client, CAT, "timm/built-then-refused")
-    left = steady_rss_mb() - steady
+    left = left_behind_mb(steady)
     assert left < MAX_LEFT_MB, f"{left:.0f} MB left behind"
 
 
