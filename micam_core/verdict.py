@@ -46,5 +46,6 @@ def removal_sentence(result: MethodResult, target_label: str, threshold: float,
         return (f"{strong('Target not top-1')}: removing {region} {change} ({ranks}); {keep}.")
     if result.flipped:
         winner = name(result.top_remove[0][1]) if result.top_remove else "another class"
-        return (f"{strong('Flipped')}: removing {region} {change}, and {winner} becomes top-1 ({ranks}); {keep}.")
+        # the ranks are the target's: next to its change, not after the winner's name
+        return (f"{strong('Flipped')}: removing {region} {change} ({ranks}), and {winner} becomes top-1; {keep}.")
     return f"{strong('Not flipped')}: removing {region} {change}; it stays top-1. {keep[0].upper()}{keep[1:]}."

@@ -251,8 +251,8 @@ def test_flip_is_about_the_target_when_it_is_top1():
     assert (result.rank_original, result.rank_keep, result.rank_remove) == (1, 1, 2)
     assert result.flipped is True
     sentence = faith.sentence("micam")
-    assert sentence.startswith("Flipped") and "lowers bright from 98% to 12%" in sentence
-    assert "dark becomes top-1" in sentence and "25% of the image" in sentence
+    assert sentence.startswith("Flipped") and "lowers bright from 98% to 12% (rank 1 → 2)" in sentence
+    assert "dark becomes top-1;" in sentence and "25% of the image" in sentence
 
 
 def test_no_flip_when_the_target_was_not_top1():
