@@ -244,8 +244,8 @@ class Handlers:
             yield from self.panel(session, self.runs.start(request), cleared=True, **{**panel, **deferred})
 
     def overlay_updates(self, exp: Any, cmap: str, opacity: float) -> dict:
-        return {self.ui.overlays[m]: overlay(exp.crop, exp.maps[m], cmap, opacity) if m in exp.maps else None
-                for m in METHODS}
+        """The overlays of the explanation's methods (the other methods' columns are hidden)."""
+        return {self.ui.overlays[m]: overlay(exp.crop, exp.maps[m], cmap, opacity) for m in exp.maps}
 
     def column_updates(self, chosen: tuple[str, ...]) -> dict:
         out = {}
@@ -267,9 +267,9 @@ class Handlers:
         """The counterfactual panel emptied at once (the results on screen no longer match the controls)."""
         ui, c = self.ui, self.ui.c
         out: dict = {c["metrics"]: views.metrics_rows({}, methods), c["curves"]: None}
-        for m in METHODS:
+        for m in methods:  # (the other methods' columns are hidden; cleared when they are chosen again)
             out.update({ui.keep[m]: None, ui.remove[m]: None, ui.keep_top[m]: "", ui.remove_top[m]: "",
-                        ui.flip[m]: note if m in methods else ""})
+                        ui.flip[m]: note})
         return out
 
     def cf_kept(self, part: work.Partial, exp: Any, view: View) -> dict:
@@ -314,7 +314,8 @@ class Handlers:
                 if not newest():
                     log.info("counterfactual panel superseded by a newer run; stopped")
                     return
-                out = {c["metrics"]: views.metrics_rows(part.scored, exp.methods)}
+                # rows only once a map is scored (before that they are the "scoring ..." rows already shown)
+                out = {c["metrics"]: views.metrics_rows(part.scored, exp.methods)} if part.scored else {}
                 if part.kept and not shown:  # the pictures travel once
                     out.update(self.cf_kept(part, exp, view))
                     shown = True
