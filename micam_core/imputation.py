@@ -20,13 +20,14 @@ Two solvers, the same numbers (to rounding), one chosen by :func:`backend`:
 - ``"superlu"`` (the default; BSD, scipy): SuperLU's LU without column reordering and with diagonal
   pivots (the matrix is SPD).
 - ``"cholmod"`` (used when the optional ``cvxopt`` package is installed: ``pip install micam-core[road-fast]``;
-  GPL-3, like CHOLMOD's supernodal module): CHOLMOD's supernodal Cholesky, about twice as fast. It
-  reads only the lower triangle, so its systems are gathered from the grid's lower entries (:func:`_lower`).
-  CHOLMOD's options and workspace are process-wide in cvxopt: every call holds one lock, so concurrent
-  analyses (app threads) never share them mid-solve.
+  GPL-3, like CHOLMOD's supernodal module): CHOLMOD's supernodal Cholesky, three to five times as fast
+  as SuperLU here. It reads only the lower triangle, so its systems are gathered from the grid's lower
+  entries (:func:`_lower`). It is called through ``ctypes`` (:mod:`micam_core.cholmod_lib`: numpy arrays
+  read in place, the GIL let go, one workspace per call). Where that library cannot be used, cvxopt's
+  own module runs instead; its options and workspace are process-wide, so every such call holds one lock.
 
-SuperLU lets go of the GIL while it factorises and solves; cvxopt's CHOLMOD calls hold it (measured: a
-Python thread beside them gets about a sixth of its time), so :func:`releases_gil` tells
+SuperLU and CHOLMOD through ``ctypes`` let go of the GIL while they work; cvxopt's module holds it
+(measured: a Python thread beside it gets about a sixth of its time), so :func:`releases_gil` tells
 :func:`micam_core.road.queue_road` whether imputing in a worker thread overlaps the forward passes or
 only stalls them.
 """
@@ -37,11 +38,12 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
 
+from . import cholmod_lib
 from .errors import MicamError
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,6 @@ EDGE, CORNER = 1.0 / 6.0, 1.0 / 12.0
 FORWARD = (((0, 1), EDGE), ((1, -1), CORNER), ((1, 0), EDGE), ((1, 1), CORNER))
 LEAF = 4  # nested dissection stops at blocks of at most LEAF x LEAF pixels
 BACKENDS = ("superlu", "cholmod")
-GIL_FREE = {"superlu": True, "cholmod": False}  # whether the solver's C calls let go of the GIL
 _CHOLMOD = {"supernodal": 2, "nmethods": 1, "postorder": True}  # supernodal; only the ordering given
 _LOCK = threading.Lock()  # cvxopt's CHOLMOD options and workspace are process-wide
 
@@ -181,6 +182,11 @@ def _cholmod(system: _System) -> np.ndarray:
     return np.asarray(rhs)
 
 
+def _cholmod_ctypes(session: cholmod_lib.Session, system: _System) -> np.ndarray:
+    """CHOLMOD through ``ctypes`` (the GIL let go), on the lower triangle in the system's own order."""
+    return session.solve(system.n, system.indptr, system.row, system.value, system.rhs)
+
+
 @lru_cache(maxsize=1)
 def has_cholmod() -> bool:
     """Whether the optional cvxopt package (CHOLMOD; GPL-3) can be imported."""
@@ -205,7 +211,7 @@ def backend(requested: str | None = None) -> str:
 
 def releases_gil(requested: str | None = None) -> bool:
     """Whether the solver :func:`backend` picks for ``requested`` lets go of the GIL while it works."""
-    return GIL_FREE[backend(requested)]
+    return backend(requested) == "superlu" or cholmod_lib.available()
 
 
 def _solve_all(masks: np.ndarray, pixels: np.ndarray, out: np.ndarray, solver: Callable[[_System], np.ndarray],
@@ -233,6 +239,9 @@ def solve(image: torch.Tensor, missing: torch.Tensor, solver: str | None = None)
     out = np.repeat(pixels[None], len(masks), axis=0).reshape(len(masks), pixels.shape[0], -1)
     if chosen == "superlu":
         _solve_all(masks, pixels, out, _superlu, _stencil(*pixels.shape[1:]))
+    elif cholmod_lib.available():
+        with cholmod_lib.Session() as session:
+            _solve_all(masks, pixels, out, partial(_cholmod_ctypes, session), _lower(*pixels.shape[1:]))
     else:
         from cvxopt import cholmod
 

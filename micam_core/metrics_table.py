@@ -1,6 +1,7 @@
 """The faithfulness metrics of one explanation as a table: the app's table and the command line's print.
 
-One fixed set of columns whatever the protocol; a metric the protocol did not run shows ``—``.
+One fixed set of columns whatever the protocol (the app's table, which API clients read); a metric the
+protocol did not run shows ``—`` there. The terminal's table leaves those columns out.
 "Flips" follows :mod:`micam_core.verdict`: only when the target was top-1.
 """
 
@@ -57,9 +58,14 @@ def rows(faith: Faithfulness) -> list[list[Any]]:
 
 
 def text(faith: Faithfulness) -> str:
-    """The table in plain text, columns aligned (a terminal's width: short headers), with its protocol."""
-    table = [[c[1] for c in COLUMNS], *[[str(v) for v in row] for row in rows(faith)]]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    """The table in plain text, columns aligned (a terminal's width: short headers), with its protocol.
+
+    Columns of metrics the protocol did not run (``—`` in every row) are left out.
+    """
+    body = [[str(v) for v in row] for row in rows(faith)]
+    shown = [i for i in range(len(COLUMNS)) if not body or any(row[i] != NOT_RUN for row in body)]
+    table = [[COLUMNS[i][1] for i in shown], *[[row[i] for i in shown] for row in body]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(shown))]
     lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
              for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -18,6 +18,7 @@ fraction: paired comparisons see the same noise).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from .imputation import releases_gil, solve
 from .protocols import NOISE, REMOVED
 
 ORDERS = ("morf", "lerf")
+AHEAD_BYTES = 32 << 20  # imputations a worker may hold ahead of the forward passes (16 at 224 x 224)
 
 
 def percentile_of(fraction: float) -> float:
@@ -119,28 +121,31 @@ class RoadResult:
                 "road_lerf_curve": self.lerf.tolist(), "road_noise": self.noise, "road_seed": self.seed}
 
 
-def pipelined(jobs: Sequence[Callable[[], Any]]) -> Iterator[Any]:
-    """Each job's result in order, the next job running in a worker thread while the caller uses this one.
+def pipelined(jobs: Sequence[Callable[[], Any]], ahead: int = 1) -> Iterator[Any]:
+    """Each job's result in order, up to ``ahead`` later jobs running in a worker thread meanwhile.
 
     ROAD's imputation (when its solver lets go of the GIL) thus overlaps the model's forward passes on
-    the images already imputed, instead of waiting for them.
+    the images already imputed, instead of waiting for them; ``ahead`` bounds the results held at once.
     """
     if not jobs:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="road-impute") as pool:
-        pending = pool.submit(jobs[0])
-        for job in jobs[1:]:
-            done, pending = pending, pool.submit(job)
+        pending = deque(pool.submit(job) for job in jobs[:max(1, ahead)])
+        for job in jobs[len(pending):]:
+            done = pending.popleft()
+            pending.append(pool.submit(job))
             yield done.result()
-        yield pending.result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def queue_road(ev: Any, pixels: torch.Tensor, maps: Mapping[str, np.ndarray], removed: Sequence[float],
                noise: float, seed: int) -> dict[str, dict[str, list[int]]]:
     """Impute every map's masks (both orders, one solve per mask) and queue them on ``ev``.
 
-    Where the solver lets go of the GIL (:func:`micam_core.imputation.releases_gil`), each mask is imputed
-    while the images before it go through the model (:func:`pipelined`; ``ev`` runs them in its chunks);
+    Where the solver lets go of the GIL (:func:`micam_core.imputation.releases_gil`), the masks are imputed
+    while the images before them go through the model (:func:`pipelined`, up to :data:`AHEAD_BYTES` of
+    images ahead; ``ev`` runs them in its chunks);
     a solver that holds it would only stall the forward passes, so its masks are imputed in turn.
     ``pixels``: ``H x W x 3`` in 0..255 (the evaluator's units). Returns the queue indices per map and order.
     """
@@ -152,7 +157,8 @@ def queue_road(ev: Any, pixels: torch.Tensor, maps: Mapping[str, np.ndarray], re
                 keys.append((name, order))
                 jobs.append(partial(impute_many, chw, mask[None], noise, seed))
     plan: dict[str, dict[str, list[int]]] = {name: {order: [] for order in ORDERS} for name in maps}
-    results = pipelined(jobs) if releases_gil() else (job() for job in jobs)
+    ahead = max(1, AHEAD_BYTES // (8 * chw.numel()))  # imputed float64 images held at once
+    results = pipelined(jobs, ahead) if releases_gil() else (job() for job in jobs)
     for (name, order), images in zip(keys, results):
         plan[name][order].append(ev.add((images[0].permute(1, 2, 0) * 255.0).float().cpu()))
     return plan

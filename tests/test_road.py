@@ -21,7 +21,7 @@ from micam_core import METHODS, REGISTRY, MicamError, analyse, explain, imputati
 from micam_core.cost import extra_passes
 from micam_core.counterfactual import pixels_of
 from micam_core.imputation import backend, has_cholmod, releases_gil, solve
-from micam_core.metrics_table import NOT_RUN, rows
+from micam_core.metrics_table import NOT_RUN, rows, text
 from micam_core.protocols import PROTOCOLS, get_protocol
 from micam_core.road import REMOVED, percentile_of, queue_road, read_road, removal_masks, road_impute, road_scores
 
@@ -159,6 +159,10 @@ def test_analyse_road_protocol_on_a_tiny_model():
     assert micam.morf[-1] < micam.lerf[0]  # removing the bright quadrant first hurts "bright"
     table = rows(faith)
     assert table[0][5] == NOT_RUN and table[0][7] != NOT_RUN
+    terminal = text(faith)  # the terminal leaves out what the protocol did not run; the app's table keeps it
+    assert "ROAD MoRF" in terminal and "deletion AUC" not in terminal and NOT_RUN not in terminal
+    rise = analyse(loaded, fake_explanation(loaded, quadrant_map()), protocol="rise", baselines=False)
+    assert "deletion AUC" in text(rise) and "ROAD" not in text(rise).split("\n", 1)[1]
     same = road_scores(loaded, fake_explanation(loaded, quadrant_map()), "micam", "morf")
     np.testing.assert_allclose(same, micam.morf, atol=1e-6)
 
@@ -241,15 +245,15 @@ def test_backend_is_cholmod_only_where_cvxopt_is_installed(monkeypatch, caplog):
 
 @pytest.mark.parametrize("gil_free", [True, False])
 def test_worker_thread_only_for_a_solver_that_lets_go_of_the_gil(monkeypatch, gil_free):
-    """SuperLU lets go of the GIL (imputed beside the forward passes); cvxopt's CHOLMOD holds it (imputed in turn)."""
-    from micam_core import road
+    """A solver that lets go of the GIL imputes beside the forward passes; cvxopt's own module (holds it) in turn."""
+    from micam_core import cholmod_lib, road
     from micam_core.counterfactual import _Evaluator
 
-    assert releases_gil("superlu") and (not has_cholmod() or not releases_gil("cholmod"))
+    assert releases_gil("superlu") and (not has_cholmod() or releases_gil("cholmod") == cholmod_lib.available())
     used = []
     real = road.pipelined
-    monkeypatch.setattr(road, "pipelined", lambda jobs: used.append(len(jobs)) or real(jobs))
-    monkeypatch.setitem(imputation.GIL_FREE, backend(), gil_free)
+    monkeypatch.setattr(road, "pipelined", lambda jobs, ahead: used.append(len(jobs)) or real(jobs, ahead))
+    monkeypatch.setattr(road, "releases_gil", lambda: gil_free)
     loaded = quadrant_loaded()
     exp = fake_explanation(loaded, quadrant_map())
     ev = _Evaluator(loaded)
