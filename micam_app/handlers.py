@@ -228,6 +228,8 @@ class Handlers:
         shows) or after its panel's current stage; panel settings changed while the maps were computed are taken."""
         c = self.ui.c
         current = self.runs.begin_maps(request)
+        panel = {k: v for k, v in settings.items() if k in SETTINGS and SETTINGS[k].stage in PANEL_STAGES}
+        early = None
         try:
             for update in self.on_explain(image, choice, custom, layer, target, shown_spec, session, **settings):
                 if c["session"] in update:
@@ -235,13 +237,23 @@ class Handlers:
                         log.info("explanation superseded by a newer Explain; its maps are not shown")
                         return
                     session = update[c["session"]]
+                    early = self.start_keep_remove(session, panel)  # computed while the maps travel to the page
                     update = {**update, **self.marks(maps=None, cf="updating"), **self.status(PANEL_START, 0.15)}
                 yield update
         finally:
             deferred = self.runs.maps_done(request)
         if current():
-            panel = {k: v for k, v in settings.items() if k in SETTINGS and SETTINGS[k].stage in PANEL_STAGES}
-            yield from self.panel(session, self.runs.start(request), cleared=True, **{**panel, **deferred})
+            yield from self.panel(session, self.runs.start(request), cleared=True, early=early,
+                                  **{**panel, **deferred})
+
+    @staticmethod
+    def start_keep_remove(session: dict, settings: dict) -> work.Early | None:
+        """The panel's keep/remove stage for ``settings``, started in the background (None: nothing to start, or
+        settings the panel will refuse with its own sentence)."""
+        try:
+            return work.start_keep_remove(work.load(session["spec"]), session["exp"], session_view(session, **settings))
+        except MicamError:
+            return None
 
     def overlay_updates(self, exp: Any, cmap: str, opacity: float) -> dict:
         """The overlays of the explanation's methods (the other methods' columns are hidden)."""
@@ -296,9 +308,10 @@ class Handlers:
         yield from self.panel(session, self.runs.start(request), **settings)
 
     def panel(self, session: dict | None, newest: Callable[[], bool], cleared: bool = False,
-              **settings: Any) -> Iterator[dict]:
+              early: work.Early | None = None, **settings: Any) -> Iterator[dict]:
         """The counterfactual panel of :meth:`on_counterfactuals`, stopped when ``newest()`` turns False
-        (``cleared``: the panel on screen is already empty, as Explain left it)."""
+        (``cleared``: the panel on screen is already empty, as Explain left it; ``early``: its keep/remove stage,
+        already started)."""
         c = self.ui.c
         if not session or session.get("exp") is None:
             yield {**self.nothing(), **self.marks(cf=None)}
@@ -310,7 +323,7 @@ class Handlers:
                 yield {**self.cf_cleared(exp.methods), **self.status(PANEL_START, 0.15)}
             loaded = work.load(session["spec"])
             faith, shown, out = None, False, {}
-            for part in work.analyse_stages(loaded, exp, view):
+            for part in work.analyse_stages(loaded, exp, view, early):
                 if not newest():
                     log.info("counterfactual panel superseded by a newer run; stopped")
                     return

@@ -5,10 +5,12 @@ On a ZeroGPU Space the work runs inside ``spaces.GPU``; elsewhere that decorator
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,8 +231,35 @@ class Partial:
     forward_seconds: float = 0.0  # time inside the model's forward calls so far
 
 
-def analyse_stages(loaded: LoadedModel, exp: Explanation, view: View) -> Iterator[Partial]:
-    """:func:`analyse_view` as it fills in: after the keep/remove pairs, after each map, and at the end.
+_EARLY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="micam-keep-remove")
+
+
+@dataclass
+class Early:
+    """An explanation's keep/remove stage, started in the background while its maps travel to the page."""
+
+    view: View
+    stage: Future
+
+    def take(self, view: View) -> Stage | None:
+        """The stage (or its error) when it was started for ``view``'s counterfactual settings, else ``None``."""
+        same = (view.model, view.stage("counterfactual")) == (self.view.model, self.view.stage("counterfactual"))
+        return self.stage.result() if same else None
+
+
+def start_keep_remove(loaded: LoadedModel, exp: Explanation, view: View) -> Early | None:
+    """Start :func:`gpu_keep_remove` for ``view`` in the background, for :func:`analyse_stages` to take
+    (``None`` when the example cache holds the analysis). The request's context goes along (ZeroGPU reads it)."""
+    view = analysed_view(loaded, exp, view)
+    if EXAMPLE_CACHE.peek(cache_key("analyse", loaded, view)) is not None:
+        return None
+    return Early(view, _EARLY.submit(contextvars.copy_context().run, gpu_keep_remove, view, exp))
+
+
+def analyse_stages(loaded: LoadedModel, exp: Explanation, view: View,
+                   early: Early | None = None) -> Iterator[Partial]:
+    """:func:`analyse_view` as it fills in: after the keep/remove pairs, after each map, and at the end
+    (``early``: the keep/remove stage already started, taken when its settings are ``view``'s).
 
     A bundled example's finished analysis comes from :data:`EXAMPLE_CACHE` in one step, and is stored there.
     """
@@ -242,7 +271,9 @@ def analyse_stages(loaded: LoadedModel, exp: Explanation, view: View) -> Iterato
         kept = {m: cached.results[m] for m in exp.maps}  # a MethodResult holds its keep/remove pair too
         yield Partial(kept=kept, scored=dict(cached.results), total=len(names), faith=cached)
         return
-    first = gpu_keep_remove(view, exp)
+    first = early.take(view) if early is not None else None
+    if first is None:
+        first = gpu_keep_remove(view, exp)
     part = Partial(kept=dict(first.kept), total=len(names), forward_seconds=first.forward_seconds)
     yield part
     stages, ends = [first], None

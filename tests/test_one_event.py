@@ -4,6 +4,7 @@ without ever clearing the newer run's marks; a plain visit runs no load event on
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -47,6 +48,27 @@ def test_explain_streams_maps_then_pairs_then_curves_in_one_event(upload):
     assert marks_of(steps[maps]).split()[1:] == ["maps=", "cf=updating"]  # maps current, panel on its way
     assert marks_of(steps[curves]).split()[1:] == ["cf="]
     assert steps[curves][c["session"]]["faith"].threshold == 0.5
+
+
+def test_the_pairs_are_computed_while_the_maps_travel_to_the_page(upload, monkeypatch):
+    """The keep/remove stage starts before the maps are handed to the page (Gradio then encodes and sends them),
+    and the panel takes that stage instead of computing it again."""
+    ui, calls, started = app.UI, [], threading.Event()
+    original = handlers.work.gpu_keep_remove
+
+    def counted(view, exp):
+        calls.append(view.threshold)
+        started.set()
+        return original(view, exp)
+
+    monkeypatch.setattr(handlers.work, "gpu_keep_remove", counted)
+    run = explain_all(SimpleNamespace(session_hash="early"))
+    for update in run:
+        if update.get(ui.overlays["micam"]) is not None:
+            assert started.wait(60), "the keep/remove stage runs while the maps travel"
+            break
+    rest = list(run)
+    assert any(s.get(ui.keep["micam"]) is not None for s in rest) and calls == [0.5]
 
 
 def test_a_panel_setting_changed_during_the_maps_goes_to_their_panel(upload):
