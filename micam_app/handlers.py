@@ -196,7 +196,7 @@ class Handlers:
                                     "partial backward pass ...", 0.05)
             loading = not work.is_loaded(view.model)  # else one message less (each costs the page a moment)
             yield {**(self.status("Loading the model ...", 0.02) if loading else computing),
-                   **self.cf_cleared(view.methods)}
+                   **self.cf_cleared(view.methods, view.protocol)}
             loaded = work.load(view.model)
             same_model = shown_spec == loaded.spec
             view = view.replace(model=loaded.spec, example=views.example_stem(image),
@@ -275,10 +275,11 @@ class Handlers:
             raise fail(err) from None
         return {self.ui.c[name]: getattr(chosen, name) for name in PROTOCOL_SETTINGS if name in self.ui.c}
 
-    def cf_cleared(self, methods: tuple[str, ...], note: str = text.UPDATING) -> dict:
-        """The counterfactual panel emptied at once (the results on screen no longer match the controls)."""
+    def cf_cleared(self, methods: tuple[str, ...], protocol: str, note: str = text.UPDATING) -> dict:
+        """The counterfactual panel emptied at once (the results on screen no longer match the controls); the
+        metrics table takes ``protocol``'s columns."""
         ui, c = self.ui, self.ui.c
-        out: dict = {c["metrics"]: views.metrics_rows({}, methods), c["curves"]: None}
+        out: dict = {c["metrics"]: views.metrics_rows({}, methods, protocol), c["curves"]: None}
         for m in methods:  # (the other methods' columns are hidden; cleared when they are chosen again)
             out.update({ui.keep[m]: None, ui.remove[m]: None, ui.keep_top[m]: "", ui.remove_top[m]: "",
                         ui.flip[m]: note})
@@ -320,7 +321,7 @@ class Handlers:
         try:
             view = session_view(session, **settings)
             if not cleared:  # (after Explain, its maps' message said all this)
-                yield {**self.cf_cleared(exp.methods), **self.status(PANEL_START, 0.15)}
+                yield {**self.cf_cleared(exp.methods, view.protocol), **self.status(PANEL_START, 0.15)}
             loaded = work.load(session["spec"])
             faith, shown, out = None, False, {}
             for part in work.analyse_stages(loaded, exp, view, early):
@@ -328,7 +329,8 @@ class Handlers:
                     log.info("counterfactual panel superseded by a newer run; stopped")
                     return
                 # rows only once a map is scored (before that they are the "scoring ..." rows already shown)
-                out = {c["metrics"]: views.metrics_rows(part.scored, exp.methods)} if part.scored else {}
+                out = ({c["metrics"]: views.metrics_rows(part.scored, exp.methods, view.protocol)} if part.scored
+                       else {})
                 if part.kept and not shown:  # the pictures travel once
                     out.update(self.cf_kept(part, exp, view))
                     shown = True

@@ -11,6 +11,7 @@ from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedMod
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import BASELINES, MethodResult
 from micam_core.permalink import build_query, example_index
+from micam_core.protocols import DEFAULT_PROTOCOL, get_protocol
 from micam_core.registry import FAMILIES
 from micam_core.view import AUTO_LAYER, TOP1, View
 
@@ -35,7 +36,8 @@ POPULAR_MODELS: list[tuple[str, str]] = [
     ("MaxViT-T (timm/maxvit_tiny_tf_224.in1k)", "timm/maxvit_tiny_tf_224.in1k"),
 ]
 TOP1_LABEL = "predicted class (top-1)"
-METRIC_HEADERS = list(metrics_table.HEADERS)
+METRIC_HEADERS = metrics_table.headers(get_protocol(DEFAULT_PROTOCOL))  # the table before any Explain
+METRIC_COLUMNS = len(metrics_table.HEADERS)  # the most any protocol shows
 
 
 def resolve_spec(choice: str | None, custom: str | None) -> str:
@@ -130,17 +132,20 @@ def label_dict(top: list[tuple[int, str, float]]) -> dict[str, float]:
     return out
 
 
-def metrics_rows(results: Mapping[str, MethodResult], methods: Sequence[str]) -> list[list[Any]]:
-    """Rows of the metrics table (see :data:`METRIC_HEADERS`): the methods, then the baselines; a map not
-    scored yet has its row, marked as being scored."""
+def metrics_rows(results: Mapping[str, MethodResult], methods: Sequence[str],
+                 protocol: str | None = None) -> dict[str, list]:
+    """The metrics table's value (``headers`` and ``data``): the columns of ``protocol`` (a name; None: every
+    column), a row per method, then the baselines; a map not scored yet has its row, marked as being scored."""
+    chosen = get_protocol(protocol) if protocol else None
+    heads = metrics_table.headers(chosen)
     rows = []
     for name in (*methods, *BASELINES):
         result = results.get(name)
         if result is None:
-            rows.append([METHOD_LABELS.get(name) or BASELINES[name], *(["scoring ..."] * (len(METRIC_HEADERS) - 1))])
+            rows.append([METHOD_LABELS.get(name) or BASELINES[name], *(["scoring ..."] * (len(heads) - 1))])
         else:
-            rows.append(metrics_table.row(result))
-    return rows
+            rows.append(metrics_table.row(result, chosen))
+    return {"headers": heads, "data": rows}
 
 
 def example_stem(path: str | None) -> str | None:

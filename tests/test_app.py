@@ -21,7 +21,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 import app  # noqa: E402
 from micam_app import handlers, work  # noqa: E402
 from micam_app.api import API_OVERLAYS_LAST  # noqa: E402
-from micam_core import load_model  # noqa: E402
+from micam_core import load_model, metrics_table  # noqa: E402
+from micam_core.protocols import get_protocol  # noqa: E402
 from micam_core.render import COLORMAPS  # noqa: E402
 
 CAT = ROOT / "examples" / "chelsea_cat.jpg"
@@ -230,7 +231,9 @@ def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatc
                                               opacity=0.5))
     session = out[app.UI.c["session"]]
     assert session["faith"].threshold == 0.7 and session["faith"].fill == "mean"
-    rows = out[app.UI.c["metrics"]]
+    table = out[app.UI.c["metrics"]]
+    assert table["headers"] == metrics_table.headers(get_protocol(session["view"].protocol))  # its columns only
+    rows = table["data"]
     assert [r[0] for r in rows][:3] == ["MI CAM", "Grad-CAM", "MI-Grad-CAM"] and len(rows) == len(METHODS) + 2
     files = out[app.UI.c["files"]]
     manifest = json.loads(Path([f for f in files if f.endswith("explanation.json")][0]).read_text())
@@ -292,9 +295,9 @@ def test_counterfactuals_stream_pairs_first_then_rows_then_curves(ui_session):
     assert first[c["status"]]["visible"] is True
     pairs = next(i for i, s in enumerate(steps) if any(s.get(ui.keep[m]) is not None for m in METHODS))
     assert all(steps[pairs][ui.keep[m]] is not None for m in METHODS)
-    assert all(row[1] == "scoring ..." for row in first[c["metrics"]])
+    assert all(row[1] == "scoring ..." for row in first[c["metrics"]]["data"])
     assert c["metrics"] not in steps[pairs], "pairs come before any metric (the rows shown stay as they are)"
-    scored = [sum(row[1] != "scoring ..." for row in s[c["metrics"]]) for s in steps if c["metrics"] in s]
+    scored = [sum(row[1] != "scoring ..." for row in s[c["metrics"]]["data"]) for s in steps if c["metrics"] in s]
     assert scored[-1] == len(METHODS) + 2 and scored == sorted(scored) and len(set(scored)) == len(METHODS) + 3
     curves = next(i for i, s in enumerate(steps) if s.get(c["curves"]) is not None)
     assert curves > pairs and steps[curves][c["status"]]["visible"] is False

@@ -17,6 +17,7 @@ from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from test_counterfactual import fake_explanation, quadrant_loaded, quadrant_map
 
+from micam_app.views import metrics_rows
 from micam_core import METHODS, REGISTRY, MicamError, analyse, explain, imputation
 from micam_core.cost import extra_passes
 from micam_core.counterfactual import pixels_of
@@ -163,6 +164,10 @@ def test_analyse_road_protocol_on_a_tiny_model():
     assert "ROAD MoRF" in terminal and "deletion AUC" not in terminal and NOT_RUN not in terminal
     rise = analyse(loaded, fake_explanation(loaded, quadrant_map()), protocol="rise", baselines=False)
     assert "deletion AUC" in text(rise) and "ROAD" not in text(rise).split("\n", 1)[1]
+    page = metrics_rows(faith.results, ("micam",), "road")  # the app's table: the protocol's columns too
+    assert "ROAD combined (LeRF-MoRF)/2 (higher better)" in page["headers"] and not any(
+        "Deletion" in h or "Insertion" in h for h in page["headers"])
+    assert all(len(r) == len(page["headers"]) and NOT_RUN not in r for r in page["data"])
     same = road_scores(loaded, fake_explanation(loaded, quadrant_map()), "micam", "morf")
     np.testing.assert_allclose(same, micam.morf, atol=1e-6)
 
