@@ -20,6 +20,7 @@ CAT = EXAMPLES / "chelsea_cat.jpg"
 STEPS = 2
 MAX_REQUEST_MB = 600  # peak above the steady state, per request
 MAX_LEFT_MB = 50  # RSS left behind by a refused model load
+MAX_LEFT_BUILT_MB = 90  # ... by one refused after it was built: half its 180 MB (see that test)
 MAX_REFUSAL_S = 5.0
 
 
@@ -81,21 +82,37 @@ def test_uncached_large_models_are_refused_at_once_and_leave_nothing(client, war
 
 @pytest.mark.slow
 def test_a_refused_load_of_a_built_model_leaves_nothing(client, warm, monkeypatch):
-    """A model refused after it was built (over the limit by its module size) is freed at once."""
+    """A model refused after it was built (over the limit by its module size) is freed at once: no reference to
+    it or to any of its tensors survives, and the server's RSS falls back by far more than the model's size.
+
+    RSS alone is not the judge: in a server that has served the whole test session, the allocator may keep some
+    freed pages (57 MB in two full runs, while under 50 MB alone), so its bound is half the model's size; a
+    model kept alive fails both checks.
+    """
+    import weakref
+
     import timm
 
     from micam_core import sources
 
+    built: list[weakref.ref] = []
+
+    def build(*args, **kwargs):
+        model = timm.create_model("resnet50", pretrained=False, num_classes=20000)
+        built.extend(weakref.ref(x) for x in (model, *model.parameters()))
+        return model, None
+
     monkeypatch.setenv("MICAM_MAX_MODEL_MB", "100")
-    monkeypatch.setattr(sources, "create_from_spec",  # 180 MB of weights, past every check before the build
-                        lambda *a, **k: (timm.create_model("resnet50", pretrained=False, num_classes=20000), None))
+    monkeypatch.setattr(sources, "create_from_spec", build)  # 180 MB of weights, past every check before the build
     with pytest.raises(Exception, match="the limit here is 100 MB"):  # warms the code paths a refusal imports
         call(client, CAT, "timm/built-then-refused")
     steady = steady_rss_mb()
     with pytest.raises(Exception, match="the limit here is 100 MB"):
         call(client, CAT, "timm/built-then-refused")
+    alive = [ref for ref in built if ref() is not None]
+    assert not alive, f"{len(alive)} of the refused models' {len(built)} objects are still referenced"
     left = left_behind_mb(steady)
-    assert left < MAX_LEFT_MB, f"{left:.0f} MB left behind"
+    assert left < MAX_LEFT_BUILT_MB, f"{left:.0f} MB left behind"
 
 
 def test_offline_refusal_happens_before_anything_is_built(monkeypatch):
