@@ -277,9 +277,11 @@ class Handlers:
 
     def cf_cleared(self, methods: tuple[str, ...], protocol: str, note: str = text.UPDATING) -> dict:
         """The counterfactual panel emptied at once (the results on screen no longer match the controls); the
-        metrics table takes ``protocol``'s columns."""
+        metrics table takes ``protocol``'s columns. The table and the curves show (hidden until the first
+        explanation)."""
         ui, c = self.ui, self.ui.c
-        out: dict = {c["metrics"]: views.metrics_rows({}, methods, protocol), c["curves"]: None}
+        out: dict = {c["metrics"]: views.metrics_rows({}, methods, protocol), c["curves"]: None,
+                     c["cf_results"]: gr.update(visible=True)}
         for m in methods:  # (the other methods' columns are hidden; cleared when they are chosen again)
             out.update({ui.keep[m]: None, ui.remove[m]: None, ui.keep_top[m]: "", ui.remove_top[m]: "",
                         ui.flip[m]: note})

@@ -165,14 +165,18 @@ def counterfactual_panel(ui: UI) -> None:
                                                 elem_id=f"remove-{m}", elem_classes="cf-img", format=CF_FORMAT)
                         ui.remove_top[m] = gr.Markdown(elem_id=f"remove-top-{m}", elem_classes="note top")
             ui.cf_cols[m] = col
-    gr.Markdown("### Faithfulness metrics (with baselines)", elem_classes="panel-title")
-    gr.Markdown("Scroll the table sideways for every column.", elem_id="metrics-hint", elem_classes="note")
-    c["metrics"] = gr.Dataframe(headers=views.METRIC_HEADERS, show_label=False, interactive=False, wrap=True,
-                                column_widths=["190px", *["120px"] * (views.METRIC_COLUMNS - 1)],
-                                elem_id="metrics")
-    gr.Markdown("### Curves of the protocol (deletion and insertion, or ROAD)", elem_classes="panel-title")
-    c["curves"] = gr.Image(label="Deletion and insertion curves", show_label=False, type="pil", format="png",
-                           interactive=False, buttons=["download", "fullscreen"], elem_id="curves")
+    # Hidden until the first explanation (Handlers.cf_cleared shows them): an empty table and plot say nothing,
+    # and the page opens sooner without them.
+    with gr.Column(visible=False, elem_id="cf-results") as results:
+        gr.Markdown("### Faithfulness metrics (with baselines)", elem_classes="panel-title")
+        gr.Markdown("Scroll the table sideways for every column.", elem_id="metrics-hint", elem_classes="note")
+        c["metrics"] = gr.Dataframe(headers=views.METRIC_HEADERS, show_label=False, interactive=False, wrap=True,
+                                    column_widths=["190px", *["120px"] * (views.METRIC_COLUMNS - 1)],
+                                    elem_id="metrics")
+        gr.Markdown("### Curves of the protocol (deletion and insertion, or ROAD)", elem_classes="panel-title")
+        c["curves"] = gr.Image(label="Deletion and insertion curves", show_label=False, type="pil", format="png",
+                               interactive=False, buttons=["download", "fullscreen"], elem_id="curves")
+    c["cf_results"] = results
 
 
 # Greys out (and disables) the selector's methods that cannot run here, whenever the choices are redrawn.
@@ -253,15 +257,15 @@ def wire(ui: UI, h: Handlers) -> None:
     status = {c["status"], c["cancel_btn"]}
     model_inputs = [c["model_choice"], c["custom_spec"], c["layer"], c["target"], c["methods"]]
     model_outputs = {c[k] for k in ("model_info", "alert", "layer", "target", "shown_spec", "methods")} | status
-    work_events = []
-    for trigger in (c["model_choice"].input, c["custom_spec"].submit):
-        work_events.append(trigger(h.on_model, model_inputs, model_outputs, **hidden))
+    # One event per action, whatever triggers it: the page's start-up work grows with events x components.
+    work_events = [gr.on([c["model_choice"].input, c["custom_spec"].submit], h.on_model, model_inputs, model_outputs,
+                         **hidden)]
 
     panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
              *ui.flip.values()]
     # always_last: a new run waits for the one still going (which stops early: Handlers.supersede), never dropped
-    cf_outputs = {*panel, *status, *(c[k] for k in ("metrics", "curves", "files", "session", "link_query", "alert",
-                                                     "marks"))}
+    cf_outputs = {*panel, *status, *(c[k] for k in ("metrics", "curves", "cf_results", "files", "session",
+                                                     "link_query", "alert", "marks"))}
     cf = {"fn": h.on_counterfactuals, "inputs": [c["session"]], "inputs_kwargs": setting_widgets(c, *PANEL_STAGES),
           **hidden, "trigger_mode": "always_last", "outputs": cf_outputs}
     # Explain: the maps, then the counterfactual panel in the same event (one round trip; marks from the handler)
@@ -284,33 +288,24 @@ def wire(ui: UI, h: Handlers) -> None:
     work_events.append(c["explain_btn"].click(h.on_explain_all, explain_inputs, explain_outputs,
                                               inputs_kwargs=setting_widgets(c), trigger_mode="always_last", **hidden))
     explain_widgets = [w for name, w in setting_widgets(c, "explain").items() if name not in OWN_EVENTS]
-    for trigger in (c["image"].change, *(w.input for w in (c["model_choice"], c["layer"], c["target"],
-                                                           *explain_widgets))):
-        trigger(None, js=mark("pending", "maps", "cf"), **PRIVATE)  # the maps no longer match: press Explain
-    c["custom_spec"].submit(None, js=mark("pending", "maps", "cf"), **PRIVATE)
+    gr.on([c["image"].change, c["custom_spec"].submit,
+           *(w.input for w in (c["model_choice"], c["layer"], c["target"], *explain_widgets))],
+          None, js=mark("pending", "maps", "cf"), **PRIVATE)  # the maps no longer match: press Explain
 
     restyle_out = {*ui.overlays.values(), c["cbar"], c["files"], c["link_query"]}
-    for widget in display.values():
-        widget.change(h.on_restyle, [c["session"]], restyle_out, inputs_kwargs=display, trigger_mode="always_last",
-                      **hidden)
-    c["upsampling"].input(None, js=mark("updating", "cf"), **PRIVATE)
+    gr.on([w.change for w in display.values()], h.on_restyle, [c["session"]], restyle_out, inputs_kwargs=display,
+          trigger_mode="always_last", **hidden)
+    # The visitor's own changes only: a value set by a handler (a link, a protocol) brings its own panel run.
+    # A slider recomputes when let go; while it moves, the results on screen are stale.
+    panel_widgets = [w for name, w in setting_widgets(c, "counterfactual").items() if name not in OWN_EVENTS]
+    new_panel = [w.release if isinstance(w, gr.Slider) else w.input for w in panel_widgets]
+    gr.on([c["upsampling"].input, c["protocol"].input, *new_panel], None, js=mark("updating", "cf"), **PRIVATE)
     # the visitor's own change only: a link's upsampling is explained by the link's own run
     then_counterfactuals(c["upsampling"].input(h.on_upsampling, [c["session"], c["upsampling"]],
                                                 {*ui.overlays.values(), c["note"], c["session"]},
                                                 inputs_kwargs=display, **hidden))
-    new_panel = []
-    for name, widget in setting_widgets(c, "counterfactual").items():
-        if name in OWN_EVENTS:
-            continue
-        slides = isinstance(widget, gr.Slider)  # a slider recomputes when let go; while it moves, results are stale
-        # the visitor's own changes only: a value set by a handler (a link, a protocol) brings its own panel run
-        trigger = widget.release if slides else widget.input
-        trigger(None, js=mark("updating", "cf"), **PRIVATE)
-        new_panel.append(trigger)
-        work_events.append(trigger(**cf))
-        if slides:
-            widget.input(None, js=mark("pending", "cf"), **PRIVATE)
-    c["protocol"].input(None, js=mark("updating", "cf"), **PRIVATE)  # its threshold, fill and steps, then the panel
+    work_events.append(gr.on(new_panel, **cf))
+    gr.on([w.input for w in panel_widgets if isinstance(w, gr.Slider)], None, js=mark("pending", "cf"), **PRIVATE)
     brought = {c[name] for name in PROTOCOL_SETTINGS if name in c}
     chosen = c["protocol"].input(h.on_protocol, [c["protocol"]], brought, **hidden)
     work_events.extend([chosen, chosen.success(**cf)])
@@ -334,8 +329,7 @@ def wire(ui: UI, h: Handlers) -> None:
     c["layer"].change(h.on_methods_layer, [c["shown_spec"], c["layer"], c["methods"]], {c["methods"]}, **hidden)
     # A new explanation or new panel settings: a panel still being computed for the old ones stops after its
     # current stage, and the new run (deferred until then: always_last) takes its place.
-    for trigger in (c["upsampling"].input, c["protocol"].input, *new_panel):
-        trigger(h.supersede, None, None, queue=False, **hidden)
+    gr.on([c["upsampling"].input, c["protocol"].input, *new_panel], h.supersede, None, None, queue=False, **hidden)
     c["cancel_btn"].click(h.on_cancel, None, {*status, c["alert"]}, cancels=work_events,
                           js=mark("pending", "maps", "cf"), **PRIVATE)
 
