@@ -197,9 +197,11 @@ def target_rows(handler: list[dict], browser: dict | None) -> list[str]:
         for key, since in (("controls", "first contentful paint"), ("controls_dcl", "DOMContentLoaded")):
             pairs = browser[key]
             wall = statistics.median(w for w, _ in pairs)
-            met = "yes" if wall <= TARGETS["controls"] else "**no**"
+            judged = key in TARGETS  # (after DOMContentLoaded: for reference, no target)
+            target = f"<= {TARGETS[key]:g} s" if judged else "-"
+            met = ("yes" if wall <= TARGETS[key] else "**no**") if judged else "-"
             rows.append(f"| controls ready (layer, class, methods) after the {since} ({len(pairs)} loads) "
-                        f"| Chromium | {wall:.2f} s | - | - | <= 1 s | {met} |")
+                        f"| Chromium | {wall:.2f} s | - | - | {target} | {met} |")
         for key, what in (("click_maps", "maps"), ("click_first", "every method's keep/remove predictions")):
             wall = statistics.median(w for w, _ in browser[key])
             rows.append(f"| Explain clicked -> {what} on screen (no target) | Chromium | {wall:.2f} s "

@@ -33,9 +33,9 @@ OWN_EVENTS = ("upsampling", "protocol")  # setting widgets with their own handle
 log = logging.getLogger("micam_app")
 
 
-def slider(name: str, elem_id: str) -> gr.Slider:
+def slider(name: str, elem_id: str, info: str | None = None) -> gr.Slider:
     s = SETTINGS[name]
-    return gr.Slider(s.minimum, s.maximum, value=s.default, step=s.step, label=s.label, elem_id=elem_id)
+    return gr.Slider(s.minimum, s.maximum, value=s.default, step=s.step, label=s.label, info=info, elem_id=elem_id)
 
 
 def overlay_title(method: str) -> str:
@@ -146,7 +146,7 @@ def counterfactual_panel(ui: UI) -> None:
         c["threshold"] = slider("threshold", "threshold")
         c["fill"] = gr.Radio(choices=list(SETTINGS["fill"].choices), value=SETTINGS["fill"].default,
                              label=SETTINGS["fill"].label, elem_id="fill")
-        c["steps"] = slider("steps", "steps")
+        c["steps"] = slider("steps", "steps", info="ROAD does not use it: it removes fixed fractions")
     with gr.Row(equal_height=False, elem_classes="method-row"):
         for m in METHODS:
             with gr.Column(min_width=260, visible=m in DEFAULT_METHODS, elem_id=f"cf-{m}",
@@ -313,8 +313,7 @@ def wire(ui: UI, h: Handlers) -> None:
     link_restored = {*setting_widgets(c).values(), *(c[k] for k in ("model_choice", "custom_spec", "image",
                                                                    "link_alert", "link_state"))}
     link_explain_in = [c[k] for k in ("link_state", "image", "model_choice", "custom_spec")]
-    c["demo_load"](None, None, None, js=DISABLE_JS, **PRIVATE)
-    c["demo_load"](None, None, None, js=OPEN_LINK_JS, **PRIVATE)
+    c["demo_load"](None, None, None, js=f"() => {{ ({DISABLE_JS})(); return ({OPEN_LINK_JS})(); }}", **PRIVATE)
     opened = c["link_open"].click(p.on_link, [c["model_choice"], c["link_query"]], link_restored, js=QUERY_JS,
                                   **hidden).then(
         p.on_link_model, [c["link_state"], *model_inputs, c["shown_spec"]], model_outputs, **hidden)
