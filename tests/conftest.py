@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # must precede the first import of huggingface_hub
 # An empty Hugging Face cache of the test session's own, filled by the fixtures below.
@@ -101,10 +102,17 @@ def server_url():
     close(app.demo)
 
 
-def close(demo) -> None:
-    """``demo.close()``, once more if it lost a race: Gradio sets its asyncio stop event from this thread while the
-    server's loop may be changing the event's waiters ("deque mutated during iteration", seen once in a full run).
-    The flag is set by then, so the second call goes on to shut the server down."""
+def close(demo, drain_s: float = 300.0) -> None:
+    """``demo.close()`` once the queue's running jobs are done, and once more if it lost a race.
+
+    A job still computing (a browser test's last panel, say) runs in one of Gradio's daemon threads; if the
+    interpreter exits under it, torch's teardown can abort the process ("terminate called without an active
+    exception", exit status 134 after every test passed). Gradio sets its asyncio stop event from this thread
+    while the server's loop may be changing the event's waiters ("deque mutated during iteration", seen once in
+    a full run); the flag is set by then, so the second call goes on to shut the server down."""
+    queue, deadline = getattr(demo, "_queue", None), time.monotonic() + drain_s
+    while queue is not None and any(job is not None for job in queue.active_jobs) and time.monotonic() < deadline:
+        time.sleep(0.1)
     try:
         demo.close()
     except RuntimeError:
