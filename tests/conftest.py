@@ -107,9 +107,10 @@ def close(demo, drain_s: float = 300.0) -> None:
 
     A job still computing (a browser test's last panel, say) runs in one of Gradio's daemon threads; if the
     interpreter exits under it, the process can abort in its C++ teardown ("terminate called without an active
-    exception", exit status 134 after every test passed: seen in 4 of 12 runs of the link browser tests). Gradio sets its asyncio stop event from this thread
-    while the server's loop may be changing the event's waiters ("deque mutated during iteration", seen once in
-    a full run); the flag is set by then, so the second call goes on to shut the server down."""
+    exception", exit status 134 after every test passed: seen in 4 of 12 runs of the link browser tests).
+    Gradio sets its asyncio stop event from this thread while the server's loop may be changing the event's
+    waiters ("deque mutated during iteration", seen once in a full run); the flag is set by then, so the second
+    call goes on to shut the server down."""
     queue, deadline = getattr(demo, "_queue", None), time.monotonic() + drain_s
     while queue is not None and any(job is not None for job in queue.active_jobs) and time.monotonic() < deadline:
         time.sleep(0.1)
