@@ -120,6 +120,15 @@ def handler_panel(session: dict, floor: Floor) -> dict[str, tuple[float, float]]
     raise RuntimeError("the panel ended without curves")
 
 
+def opened(browser, url: str, height: int):
+    """A page of ``url`` in a fresh browser context at 1366 x ``height``, timed by TIMING_JS, its controls ready."""
+    page = browser.new_page(viewport={"width": 1366, "height": height})
+    page.add_init_script(f"({TIMING_JS})({list(DEFAULT_METHODS)!r})")
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function("() => window.__t && window.__t.controls", timeout=60_000)
+    return page
+
+
 def page_loads(url: str, loads: int) -> dict[str, list[tuple[float, float]]]:
     """Page loads only (a fresh browser context each, so nothing cached): controls ready after the first
     contentful paint and after DOMContentLoaded. One load is cheap and noisy; the target is their median."""
@@ -130,10 +139,7 @@ def page_loads(url: str, loads: int) -> dict[str, list[tuple[float, float]]]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             for _ in range(loads):
-                page = browser.new_page(viewport={"width": 1366, "height": 900})
-                page.add_init_script(f"({TIMING_JS})({list(DEFAULT_METHODS)!r})")
-                page.goto(url, wait_until="domcontentloaded")
-                page.wait_for_function("() => window.__t && window.__t.controls", timeout=60_000)
+                page = opened(browser, url, 900)
                 paint, t = page.evaluate(PAINT_JS), page.evaluate("window.__t")
                 first_paint = paint.get("first-contentful-paint", paint.get("first-paint"))
                 out["controls"].append(((t["controls"] - first_paint) / 1000, 1.0))
@@ -153,10 +159,7 @@ def browser_runs(url: str, image: Path, runs: int, floor: Floor) -> dict[str, li
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             for _ in range(runs):
-                page = browser.new_page(viewport={"width": 1366, "height": 3000})  # everything in view
-                page.add_init_script(f"({TIMING_JS})({list(DEFAULT_METHODS)!r})")
-                page.goto(url, wait_until="domcontentloaded")
-                page.wait_for_function("() => window.__t && window.__t.controls", timeout=60_000)
+                page = opened(browser, url, 3000)  # everything in view
                 page.locator("#input-image input[type=file]").set_input_files(str(image))
                 expect(page.locator("#input-image img").first).to_be_visible(timeout=30_000)
                 floor.reset()

@@ -38,6 +38,12 @@ def slider(name: str, elem_id: str, info: str | None = None) -> gr.Slider:
     return gr.Slider(s.minimum, s.maximum, value=s.default, step=s.step, label=s.label, info=info, elem_id=elem_id)
 
 
+def steps_unused_note() -> str:
+    """The steps slider's note: the protocols that draw no deletion or insertion curve do not use it."""
+    names = [p.label.split(":")[0] for p in PROTOCOLS.values() if not (p.has("deletion") or p.has("insertion"))]
+    return f"{' and '.join(names)} does not use it" if names else ""
+
+
 def overlay_title(method: str) -> str:
     """The title above a method's overlay (Markdown: it wraps, so it is never cut)."""
     return f"**{METHOD_LABELS[method]}**" + ("" if REGISTRY[method].class_specific else " · class-agnostic")
@@ -146,7 +152,7 @@ def counterfactual_panel(ui: UI) -> None:
         c["threshold"] = slider("threshold", "threshold")
         c["fill"] = gr.Radio(choices=list(SETTINGS["fill"].choices), value=SETTINGS["fill"].default,
                              label=SETTINGS["fill"].label, elem_id="fill")
-        c["steps"] = slider("steps", "steps", info="ROAD does not use it: it removes fixed fractions")
+        c["steps"] = slider("steps", "steps", info=steps_unused_note())
     with gr.Row(equal_height=False, elem_classes="method-row"):
         for m in METHODS:
             with gr.Column(min_width=260, visible=m in DEFAULT_METHODS, elem_id=f"cf-{m}",
