@@ -8,8 +8,6 @@ other entrance. The session state holds this visitor's last explanation: ``{"spe
 
 from __future__ import annotations
 
-import base64
-import io
 import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -26,7 +24,7 @@ from micam_core.render import colorbar, curves_figure, overlay
 from micam_core.report import build_report
 from micam_core.view import View, checked, part
 
-from . import text, views, work
+from . import pairs, text, views, work
 from .runs import Runs
 
 log = logging.getLogger("micam_app")
@@ -42,12 +40,7 @@ class UI:
 
     overlays: dict[str, Any] = field(default_factory=dict)  # method -> gr.Image
     overlay_cols: dict[str, Any] = field(default_factory=dict)
-    cf_cols: dict[str, Any] = field(default_factory=dict)
-    keep: dict[str, Any] = field(default_factory=dict)
-    remove: dict[str, Any] = field(default_factory=dict)
-    keep_top: dict[str, Any] = field(default_factory=dict)
-    remove_top: dict[str, Any] = field(default_factory=dict)
-    flip: dict[str, Any] = field(default_factory=dict)
+    pairs: dict[str, Any] = field(default_factory=dict)  # method -> its counterfactual block (pairs.py)
     c: dict[str, Any] = field(default_factory=dict)  # single components by name
 
 
@@ -69,10 +62,8 @@ def fail(err: Exception, for_page: bool = True) -> gr.Error:
 
 def colorbar_html(cmap: str) -> str:
     """The colour bar of ``cmap`` (a checked value) as an inline image."""
-    buf = io.BytesIO()
-    colorbar(cmap, width=512, height=14).save(buf, format="PNG")
-    data = base64.b64encode(buf.getvalue()).decode()
-    return (f'<div class="cbar"><span>low</span><img alt="colour bar ({cmap})" src="data:image/png;base64,{data}">'
+    data = pairs.data_uri(colorbar(cmap, width=512, height=14), "PNG")
+    return (f'<div class="cbar"><span>low</span><img alt="colour bar ({cmap})" src="{data}">'
             "<span>high</span></div>")
 
 
@@ -263,7 +254,7 @@ class Handlers:
         out = {}
         for m in METHODS:
             out[self.ui.overlay_cols[m]] = gr.update(visible=m in chosen)
-            out[self.ui.cf_cols[m]] = gr.update(visible=m in chosen)
+            out[self.ui.pairs[m]] = gr.update(visible=m in chosen)
         return out
 
     # --- counterfactuals --------------------------------------------------------------------------
@@ -282,9 +273,8 @@ class Handlers:
         ui, c = self.ui, self.ui.c
         out: dict = {c["metrics"]: views.metrics_rows({}, methods, protocol), c["curves"]: None,
                      c["cf_results"]: gr.update(visible=True)}
-        for m in methods:  # (the other methods' columns are hidden; cleared when they are chosen again)
-            out.update({ui.keep[m]: None, ui.remove[m]: None, ui.keep_top[m]: "", ui.remove_top[m]: "",
-                        ui.flip[m]: note})
+        for m in methods:  # (the other methods' blocks are hidden; cleared when they are chosen again)
+            out[ui.pairs[m]] = pairs.pair_html(m, note=note)
         return out
 
     def cf_kept(self, part: work.Partial, exp: Any, view: View) -> dict:
@@ -292,11 +282,8 @@ class Handlers:
         ui = self.ui
         out: dict = {}
         for m, kept in part.kept.items():
-            if m in ui.keep:
-                out.update({ui.keep[m]: kept.keep_image, ui.remove[m]: kept.remove_image,
-                            ui.keep_top[m]: text.top_line("Kept", kept.top_keep),
-                            ui.remove_top[m]: text.top_line("Removed", kept.top_remove),
-                            ui.flip[m]: text.flip_markdown(kept, exp.target_label, view.threshold)})
+            if m in ui.pairs:
+                out[ui.pairs[m]] = pairs.pair_html(m, kept, exp.target_label, view.threshold)
         return out
 
     def on_counterfactuals(self, session: dict | None, request: gr.Request | None = None,

@@ -21,14 +21,11 @@ from micam_core import (
 from micam_core.fields import UPSAMPLING_MODES
 from micam_core.protocols import PROTOCOL_SETTINGS, PROTOCOLS
 
-from . import agent, api, page, params_panel, sanity_panel, streaming, text, views, work
+from . import agent, api, page, pairs, params_panel, sanity_panel, streaming, text, views, work
 from .handlers import PANEL_STAGES, PRIVATE, UI, Handlers, colorbar_html, setting_widgets
 from .paper import PaperHandlers
 
 EXAMPLES = [str(p) for p in views.EXAMPLES.values()]
-# Keep/remove photos travel as JPEG: 6 of them before any metric, and JPEG encodes about 25x faster than WebP
-# (Gradio's default) on this CPU, at a similar size (overlays and curves stay PNG: downloads, line art).
-CF_FORMAT = "jpeg"
 OWN_EVENTS = ("upsampling", "protocol")  # setting widgets with their own handler (wired by name below)
 log = logging.getLogger("micam_app")
 
@@ -154,23 +151,9 @@ def counterfactual_panel(ui: UI) -> None:
                              label=SETTINGS["fill"].label, elem_id="fill")
         c["steps"] = slider("steps", "steps", info=steps_unused_note())
     with gr.Row(equal_height=False, elem_classes="method-row"):
-        for m in METHODS:
-            with gr.Column(min_width=260, visible=m in DEFAULT_METHODS, elem_id=f"cf-{m}",
-                           elem_classes="method-col") as col:
-                gr.Markdown(f"### {METHOD_LABELS[m]}", elem_classes="method-title")
-                ui.flip[m] = gr.Markdown(elem_id=f"flip-{m}", elem_classes="note flip")
-                with gr.Row(elem_classes="pair"):
-                    with gr.Column(min_width=110):
-                        ui.keep[m] = gr.Image(label="Keep region", show_label=False, type="pil", interactive=False,
-                                              height=170, buttons=["fullscreen"], elem_id=f"keep-{m}",
-                                              elem_classes="cf-img", format=CF_FORMAT)
-                        ui.keep_top[m] = gr.Markdown(elem_id=f"keep-top-{m}", elem_classes="note top")
-                    with gr.Column(min_width=110):
-                        ui.remove[m] = gr.Image(label="Remove region", show_label=False, type="pil",
-                                                interactive=False, height=170, buttons=["fullscreen"],
-                                                elem_id=f"remove-{m}", elem_classes="cf-img", format=CF_FORMAT)
-                        ui.remove_top[m] = gr.Markdown(elem_id=f"remove-top-{m}", elem_classes="note top")
-            ui.cf_cols[m] = col
+        for m in METHODS:  # one block per method (see pairs.py): the page opens sooner with fewer components
+            ui.pairs[m] = gr.HTML(pairs.pair_html(m), visible=m in DEFAULT_METHODS, min_width=260, elem_id=f"cf-{m}",
+                                  elem_classes="method-col", js_on_load=pairs.FULLSCREEN_JS, padding=False)
     # Hidden until the first explanation (Handlers.cf_cleared shows them): an empty table and plot say nothing,
     # and the page opens sooner without them.
     with gr.Column(visible=False, elem_id="cf-results") as results:
@@ -257,7 +240,7 @@ def wire(ui: UI, h: Handlers) -> None:
     c = ui.c
     p = PaperHandlers(h)
     # The status bar is the one progress indicator. Gradio's page still refreshes the loading status of each of
-    # an event's progress targets (its outputs, by default) on every streamed message: with Explain's 218 outputs,
+    # an event's progress targets (its outputs, by default) on every streamed message: with Explain's 218 outputs then,
     # about 0.4 s a message. One hidden target instead (the marks box) makes that a few milliseconds.
     hidden = {**PRIVATE, "show_progress": "hidden", "show_progress_on": [c["marks"]]}
     status = {c["status"], c["cancel_btn"]}
@@ -267,15 +250,13 @@ def wire(ui: UI, h: Handlers) -> None:
     work_events = [gr.on([c["model_choice"].input, c["custom_spec"].submit], h.on_model, model_inputs, model_outputs,
                          **hidden)]
 
-    panel = [*ui.keep.values(), *ui.remove.values(), *ui.keep_top.values(), *ui.remove_top.values(),
-             *ui.flip.values()]
     # always_last: a new run waits for the one still going (which stops early: Handlers.supersede), never dropped
-    cf_outputs = {*panel, *status, *(c[k] for k in ("metrics", "curves", "cf_results", "files", "session",
+    cf_outputs = {*ui.pairs.values(), *status, *(c[k] for k in ("metrics", "curves", "cf_results", "files", "session",
                                                      "link_query", "alert", "marks"))}
     cf = {"fn": h.on_counterfactuals, "inputs": [c["session"]], "inputs_kwargs": setting_widgets(c, *PANEL_STAGES),
           **hidden, "trigger_mode": "always_last", "outputs": cf_outputs}
     # Explain: the maps, then the counterfactual panel in the same event (one round trip; marks from the handler)
-    explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *ui.cf_cols.values(), *cf_outputs,
+    explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *cf_outputs,
                        *(c[k] for k in ("note", "predictions", "cbar", "model_info", "layer", "target", "methods",
                                         "shown_spec", "link_note"))}
     explain_inputs = [c[k] for k in ("image", "model_choice", "custom_spec", "layer", "target", "shown_spec",

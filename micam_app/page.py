@@ -19,17 +19,22 @@ CSS = """
 .cbar img {flex: 1; height: 14px; min-width: 0; border-radius: 3px;}
 #alert, #link-alert {border: 1px solid #e4a11b; background: rgba(228, 161, 27, 0.12); border-radius: 8px;
                      padding: 0.6rem 0.9rem;}
-.method-title h3 {margin: 0.2rem 0;}
 .panel-title p, .panel-title h3 {margin: 0.1rem 0; overflow-wrap: anywhere;}
-.flip {min-height: 2.4em;}
 .note {font-size: 0.9rem; opacity: 0.85;}
-.top p {margin: 0; font-size: 0.82rem; overflow-wrap: anywhere;}
 #explain-btn {min-height: 48px; font-size: 1.05rem;}
 footer {display: none !important;}
 .method-row {flex-wrap: wrap !important;}
 .method-row > .method-col {flex: 1 1 calc(33.33% - var(--layout-gap, 16px)) !important; min-width: 200px !important;}
-.pair {flex-wrap: nowrap !important; gap: 8px !important;}
-.pair > div {min-width: 0 !important;}
+/* each method's counterfactual block (pairs.py): title, verdict, keep and remove photos with their top classes */
+.method-col .method-title {margin: 0.2rem 0; font-size: 1.15rem; font-weight: 600;}
+.method-col .flip {min-height: 2.4em; margin: 0.3rem 0 0.5rem;}
+.pair {display: flex; gap: 8px;}
+.cf-side {flex: 1 1 0; min-width: 0; margin: 0;}
+.cf-img {height: 170px; display: flex; align-items: center; justify-content: center; overflow: hidden;
+         background: var(--block-background-fill); border: 1px solid var(--block-border-color);
+         border-radius: var(--block-radius);}
+.cf-photo {max-width: 100%; max-height: 100%; object-fit: contain; cursor: zoom-in;}
+.cf-side .top {margin: 0.35rem 0 0; font-size: 0.82rem; overflow-wrap: anywhere;}
 /* the one progress indicator: a bar that stays at the top of the window while work runs, with Cancel */
 #status-bar {position: fixed; top: 0.6rem; left: 50%; transform: translateX(-50%); z-index: 1000;
              width: min(760px, calc(100vw - 1.2rem)); flex-wrap: nowrap !important; align-items: center !important;

@@ -5,13 +5,10 @@ from __future__ import annotations
 import html
 
 from micam_core import METHOD_LABELS, REGISTRY, Explanation, LoadedModel
-from micam_core.analysis import KeepRemove
-from micam_core.counterfactual import MethodResult
 from micam_core.errors import shorten
 from micam_core.maps import PAPER_SMOOTHING
 from micam_core.permalink import echo
 from micam_core.registry import display_mode
-from micam_core.verdict import removal_sentence
 
 PAPER_URL = "https://arxiv.org/abs/2507.09092"
 
@@ -83,12 +80,6 @@ def alert(message: str) -> str:
     return f"**Could not finish:** {md(message, 400)}"
 
 
-def flip_markdown(result: KeepRemove | MethodResult, target_label: str, threshold: float) -> str:
-    """What removing the map's region did to the target class (a flip only when the target was top-1)."""
-    return removal_sentence(result, target_label, threshold, name=lambda label: f"*{md(label)}*",
-                            strong=lambda word: f"**{word}**")
-
-
 def methods_table() -> str:
     """The registry as a Markdown table: label, class-specific, formula, paper, display upsampling."""
     rows = ["| Method | Class-specific | Map | Upsampling | Paper |", "|---|---|---|---|---|"]
@@ -99,7 +90,7 @@ def methods_table() -> str:
     return "\n".join(rows)
 
 
-UPDATING = "*Updating ...*"
+UPDATING = "Updating ..."  # plain text: shown in the counterfactual blocks (pairs.py)
 CANCELLED = "**Cancelled.** What is on screen may not match the controls: press Explain to run again."
 
 
@@ -111,11 +102,6 @@ def status_html(message: str, done: float | None = None) -> str:
 
 def method_list(methods: tuple[str, ...]) -> str:
     return ", ".join(METHOD_LABELS[m] for m in methods)
-
-
-def top_line(title: str, top: list[tuple[int, str, float]], k: int = 3) -> str:
-    """E.g. ``**Kept:** tabby 62% · tiger cat 21% · Egyptian cat 9%``."""
-    return f"**{title}:** " + " · ".join(f"{md(name, 40)} {100 * p:.0f}%" for _, name, p in top[:k])
 
 
 LINK_NOTE = "The link holds the model, layer, target, methods, settings, and the image when it is an example."

@@ -19,7 +19,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
-from micam_app import handlers, work  # noqa: E402
+from micam_app import handlers, pairs, work  # noqa: E402
 from micam_app.api import API_OVERLAYS_LAST  # noqa: E402
 from micam_core import load_model, metrics_table  # noqa: E402
 from micam_core.protocols import get_protocol  # noqa: E402
@@ -151,6 +151,18 @@ def test_bad_model_spec_gives_readable_error(client, spec, words):
     check_result(call_explain(client, CAT, steps=8))  # the server keeps serving
 
 
+def photos(block: str) -> list:
+    """The photos inside a counterfactual block's HTML (its data URIs, decoded)."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    found = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', block)
+    return [Image.open(io.BytesIO(base64.b64decode(data))) for data in found]
+
+
 def test_local_models_refused_for_visitors(client, tmp_path, monkeypatch):
     monkeypatch.delenv("MICAM_ALLOW_LOCAL_MODELS", raising=False)
     with pytest.raises(Exception) as excinfo:
@@ -240,7 +252,7 @@ def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatc
     assert manifest["methods"]["gradcam"]["settings"]["threshold"] == 0.7
     assert manifest["schema_version"] == 2
     for m in METHODS:
-        assert out[app.UI.keep[m]].size == ui_session["exp"].crop.size
+        assert [p.size for p in photos(out[app.UI.pairs[m]])] == [ui_session["exp"].crop.size] * 2
 
 
 def test_bad_ui_settings_are_refused_before_model_work(monkeypatch):
@@ -291,16 +303,16 @@ def test_counterfactuals_stream_pairs_first_then_rows_then_curves(ui_session):
     steps = list(app.HANDLERS.on_counterfactuals(session, threshold=0.55, fill="black", steps=4, cmap="jet",
                                                       opacity=0.5))
     first = steps[0]
-    assert all(first[ui.keep[m]] is None for m in METHODS) and first[c["curves"]] is None
+    assert not any(pairs.has_photos(first[ui.pairs[m]]) for m in METHODS) and first[c["curves"]] is None
     assert first[c["status"]]["visible"] is True
-    pairs = next(i for i, s in enumerate(steps) if any(s.get(ui.keep[m]) is not None for m in METHODS))
-    assert all(steps[pairs][ui.keep[m]] is not None for m in METHODS)
+    shown = next(i for i, s in enumerate(steps) if any(pairs.has_photos(s.get(ui.pairs[m])) for m in METHODS))
+    assert all(pairs.has_photos(steps[shown][ui.pairs[m]]) for m in METHODS)
     assert all(row[1] == "scoring ..." for row in first[c["metrics"]]["data"])
-    assert c["metrics"] not in steps[pairs], "pairs come before any metric (the rows shown stay as they are)"
+    assert c["metrics"] not in steps[shown], "pairs come before any metric (the rows shown stay as they are)"
     scored = [sum(row[1] != "scoring ..." for row in s[c["metrics"]]["data"]) for s in steps if c["metrics"] in s]
     assert scored[-1] == len(METHODS) + 2 and scored == sorted(scored) and len(set(scored)) == len(METHODS) + 3
     curves = next(i for i, s in enumerate(steps) if s.get(c["curves"]) is not None)
-    assert curves > pairs and steps[curves][c["status"]]["visible"] is False
+    assert curves > shown and steps[curves][c["status"]]["visible"] is False
     assert c["files"] in steps[-1] and steps[-1] is not steps[curves]
 
 
