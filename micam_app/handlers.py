@@ -271,7 +271,7 @@ class Handlers:
         metrics table takes ``protocol``'s columns. The table and the curves show (hidden until the first
         explanation)."""
         ui, c = self.ui, self.ui.c
-        out: dict = {c["metrics"]: views.metrics_rows({}, methods, protocol), c["curves"]: None,
+        out: dict = {c["metrics"]: views.metrics_html({}, methods, protocol), c["curves"]: None,
                      c["cf_results"]: gr.update(visible=True)}
         for m in methods:  # (the other methods' blocks are hidden; cleared when they are chosen again)
             out[ui.pairs[m]] = pairs.pair_html(m, note=note)
@@ -318,7 +318,7 @@ class Handlers:
                     log.info("counterfactual panel superseded by a newer run; stopped")
                     return
                 # rows only once a map is scored (before that they are the "scoring ..." rows already shown)
-                out = ({c["metrics"]: views.metrics_rows(part.scored, exp.methods, view.protocol)} if part.scored
+                out = ({c["metrics"]: views.metrics_html(part.scored, exp.methods, view.protocol)} if part.scored
                        else {})
                 if part.kept and not shown:  # the pictures travel once
                     out.update(self.cf_kept(part, exp, view))

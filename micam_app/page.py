@@ -55,12 +55,24 @@ footer {display: none !important;}
 #counterfactuals.pending::before {content: "Out of date: release the slider or press Explain";}
 #maps-panel.updating::before, #counterfactuals.updating::before {content: "Updating ...";}
 #metrics-hint {display: none;}
+/* the metrics table (views.metrics_html): the method column stays in view while the table scrolls sideways */
+.metrics-scroll {overflow-x: auto; border: 1px solid var(--block-border-color); border-radius: var(--block-radius);
+                 background: var(--block-background-fill);}
+.metrics-table {border-collapse: collapse; width: 100%; font-size: 0.88rem; font-variant-numeric: tabular-nums;}
+.metrics-table th, .metrics-table td {padding: 0.4rem 0.65rem; border-bottom: 1px solid var(--border-color-primary);
+                                      text-align: right; vertical-align: top; min-width: 7.5rem;}
+.metrics-table thead th {vertical-align: bottom; font-weight: 600; background: var(--background-fill-secondary);}
+.metrics-table th:first-child {text-align: left; min-width: 11rem; position: sticky; left: 0; z-index: 1;
+                               background: var(--block-background-fill); font-weight: 600;}
+.metrics-table thead th:first-child {background: var(--background-fill-secondary);}
+.metrics-table tbody tr:last-child > * {border-bottom: none;}
 /* file lists: whole names, wrapped, never "explanat...png" */
 #downloads .file-name, #figure-files .file-name, #downloads td, #figure-files td {white-space: normal !important;
     overflow-wrap: anywhere !important; text-overflow: clip !important; max-width: none !important;}
 @media (max-width: 640px) {
   #metrics-hint {display: block;}
-  #metrics {box-shadow: inset -14px 0 10px -10px rgba(0, 0, 0, 0.25);}
+  .metrics-scroll {box-shadow: inset -14px 0 10px -10px rgba(0, 0, 0, 0.25);}
+  .metrics-table th:first-child {min-width: 8rem;}
   #header p {display: none;}
   #overlays > .method-col {flex-basis: calc(50% - 8px) !important; min-width: 140px !important;}
   .overlay-img {height: 165px !important;}
@@ -70,7 +82,7 @@ footer {display: none !important;}
   #upsampling-note {max-height: 5.4em; overflow-y: auto; box-shadow: inset 0 -14px 10px -10px rgba(0, 0, 0, 0.25);}
   #upsampling-note p {font-size: 0.8rem;}
   #model-info p, #link-note p, #cf-intro p, #sanity-result p, #sanity-result li {font-size: 0.8rem;}
-  #metrics thead th, #metrics thead th * {font-size: 0.72rem !important; line-height: 1.2 !important;}
+  .metrics-table thead th {font-size: 0.72rem; line-height: 1.2;}
   #inputs .info-text {display: none;}  /* the pickers' helper lines: their labels say enough on a phone */
   #examples .gallery {display: grid !important; grid-template-columns: repeat(4, 1fr); gap: 6px;}
   #examples .gallery-item {width: auto !important; min-width: 0 !important;}

@@ -7,14 +7,13 @@ and the page holds a pair for every method in the registry. Everything from a mo
 from __future__ import annotations
 
 import base64
-import html
 import io
 
 from PIL import Image
 
 from micam_core import METHOD_LABELS
 from micam_core.analysis import KeepRemove
-from micam_core.errors import shorten
+from micam_core.escape import html_text
 from micam_core.verdict import removal_sentence
 
 # JPEG: 6 photos per panel before any metric; it encodes about 25x faster than WebP on this CPU, at a similar size.
@@ -35,29 +34,24 @@ def data_uri(image: Image.Image, fmt: str = "JPEG") -> str:
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def escaped(text: object, limit: int = 120) -> str:
-    """``text`` shown literally in HTML: shortened and escaped."""
-    return html.escape(shorten(str(text), limit))
-
-
 def top_html(title: str, top: list[tuple[int, str, float]], k: int = 3) -> str:
     """E.g. ``<strong>Kept:</strong> tabby 62% · tiger cat 21% · Egyptian cat 9%``."""
-    return f"<strong>{title}:</strong> " + " · ".join(f"{escaped(name, 40)} {100 * p:.0f}%" for _, name, p in top[:k])
+    return f"<strong>{title}:</strong> " + " · ".join(f"{html_text(name, 40)} {100 * p:.0f}%" for _, name, p in top[:k])
 
 
 def verdict_html(result: KeepRemove, target_label: str, threshold: float) -> str:
     """What removing the map's region did to the target class (a flip only when the target was top-1)."""
-    return removal_sentence(result, target_label, threshold, name=lambda label: f"<em>{escaped(label)}</em>",
+    return removal_sentence(result, target_label, threshold, name=lambda label: f"<em>{html_text(label)}</em>",
                             strong=lambda word: f"<strong>{word}</strong>")
 
 
 def side_html(method: str, side: str, image: Image.Image | None, caption: str) -> str:
     """One photo of the pair (an empty frame before it exists) and its top classes."""
     label = f"{SIDES[side]} ({METHOD_LABELS[method]})"
-    photo = (f'<img class="cf-photo" src="{data_uri(image)}" alt="{html.escape(label)}" '
+    photo = (f'<img class="cf-photo" src="{data_uri(image)}" alt="{html_text(label)}" '
              'title="Click for full screen">' if image is not None else "")
     return (f'<figure class="cf-side"><div class="cf-img" id="{side}-{method}" role="img" '
-            f'aria-label="{html.escape(label)}">{photo}</div>'
+            f'aria-label="{html_text(label)}">{photo}</div>'
             f'<figcaption class="note top" id="{side}-top-{method}">{caption}</figcaption></figure>')
 
 
@@ -65,13 +59,13 @@ def pair_html(method: str, result: KeepRemove | None = None, target_label: str =
               note: str = "") -> str:
     """A method's block: its pair and verdict from ``result``, or empty frames under ``note`` (plain text)."""
     if result is None:
-        verdict = f"<em>{html.escape(note)}</em>" if note else ""
+        verdict = f"<em>{html_text(note)}</em>" if note else ""
         sides = side_html(method, "keep", None, "") + side_html(method, "remove", None, "")
     else:
         verdict = verdict_html(result, target_label, threshold)
         sides = (side_html(method, "keep", result.keep_image, top_html("Kept", result.top_keep))
                  + side_html(method, "remove", result.remove_image, top_html("Removed", result.top_remove)))
-    return (f'<h3 class="method-title">{html.escape(METHOD_LABELS[method])}</h3>'
+    return (f'<h3 class="method-title">{html_text(METHOD_LABELS[method])}</h3>'
             f'<p class="note flip" id="flip-{method}">{verdict}</p><div class="pair">{sides}</div>')
 
 

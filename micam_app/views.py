@@ -10,8 +10,9 @@ from typing import Any
 from micam_core import BUNDLED_SPEC, METHOD_LABELS, METHODS, REGISTRY, LoadedModel, MicamError, metrics_table, policy
 from micam_core.cost import estimate_seconds, extra_passes
 from micam_core.counterfactual import BASELINES, MethodResult
+from micam_core.escape import html_text
 from micam_core.permalink import build_query, example_index
-from micam_core.protocols import DEFAULT_PROTOCOL, get_protocol
+from micam_core.protocols import get_protocol
 from micam_core.registry import FAMILIES
 from micam_core.view import AUTO_LAYER, TOP1, View
 
@@ -36,8 +37,6 @@ POPULAR_MODELS: list[tuple[str, str]] = [
     ("MaxViT-T (timm/maxvit_tiny_tf_224.in1k)", "timm/maxvit_tiny_tf_224.in1k"),
 ]
 TOP1_LABEL = "predicted class (top-1)"
-METRIC_HEADERS = metrics_table.headers(get_protocol(DEFAULT_PROTOCOL))  # the table before any Explain
-METRIC_COLUMNS = len(metrics_table.HEADERS)  # the most any protocol shows
 
 
 def resolve_spec(choice: str | None, custom: str | None) -> str:
@@ -146,6 +145,17 @@ def metrics_rows(results: Mapping[str, MethodResult], methods: Sequence[str],
         else:
             rows.append(metrics_table.row(result, chosen))
     return {"headers": heads, "data": rows}
+
+
+def metrics_html(results: Mapping[str, MethodResult], methods: Sequence[str], protocol: str | None = None) -> str:
+    """:func:`metrics_rows` as an HTML table, in a box that scrolls sideways on a narrow screen (a Dataframe
+    component would cost the page about 0.15 s at every load: docs/measurements.md)."""
+    table = metrics_rows(results, methods, protocol)
+    head = "".join(f'<th scope="col">{html_text(h)}</th>' for h in table["headers"])
+    body = "".join(f'<tr><th scope="row">{html_text(row[0])}</th>'
+                   + "".join(f"<td>{html_text(v)}</td>" for v in row[1:]) + "</tr>" for row in table["data"])
+    return (f'<div class="metrics-scroll" role="region" aria-label="Faithfulness metrics" tabindex="0">'
+            f'<table class="metrics-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 def example_stem(path: str | None) -> str | None:

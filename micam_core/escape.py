@@ -2,6 +2,7 @@
 
 * :func:`printable`: control characters dropped (every target starts from this);
 * :func:`markdown`: shown literally in Markdown and HTML: punctuation escaped, nothing auto-linked;
+* :func:`html_text`: shown literally in HTML that is not Markdown (the page's HTML blocks);
 * :func:`csv_cell` / :func:`write_csv`: cells that a spreadsheet would read as a formula are prefixed;
 * :data:`PLAIN_TEXT_RC`: matplotlib settings under which ``$`` is a dollar sign, not mathtext.
 """
@@ -25,15 +26,24 @@ def printable(value: Any) -> str:
     return "".join(ch for ch in str(value) if ch.isprintable())
 
 
+def printable_within(value: Any, limit: int | None = None) -> str:
+    """:func:`printable`, shortened to ``limit`` characters (then ``...``)."""
+    text = printable(value)
+    return text[:limit] + "..." if limit is not None and len(text) > limit else text
+
+
 def markdown(value: Any, limit: int | None = None) -> str:
     """``value`` shown literally in Markdown (and HTML): printable, shortened, escaped, never auto-linked."""
-    text = printable(value)
-    if limit is not None and len(text) > limit:
-        text = text[:limit] + "..."
-    text = html.escape(_MARKDOWN.sub(r"\\\1", text), quote=True)
+    text = _MARKDOWN.sub(r"\\\1", printable_within(value, limit))
+    text = html.escape(text, quote=True)
     for needle, entity in _AUTOLINK:
         text = text.replace(needle, entity)
     return text
+
+
+def html_text(value: Any, limit: int | None = None) -> str:
+    """``value`` shown literally in HTML (attribute values too): printable, shortened, escaped."""
+    return html.escape(printable_within(value, limit), quote=True)
 
 
 def csv_cell(value: Any) -> Any:

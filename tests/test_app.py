@@ -151,6 +151,15 @@ def test_bad_model_spec_gives_readable_error(client, spec, words):
     check_result(call_explain(client, CAT, steps=8))  # the server keeps serving
 
 
+def cells(table: str) -> list[list[str]]:
+    """The rows of the metrics table's HTML (the header first), each a list of its cells' text, unescaped."""
+    import html
+    import re
+
+    return [[html.unescape(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table)]
+
+
 def photos(block: str) -> list:
     """The photos inside a counterfactual block's HTML (its data URIs, decoded)."""
     import base64
@@ -243,9 +252,9 @@ def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatc
                                               opacity=0.5))
     session = out[app.UI.c["session"]]
     assert session["faith"].threshold == 0.7 and session["faith"].fill == "mean"
-    table = out[app.UI.c["metrics"]]
-    assert table["headers"] == metrics_table.headers(get_protocol(session["view"].protocol))  # its columns only
-    rows = table["data"]
+    table = cells(out[app.UI.c["metrics"]])
+    assert table[0] == metrics_table.headers(get_protocol(session["view"].protocol))  # its columns only
+    rows = table[1:]
     assert [r[0] for r in rows][:3] == ["MI CAM", "Grad-CAM", "MI-Grad-CAM"] and len(rows) == len(METHODS) + 2
     files = out[app.UI.c["files"]]
     manifest = json.loads(Path([f for f in files if f.endswith("explanation.json")][0]).read_text())
@@ -307,9 +316,9 @@ def test_counterfactuals_stream_pairs_first_then_rows_then_curves(ui_session):
     assert first[c["status"]]["visible"] is True
     shown = next(i for i, s in enumerate(steps) if any(pairs.has_photos(s.get(ui.pairs[m])) for m in METHODS))
     assert all(pairs.has_photos(steps[shown][ui.pairs[m]]) for m in METHODS)
-    assert all(row[1] == "scoring ..." for row in first[c["metrics"]]["data"])
+    assert all(row[1] == "scoring ..." for row in cells(first[c["metrics"]])[1:])
     assert c["metrics"] not in steps[shown], "pairs come before any metric (the rows shown stay as they are)"
-    scored = [sum(row[1] != "scoring ..." for row in s[c["metrics"]]["data"]) for s in steps if c["metrics"] in s]
+    scored = [sum(row[1] != "scoring ..." for row in cells(s[c["metrics"]])[1:]) for s in steps if c["metrics"] in s]
     assert scored[-1] == len(METHODS) + 2 and scored == sorted(scored) and len(set(scored)) == len(METHODS) + 3
     curves = next(i for i, s in enumerate(steps) if s.get(c["curves"]) is not None)
     assert curves > shown and steps[curves][c["status"]]["visible"] is False

@@ -161,7 +161,7 @@ def test_a_streamed_update_sends_what_gradio_would_rebuilding_only_what_it_names
     monkeypatch.setattr(SessionState, "_update_config", lambda self, key: rebuilt.append(key) or original(self, key))
 
     def postprocessed(postprocess) -> tuple[list, int]:
-        update = {**app.HANDLERS.status("Metrics ...", 0.4), c["metrics"]: [["MI CAM", "scoring ..."]],
+        update = {**app.HANDLERS.status("Metrics ...", 0.4), c["metrics"]: "<table><tr><td>x</td></tr></table>",
                   ui.overlays["micam"]: Image.new("RGB", (32, 32), "red"),
                   ui.pairs["gradcam"]: pairs.pair_html("gradcam", note="Updating ..."),
                   c["layer"]: gr.update(choices=[("auto: x", "auto")], value="auto"), c["session"]: {"exp": None}}
