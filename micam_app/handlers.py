@@ -24,7 +24,7 @@ from micam_core.render import colorbar, curves_figure, overlay
 from micam_core.report import build_report
 from micam_core.view import View, checked, part
 
-from . import pairs, text, views, work
+from . import blocks, text, views, work
 from .runs import Runs
 
 log = logging.getLogger("micam_app")
@@ -38,9 +38,8 @@ PANEL_START = "Counterfactuals: keep and remove each map's region, and classify 
 class UI:
     """The components the handlers update (filled in by the layout)."""
 
-    overlays: dict[str, Any] = field(default_factory=dict)  # method -> gr.Image
-    overlay_cols: dict[str, Any] = field(default_factory=dict)
-    pairs: dict[str, Any] = field(default_factory=dict)  # method -> its counterfactual block (pairs.py)
+    overlays: dict[str, Any] = field(default_factory=dict)  # method -> its map block (blocks.py)
+    pairs: dict[str, Any] = field(default_factory=dict)  # method -> its counterfactual block (blocks.py)
     c: dict[str, Any] = field(default_factory=dict)  # single components by name
 
 
@@ -62,7 +61,7 @@ def fail(err: Exception, for_page: bool = True) -> gr.Error:
 
 def colorbar_html(cmap: str) -> str:
     """The colour bar of ``cmap`` (a checked value) as an inline image."""
-    data = pairs.data_uri(colorbar(cmap, width=512, height=14), "PNG")
+    data = blocks.data_uri(colorbar(cmap, width=512, height=14), "PNG")
     return (f'<div class="cbar"><span>low</span><img alt="colour bar ({cmap})" src="{data}">'
             "<span>high</span></div>")
 
@@ -201,7 +200,7 @@ class Handlers:
             raise error from None
         session = {"spec": loaded.spec, "view": view, "exp": exp, "faith": None, "folder": str(new_download_dir()),
                    "example": view.example}
-        out = {**self.overlay_updates(exp, view.cmap, view.opacity), **self.column_updates(view.methods),
+        out = {**self.column_updates(view.methods), **self.overlay_updates(exp, view.cmap, view.opacity, shown=True),
                c["note"]: text.display_note(exp), c["predictions"]: views.label_dict(exp.top(5)),
                c["cbar"]: colorbar_html(view.cmap), c["alert"]: gr.update(value="", visible=False),
                c["model_info"]: text.describe_model(loaded), c["shown_spec"]: loaded.spec, c["session"]: session,
@@ -246,16 +245,19 @@ class Handlers:
         except MicamError:
             return None
 
-    def overlay_updates(self, exp: Any, cmap: str, opacity: float) -> dict:
-        """The overlays of the explanation's methods (the other methods' columns are hidden)."""
-        return {self.ui.overlays[m]: overlay(exp.crop, exp.maps[m], cmap, opacity) for m in exp.maps}
+    def overlay_updates(self, exp: Any, cmap: str, opacity: float, shown: bool = False) -> dict:
+        """The map blocks of the explanation's methods (the other methods' blocks are hidden); ``shown``: made
+        visible too (in the message that hides the others)."""
+        out = {}
+        for m in exp.maps:
+            block = blocks.overlay_html(m, overlay(exp.crop, exp.maps[m], cmap, opacity))
+            out[self.ui.overlays[m]] = gr.update(value=block, visible=True) if shown else block
+        return out
 
     def column_updates(self, chosen: tuple[str, ...]) -> dict:
-        out = {}
-        for m in METHODS:
-            out[self.ui.overlay_cols[m]] = gr.update(visible=m in chosen)
-            out[self.ui.pairs[m]] = gr.update(visible=m in chosen)
-        return out
+        """Each method's map and counterfactual blocks shown when it is chosen, hidden when not."""
+        return {blocks_of[m]: gr.update(visible=m in chosen) for blocks_of in (self.ui.overlays, self.ui.pairs)
+                for m in METHODS}
 
     # --- counterfactuals --------------------------------------------------------------------------
     def on_protocol(self, protocol: str) -> dict:
@@ -274,7 +276,7 @@ class Handlers:
         out: dict = {c["metrics"]: views.metrics_html({}, methods, protocol), c["curves"]: None,
                      c["cf_results"]: gr.update(visible=True)}
         for m in methods:  # (the other methods' blocks are hidden; cleared when they are chosen again)
-            out[ui.pairs[m]] = pairs.pair_html(m, note=note)
+            out[ui.pairs[m]] = blocks.pair_html(m, note=note)
         return out
 
     def cf_kept(self, part: work.Partial, exp: Any, view: View) -> dict:
@@ -283,7 +285,7 @@ class Handlers:
         out: dict = {}
         for m, kept in part.kept.items():
             if m in ui.pairs:
-                out[ui.pairs[m]] = pairs.pair_html(m, kept, exp.target_label, view.threshold)
+                out[ui.pairs[m]] = blocks.pair_html(m, kept, exp.target_label, view.threshold)
         return out
 
     def on_counterfactuals(self, session: dict | None, request: gr.Request | None = None,

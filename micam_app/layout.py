@@ -10,9 +10,7 @@ import gradio as gr
 from micam_core import (
     BUNDLED_SPEC,
     DEFAULT_METHODS,
-    METHOD_LABELS,
     METHODS,
-    REGISTRY,
     SETTINGS,
     LoadedModel,
     MicamError,
@@ -21,7 +19,7 @@ from micam_core import (
 from micam_core.fields import UPSAMPLING_MODES
 from micam_core.protocols import PROTOCOL_SETTINGS, PROTOCOLS
 
-from . import agent, api, page, pairs, params_panel, sanity_panel, streaming, text, views, work
+from . import agent, api, blocks, page, params_panel, sanity_panel, streaming, text, views, work
 from .handlers import PANEL_STAGES, PRIVATE, UI, Handlers, colorbar_html, setting_widgets
 from .paper import PaperHandlers
 
@@ -39,11 +37,6 @@ def steps_unused_note() -> str:
     """The steps slider's note: the protocols that draw no deletion or insertion curve do not use it."""
     names = [p.label.split(":")[0] for p in PROTOCOLS.values() if not (p.has("deletion") or p.has("insertion"))]
     return f"{' and '.join(names)} does not use it" if names else ""
-
-
-def overlay_title(method: str) -> str:
-    """The title above a method's overlay (Markdown: it wraps, so it is never cut)."""
-    return f"**{METHOD_LABELS[method]}**" + ("" if REGISTRY[method].class_specific else " · class-agnostic")
 
 
 def inputs_column(ui: UI, loaded: LoadedModel | None) -> None:
@@ -84,14 +77,9 @@ def inputs_column(ui: UI, loaded: LoadedModel | None) -> None:
 def maps_column(ui: UI) -> None:
     c = ui.c
     with gr.Row(equal_height=False, elem_id="overlays", elem_classes="method-row"):
-        for m in METHODS:
-            with gr.Column(min_width=200, visible=m in DEFAULT_METHODS, elem_id=f"overlay-col-{m}",
-                           elem_classes="method-col") as col:
-                gr.Markdown(overlay_title(m), elem_classes="panel-title", elem_id=f"overlay-title-{m}")
-                ui.overlays[m] = gr.Image(label=METHOD_LABELS[m], show_label=False, type="pil", format="png",
-                                          interactive=False, height=260, buttons=["download", "fullscreen"],
-                                          elem_id=f"overlay-{m}", elem_classes="overlay-img")
-            ui.overlay_cols[m] = col
+        for m in METHODS:  # one block per method (blocks.py): the page opens sooner with fewer components
+            ui.overlays[m] = gr.HTML(blocks.overlay_html(m), visible=m in DEFAULT_METHODS, min_width=200,
+                                     elem_id=f"overlay-col-{m}", elem_classes="method-col", js_on_load=blocks.PHOTO_JS)
     c["cbar"] = gr.HTML(colorbar_html("jet"), elem_id="colorbar")
     c["note"] = gr.Markdown(text.class_note(DEFAULT_METHODS), elem_id="upsampling-note", elem_classes="note")
     with gr.Accordion("Display: map opacity, colour map, MI upsampling", open=False, elem_id="display"), gr.Row():
@@ -151,9 +139,9 @@ def counterfactual_panel(ui: UI) -> None:
                              label=SETTINGS["fill"].label, elem_id="fill")
         c["steps"] = slider("steps", "steps", info=steps_unused_note())
     with gr.Row(equal_height=False, elem_classes="method-row"):
-        for m in METHODS:  # one block per method (see pairs.py): the page opens sooner with fewer components
-            ui.pairs[m] = gr.HTML(pairs.pair_html(m), visible=m in DEFAULT_METHODS, min_width=260, elem_id=f"cf-{m}",
-                                  elem_classes="method-col", js_on_load=pairs.FULLSCREEN_JS, padding=False)
+        for m in METHODS:  # one block per method (see blocks.py): the page opens sooner with fewer components
+            ui.pairs[m] = gr.HTML(blocks.pair_html(m), visible=m in DEFAULT_METHODS, min_width=260, elem_id=f"cf-{m}",
+                                  elem_classes="method-col", js_on_load=blocks.PHOTO_JS, padding=False)
     # Hidden until the first explanation (Handlers.cf_cleared shows them): an empty table and plot say nothing,
     # and the page opens sooner without them.
     with gr.Column(visible=False, elem_id="cf-results") as results:
@@ -254,7 +242,7 @@ def wire(ui: UI, h: Handlers) -> None:
     cf = {"fn": h.on_counterfactuals, "inputs": [c["session"]], "inputs_kwargs": setting_widgets(c, *PANEL_STAGES),
           **hidden, "trigger_mode": "always_last", "outputs": cf_outputs}
     # Explain: the maps, then the counterfactual panel in the same event (one round trip; marks from the handler)
-    explain_outputs = {*ui.overlays.values(), *ui.overlay_cols.values(), *cf_outputs,
+    explain_outputs = {*ui.overlays.values(), *cf_outputs,
                        *(c[k] for k in ("note", "predictions", "cbar", "model_info", "layer", "target", "methods",
                                         "shown_spec", "link_note"))}
     explain_inputs = [c[k] for k in ("image", "model_choice", "custom_spec", "layer", "target", "shown_spec",

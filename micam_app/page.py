@@ -25,15 +25,23 @@ CSS = """
 footer {display: none !important;}
 .method-row {flex-wrap: wrap !important;}
 .method-row > .method-col {flex: 1 1 calc(33.33% - var(--layout-gap, 16px)) !important; min-width: 200px !important;}
-/* each method's counterfactual block (pairs.py): title, verdict, keep and remove photos with their top classes */
+/* each method's counterfactual block (blocks.py): title, verdict, keep and remove photos with their top classes */
 .method-col .method-title {margin: 0.2rem 0; font-size: 1.15rem; font-weight: 600;}
 .method-col .flip {min-height: 2.4em; margin: 0.3rem 0 0.5rem;}
 .pair {display: flex; gap: 8px;}
 .cf-side {flex: 1 1 0; min-width: 0; margin: 0;}
-.cf-img {height: 170px; display: flex; align-items: center; justify-content: center; overflow: hidden;
-         background: var(--block-background-fill); border: 1px solid var(--block-border-color);
-         border-radius: var(--block-radius);}
-.cf-photo {max-width: 100%; max-height: 100%; object-fit: contain; cursor: zoom-in;}
+/* each method's map block (blocks.py): title and download button above the overlay */
+.overlay-head {display: flex; align-items: flex-start; justify-content: space-between; gap: 0.4rem;
+               margin: 0.1rem 0 0.35rem; font-size: 0.95rem; overflow-wrap: anywhere;}
+.overlay-dl {flex: none; font-size: 0.78rem; padding: 0.05rem 0.5rem; cursor: pointer; border-radius: 6px;
+             border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill);}
+.overlay-dl:hover {border-color: var(--color-accent);}
+.overlay-img {height: 260px;}
+.cf-img {height: 170px;}
+.cf-img, .overlay-img {display: flex; align-items: center; justify-content: center; overflow: hidden;
+                       background: var(--block-background-fill); border: 1px solid var(--block-border-color);
+                       border-radius: var(--block-radius);}
+.zoomable {max-width: 100%; max-height: 100%; object-fit: contain; cursor: zoom-in;}
 .cf-side .top {margin: 0.35rem 0 0; font-size: 0.82rem; overflow-wrap: anywhere;}
 /* the one progress indicator: a bar that stays at the top of the window while work runs, with Cancel */
 #status-bar {position: fixed; top: 0.6rem; left: 50%; transform: translateX(-50%); z-index: 1000;

@@ -90,7 +90,7 @@ def methods_table() -> str:
     return "\n".join(rows)
 
 
-UPDATING = "Updating ..."  # plain text: shown in the counterfactual blocks (pairs.py)
+UPDATING = "Updating ..."  # plain text: shown in the counterfactual blocks (blocks.py)
 CANCELLED = "**Cancelled.** What is on screen may not match the controls: press Explain to run again."
 
 

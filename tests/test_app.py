@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # conftest sets it too; never reach the network here
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,11 +20,11 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
-from micam_app import handlers, pairs, work  # noqa: E402
+from micam_app import blocks, handlers, work  # noqa: E402
 from micam_app.api import API_OVERLAYS_LAST  # noqa: E402
 from micam_core import load_model, metrics_table  # noqa: E402
 from micam_core.protocols import get_protocol  # noqa: E402
-from micam_core.render import COLORMAPS  # noqa: E402
+from micam_core.render import COLORMAPS, overlay  # noqa: E402
 
 CAT = ROOT / "examples" / "chelsea_cat.jpg"
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -161,14 +162,14 @@ def cells(table: str) -> list[list[str]]:
 
 
 def photos(block: str) -> list:
-    """The photos inside a counterfactual block's HTML (its data URIs, decoded)."""
+    """The photos inside a map or counterfactual block's HTML (its data URIs, decoded)."""
     import base64
     import io
     import re
 
     from PIL import Image
 
-    found = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', block)
+    found = re.findall(r'src="data:image/(?:jpeg|png);base64,([^"]+)"', block)
     return [Image.open(io.BytesIO(base64.b64decode(data))) for data in found]
 
 
@@ -226,8 +227,11 @@ def test_restyle_and_upsampling_reuse_the_explanation(ui_session, monkeypatch):
     forbid(monkeypatch, "gpu_explain", "gpu_analyse")
     for cmap in COLORMAPS:
         out = app.HANDLERS.on_restyle(ui_session, cmap=cmap, opacity=0.3)
-        images = [out[app.UI.overlays[m]] for m in METHODS]
-        assert {im.size for im in images} == {ui_session["exp"].crop.size}
+        images = [photo for m in METHODS for photo in photos(out[app.UI.overlays[m]])]
+        assert len(images) == len(METHODS) and {im.size for im in images} == {ui_session["exp"].crop.size}
+        exp = ui_session["exp"]  # the overlay travels losslessly (PNG), as drawn
+        assert np.array_equal(np.asarray(images[0].convert("RGB")),
+                              np.asarray(overlay(exp.crop, exp.maps[METHODS[0]], cmap, 0.3).convert("RGB")))
         assert "data:image/png" in out[app.UI.c["cbar"]]
         names = {Path(f).name for f in out[app.UI.c["files"]]}
         assert {"explanation_overlays.png", "explanation_micam.npy", "explanation.json"} <= names
@@ -312,10 +316,10 @@ def test_counterfactuals_stream_pairs_first_then_rows_then_curves(ui_session):
     steps = list(app.HANDLERS.on_counterfactuals(session, threshold=0.55, fill="black", steps=4, cmap="jet",
                                                       opacity=0.5))
     first = steps[0]
-    assert not any(pairs.has_photos(first[ui.pairs[m]]) for m in METHODS) and first[c["curves"]] is None
+    assert not any(blocks.has_photos(first[ui.pairs[m]]) for m in METHODS) and first[c["curves"]] is None
     assert first[c["status"]]["visible"] is True
-    shown = next(i for i, s in enumerate(steps) if any(pairs.has_photos(s.get(ui.pairs[m])) for m in METHODS))
-    assert all(pairs.has_photos(steps[shown][ui.pairs[m]]) for m in METHODS)
+    shown = next(i for i, s in enumerate(steps) if any(blocks.has_photos(s.get(ui.pairs[m])) for m in METHODS))
+    assert all(blocks.has_photos(steps[shown][ui.pairs[m]]) for m in METHODS)
     assert all(row[1] == "scoring ..." for row in cells(first[c["metrics"]])[1:])
     assert c["metrics"] not in steps[shown], "pairs come before any metric (the rows shown stay as they are)"
     scored = [sum(row[1] != "scoring ..." for row in cells(s[c["metrics"]])[1:]) for s in steps if c["metrics"] in s]

@@ -145,7 +145,7 @@ def test_html_blocks_show_model_text_literally():
 
     from PIL import Image
 
-    from micam_app import pairs, views
+    from micam_app import blocks, views
     from micam_core.escape import html_text
 
     assert html_text(HOSTILE) == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; ${7*7} &lt;/td&gt;"
@@ -154,8 +154,8 @@ def test_html_blocks_show_model_text_literally():
     kept = SimpleNamespace(keep_image=Image.new("RGB", (8, 8)), remove_image=Image.new("RGB", (8, 8)),
                            top_keep=top, top_remove=top, region_fraction=0.3, p_original=0.6, p_remove=0.1,
                            p_keep=0.5, rank_original=1, rank_remove=3, rank_keep=1, flipped=True)
-    block = pairs.pair_html("micam", kept, HOSTILE, 0.5)
-    assert "<img src=x" not in block and "&lt;img src=x" in block and pairs.has_photos(block)
+    block = blocks.pair_html("micam", kept, HOSTILE, 0.5)
+    assert "<img src=x" not in block and "&lt;img src=x" in block and blocks.has_photos(block)
     assert block.count("<img ") == 2 and "onerror" not in block.replace("onerror=&quot;", "")
     table = views.metrics_html({}, ["micam"], None)
     assert table.count("<tr>") == 1 + 1 + 2  # the header, the method, the two baselines

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 pytest.importorskip("gradio")
 
 import app  # noqa: E402
-from micam_app import handlers, pairs  # noqa: E402
+from micam_app import blocks, handlers  # noqa: E402
 from micam_app.runs import Runs  # noqa: E402
 
 CAT = ROOT / "examples" / "chelsea_cat.jpg"
@@ -42,7 +42,7 @@ def test_explain_streams_maps_then_pairs_then_curves_in_one_event(upload):
     ui, c = app.UI, app.UI.c
     steps = list(explain_all(SimpleNamespace(session_hash="one-event")))
     maps = next(i for i, s in enumerate(steps) if s.get(ui.overlays["micam"]) is not None)
-    shown = next(i for i, s in enumerate(steps) if pairs.has_photos(s.get(ui.pairs["micam"])))
+    shown = next(i for i, s in enumerate(steps) if blocks.has_photos(s.get(ui.pairs["micam"])))
     curves = next(i for i, s in enumerate(steps) if s.get(c["curves"]) is not None)
     assert maps < shown < curves and c["files"] in steps[-1]
     assert marks_of(steps[maps]).split()[1:] == ["maps=", "cf=updating"]  # maps current, panel on its way
@@ -68,7 +68,7 @@ def test_the_pairs_are_computed_while_the_maps_travel_to_the_page(upload, monkey
             assert started.wait(60), "the keep/remove stage runs while the maps travel"
             break
     rest = list(run)
-    assert any(pairs.has_photos(s.get(ui.pairs["micam"])) for s in rest) and calls == [0.5]
+    assert any(blocks.has_photos(s.get(ui.pairs["micam"])) for s in rest) and calls == [0.5]
 
 
 def test_a_panel_setting_changed_during_the_maps_goes_to_their_panel(upload):
@@ -102,7 +102,7 @@ def test_a_newer_explain_stops_the_older_before_its_maps_and_marks(upload):
     assert all(c["session"] not in s for s in rest)
     older = explain_all(page)
     for update in older:
-        if pairs.has_photos(update.get(ui.pairs["micam"])):
+        if blocks.has_photos(update.get(ui.pairs["micam"])):
             break
     app.HANDLERS.supersede_explain(page)
     assert list(older) == [], "stopped after its panel's current stage, without a mark"
@@ -163,7 +163,7 @@ def test_a_streamed_update_sends_what_gradio_would_rebuilding_only_what_it_names
     def postprocessed(postprocess) -> tuple[list, int]:
         update = {**app.HANDLERS.status("Metrics ...", 0.4), c["metrics"]: "<table><tr><td>x</td></tr></table>",
                   ui.overlays["micam"]: Image.new("RGB", (32, 32), "red"),
-                  ui.pairs["gradcam"]: pairs.pair_html("gradcam", note="Updating ..."),
+                  ui.pairs["gradcam"]: blocks.pair_html("gradcam", note="Updating ..."),
                   c["layer"]: gr.update(choices=[("auto: x", "auto")], value="auto"), c["session"]: {"exp": None}}
         rebuilt.clear()
         return asyncio.run(postprocess(fn, update, SessionState(app.demo))), len(rebuilt)

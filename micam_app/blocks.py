@@ -1,7 +1,8 @@
-"""Each method's counterfactual pair as one HTML block: title, verdict, keep and remove images, top classes.
+"""Each method's two HTML blocks: its map (title, overlay, download) and its counterfactual pair (title,
+verdict, keep and remove photos, top classes).
 
-One component per method instead of ten: Gradio builds every component of the page at each load, hidden or not,
-and the page holds a pair for every method in the registry. Everything from a model (class names) is escaped.
+One component per block instead of three and ten: Gradio builds every component of the page at each load, hidden
+or not, and the page holds both blocks for every method in the registry. Text from a model is escaped.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import io
 
 from PIL import Image
 
-from micam_core import METHOD_LABELS
+from micam_core import METHOD_LABELS, REGISTRY
 from micam_core.analysis import KeepRemove
 from micam_core.escape import html_text
 from micam_core.verdict import removal_sentence
@@ -19,9 +20,18 @@ from micam_core.verdict import removal_sentence
 # JPEG: 6 photos per panel before any metric; it encodes about 25x faster than WebP on this CPU, at a similar size.
 JPEG_QUALITY = 90
 SIDES = {"keep": "Keep region", "remove": "Remove region"}
-# One listener per block (added once, when it mounts): a click on a photo shows it full screen.
-FULLSCREEN_JS = ("element.addEventListener('click', (e) => { const img = e.target.closest('img.cf-photo'); "
-                 "if (img && img.requestFullscreen) img.requestFullscreen(); });")
+# One listener per block (added once, when it mounts): a click on a photo shows it full screen; the download
+# button saves the block's photo under its name (the photo travels once, as the img's data URI).
+PHOTO_JS = """element.addEventListener('click', (e) => {
+  const save = e.target.closest('.overlay-dl'), photo = element.querySelector('img.zoomable');
+  if (save && photo) {
+    const link = document.createElement('a');
+    link.href = photo.src; link.download = save.dataset.name; link.click();
+    return;
+  }
+  const img = e.target.closest('img.zoomable');
+  if (img && img.requestFullscreen) img.requestFullscreen();
+});"""
 
 
 def data_uri(image: Image.Image, fmt: str = "JPEG") -> str:
@@ -48,7 +58,7 @@ def verdict_html(result: KeepRemove, target_label: str, threshold: float) -> str
 def side_html(method: str, side: str, image: Image.Image | None, caption: str) -> str:
     """One photo of the pair (an empty frame before it exists) and its top classes."""
     label = f"{SIDES[side]} ({METHOD_LABELS[method]})"
-    photo = (f'<img class="cf-photo" src="{data_uri(image)}" alt="{html_text(label)}" '
+    photo = (f'<img class="cf-photo zoomable" src="{data_uri(image)}" alt="{html_text(label)}" '
              'title="Click for full screen">' if image is not None else "")
     return (f'<figure class="cf-side"><div class="cf-img" id="{side}-{method}" role="img" '
             f'aria-label="{html_text(label)}">{photo}</div>'
@@ -70,5 +80,24 @@ def pair_html(method: str, result: KeepRemove | None = None, target_label: str =
 
 
 def has_photos(block: object) -> bool:
-    """Whether a block's HTML (an update's value) shows its keep/remove photos."""
-    return isinstance(block, str) and 'class="cf-photo"' in block
+    """Whether a block's HTML (an update's value) shows its photos (the overlay, or the keep/remove pair)."""
+    return isinstance(block, str) and "<img " in block
+
+
+def overlay_title(method: str) -> str:
+    """The title above a method's overlay (it wraps, so it is never cut)."""
+    return f"<strong>{html_text(METHOD_LABELS[method])}</strong>" + (
+        "" if REGISTRY[method].class_specific else " · class-agnostic")
+
+
+def overlay_html(method: str, image: Image.Image | None = None) -> str:
+    """A method's map block: its title, the overlay (PNG; an empty frame before it exists) and a download."""
+    label = html_text(f"{METHOD_LABELS[method]} map over the image")
+    photo = save = ""
+    if image is not None:
+        photo = (f'<img class="map-photo zoomable" src="{data_uri(image, "PNG")}" alt="{label}" '
+                 'title="Click for full screen">')
+        save = (f'<button class="overlay-dl" type="button" data-name="{method}_overlay.png" '
+                f'title="Download the overlay (PNG)" aria-label="Download the {label} (PNG)">&#8615; PNG</button>')
+    return (f'<div class="overlay-head"><span class="overlay-title">{overlay_title(method)}</span>{save}</div>'
+            f'<div class="overlay-img" id="overlay-{method}">{photo}</div>')
