@@ -147,7 +147,7 @@ def counterfactual_panel(ui: UI) -> None:
     with gr.Column(visible=False, elem_id="cf-results") as results:
         gr.Markdown("### Faithfulness metrics (with baselines)", elem_classes="panel-title")
         gr.Markdown("Scroll the table sideways for every column.", elem_id="metrics-hint", elem_classes="note")
-        c["metrics"] = gr.HTML(elem_id="metrics", js_on_load=None, padding=False)
+        c["metrics"] = gr.HTML(elem_id="metrics", js_on_load=None, padding=False, apply_default_css=False)
         gr.Markdown("### Curves of the protocol (deletion and insertion, or ROAD)", elem_classes="panel-title")
         c["curves"] = gr.Image(label="Deletion and insertion curves", show_label=False, type="pil", format="png",
                                interactive=False, buttons=["download", "fullscreen"], elem_id="curves")

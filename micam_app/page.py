@@ -32,7 +32,7 @@ footer {display: none !important;}
 .cf-side {flex: 1 1 0; min-width: 0; margin: 0;}
 /* each method's map block (blocks.py): title and download button above the overlay */
 .overlay-head {display: flex; align-items: flex-start; justify-content: space-between; gap: 0.4rem;
-               margin: 0.1rem 0 0.35rem; font-size: 0.95rem; overflow-wrap: anywhere;}
+               margin: 0.1rem 0 0.35rem; font-size: 0.95rem; overflow-wrap: anywhere; min-height: 2.7em;}
 .overlay-dl {flex: none; font-size: 0.78rem; padding: 0.05rem 0.5rem; cursor: pointer; border-radius: 6px;
              border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill);}
 .overlay-dl:hover {border-color: var(--color-accent);}
@@ -67,8 +67,8 @@ footer {display: none !important;}
 .metrics-scroll {overflow-x: auto; border: 1px solid var(--block-border-color); border-radius: var(--block-radius);
                  background: var(--block-background-fill);}
 .metrics-table {border-collapse: collapse; width: 100%; font-size: 0.88rem; font-variant-numeric: tabular-nums;}
-.metrics-table th, .metrics-table td {padding: 0.4rem 0.65rem; border-bottom: 1px solid var(--border-color-primary);
-                                      text-align: right; vertical-align: top; min-width: 7.5rem;}
+.metrics-table th, .metrics-table td {padding: 0.4rem 0.65rem; text-align: right; vertical-align: top; min-width: 7rem;
+                                      border: none; border-bottom: 1px solid var(--border-color-primary);}
 .metrics-table thead th {vertical-align: bottom; font-weight: 600; background: var(--background-fill-secondary);}
 .metrics-table th:first-child {text-align: left; min-width: 11rem; position: sticky; left: 0; z-index: 1;
                                background: var(--block-background-fill); font-weight: 600;}

@@ -60,8 +60,24 @@ def page_state(page) -> str:
     return f"slider={value!r} status={status[:200]!r} toasts={toasts[:400]!r}"
 
 
+def check_overlay_download_and_fullscreen(page, folder: Path) -> None:
+    """A map block's button saves its overlay as a PNG named after the method; a click on it goes full screen."""
+    from PIL import Image
+
+    with page.expect_download() as download:
+        page.locator("#overlay-col-micam .overlay-dl").click()
+    assert download.value.suggested_filename == "micam_overlay.png"
+    saved = folder / "saved.png"
+    download.value.save_as(saved)
+    assert Image.open(saved).format == "PNG" and Image.open(saved).size == (224, 224)
+    page.locator("#overlay-micam img").click()
+    page.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.matches('img.zoomable')",
+                           timeout=10_000)
+    page.evaluate("() => document.exitFullscreen()")
+
+
 @pytest.mark.slow
-def test_explain_in_browser(page_url):
+def test_explain_in_browser(page_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -79,6 +95,7 @@ def test_explain_in_browser(page_url):
             for method in ("micam", "gradcam", "migradcam"):
                 expect(page.locator(f"#overlay-{method} img").first).to_be_visible(timeout=120_000)
             expect(page.locator("#predictions")).to_contain_text("cat", timeout=30_000)
+            check_overlay_download_and_fullscreen(page, tmp_path)
             for method in ("micam", "gradcam", "migradcam"):
                 expect(page.locator(f"#keep-{method} img").first).to_be_visible(timeout=180_000)
                 expect(page.locator(f"#remove-{method} img").first).to_be_visible(timeout=30_000)

@@ -26,9 +26,8 @@ TRUNCATED_JS = """() => {
   return out;
 }"""
 # Gradio's floating label tags over pictures and plots (the old "title covers the legend"); titles sit above.
-TAGS_JS = """() => [...document.querySelectorAll('.overlay-img [data-testid="block-label"], '
-  + '.cf-img [data-testid="block-label"], #curves [data-testid="block-label"], '
-  + '#sanity-plot [data-testid="block-label"]')]
+TAGS_JS = """() => [...document.querySelectorAll(
+  '#curves [data-testid="block-label"], #sanity-plot [data-testid="block-label"]')]
   .filter(e => e.offsetParent && !e.classList.contains('sr-only') && !e.classList.contains('hide'))
   .map(e => e.textContent.trim())"""
 
