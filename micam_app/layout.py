@@ -21,7 +21,7 @@ from micam_core.protocols import PROTOCOL_SETTINGS, PROTOCOLS
 
 from . import agent, api, blocks, page, params_panel, sanity_panel, streaming, text, views, work
 from .handlers import PANEL_STAGES, PRIVATE, UI, Handlers, colorbar_html, setting_widgets
-from .paper import PaperHandlers
+from .paper import FIGURE_OPTIONS, PaperHandlers
 
 EXAMPLES = [str(p) for p in views.EXAMPLES.values()]
 OWN_EVENTS = ("upsampling", "protocol")  # setting widgets with their own handler (wired by name below)
@@ -98,7 +98,7 @@ def maps_column(ui: UI) -> None:
 def share_and_cite(ui: UI) -> None:
     """Link to this view; downloads and a figure for a paper (collapsed: secondary)."""
     c = ui.c
-    with gr.Group(elem_id="share"):
+    with gr.Column(elem_id="share"):
         with gr.Row(equal_height=True):
             c["link"] = gr.Textbox(label="Link to this view", interactive=False, scale=5, elem_id="link", lines=1,
                                    max_lines=2,
@@ -113,9 +113,8 @@ def share_and_cite(ui: UI) -> None:
                              label="Overlays (PNG), maps (.npy), report (JSON)")
         with gr.Row(equal_height=True):
             c["figure_btn"] = gr.Button("Figure for a paper (PDF, SVG, 300-dpi PNG)", elem_id="figure-btn")
-            c["figure_cf"] = gr.Checkbox(value=True, label="with the counterfactual row and curves",
-                                         elem_id="figure-cf")
-            c["figure_caption"] = gr.Checkbox(value=False, label="caption inside the image", elem_id="figure-caption")
+            c["figure_options"] = gr.CheckboxGroup(choices=list(FIGURE_OPTIONS.items()), value=["cf"],
+                                                   show_label=False, elem_id="figure-options")
         c["figure_preview"] = gr.Image(label="Figure", show_label=False, type="filepath", interactive=False,
                                        height=260, buttons=["fullscreen"], elem_id="figure-preview", visible=False)
         c["figure_files"] = gr.File(file_count="multiple", interactive=False, elem_id="figure-files",
@@ -294,7 +293,7 @@ def wire(ui: UI, h: Handlers) -> None:
     work_events.extend([opened, explained])
     c["link_query"].change(None, [c["link_query"]], [c["link"]], js=LINK_JS, **PRIVATE)
     c["copy_link"].click(None, [c["link"]], None, js=COPY_JS, **PRIVATE)
-    c["figure_btn"].click(p.on_figure, [c["session"], c["figure_cf"], c["figure_caption"]],
+    c["figure_btn"].click(p.on_figure_button, [c["session"], c["figure_options"]],
                           {c["figure_files"], c["figure_preview"]}, inputs_kwargs=display, **PRIVATE)
     c["model_choice"].key_up(p.on_search, None, {c["model_choice"], c["hub_note"]}, trigger_mode="always_last",
                              **hidden)

@@ -25,6 +25,8 @@ from .handlers import Handlers, fail, session_view, user_message
 log = logging.getLogger("micam_app")
 
 MIN_SEARCH_CHARS = 2
+# The figure's options as one group of boxes (shown -> value); Checkbox widgets would cost every page load a type.
+FIGURE_OPTIONS = {"with the counterfactual row and curves": "cf", "caption inside the image": "caption"}
 
 
 class PaperHandlers:
@@ -94,6 +96,11 @@ class PaperHandlers:
                                             None, request, **{**settings, **display})
 
     # --- figure -----------------------------------------------------------------------------------
+    def on_figure_button(self, session: dict | None, options: list[str] | None, **display: Any) -> dict:
+        """The figure button: :meth:`on_figure` with the options ticked (``FIGURE_OPTIONS``' values)."""
+        chosen = set(options or ())
+        return self.on_figure(session, "cf" in chosen, "caption" in chosen, **display)
+
     def on_figure(self, session: dict | None, with_counterfactuals: bool, caption_inside: bool = False,
                   **display: Any) -> dict:
         """Export the current view as a figure for a paper: PDF, SVG, 300-dpi PNG, caption (.txt, .tex) and
