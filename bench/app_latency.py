@@ -113,7 +113,7 @@ def handler_panel(session: dict, floor: Floor) -> dict[str, tuple[float, float]]
     floor.reset()
     start, first = time.perf_counter(), None
     for update in h.on_counterfactuals(session, **DISPLAY):
-        if first is None and all(blocks.has_photos(update.get(ui.pairs[m])) for m in DEFAULT_METHODS):
+        if first is None and all(blocks.has_photos(update.get(ui.c["pairs"]), m) for m in DEFAULT_METHODS):
             first = time.perf_counter() - start
         if update.get(ui.c["curves"]) is not None:
             return {"first": (first, floor.first), "panel": (time.perf_counter() - start, floor.total)}

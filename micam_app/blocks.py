@@ -1,14 +1,16 @@
-"""Each method's two HTML blocks: its map (title, overlay, download) and its counterfactual pair (title,
-verdict, keep and remove photos, top classes).
+"""The page's two method grids as HTML: the maps (per method: title, overlay, download) and the counterfactual
+pairs (per method: title, verdict, keep and remove photos, top classes), each grid showing the chosen methods.
 
-One component per block instead of three and ten: Gradio builds every component of the page at each load, hidden
-or not, and the page holds both blocks for every method in the registry. Text from a model is escaped.
+One component per grid, instead of 3 and 10 per method in the registry (hidden while not chosen): Gradio builds
+every component of the page at each load, hidden or not. Text from a model is escaped.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import re
+from collections.abc import Mapping, Sequence
 
 from PIL import Image
 
@@ -23,7 +25,8 @@ SIDES = {"keep": "Keep region", "remove": "Remove region"}
 # One listener per block (added once, when it mounts): a click on a photo shows it full screen; the download
 # button saves the block's photo under its name (the photo travels once, as the img's data URI).
 PHOTO_JS = """element.addEventListener('click', (e) => {
-  const save = e.target.closest('.overlay-dl'), photo = element.querySelector('img.zoomable');
+  const save = e.target.closest('.overlay-dl');
+  const photo = save && save.closest('.method-block').querySelector('img.zoomable');
   if (save && photo) {
     const link = document.createElement('a');
     link.href = photo.src; link.download = save.dataset.name; link.click();
@@ -79,9 +82,34 @@ def pair_html(method: str, result: KeepRemove | None = None, target_label: str =
             f'<p class="note flip" id="flip-{method}">{verdict}</p><div class="pair">{sides}</div>')
 
 
-def has_photos(block: object) -> bool:
-    """Whether a block's HTML (an update's value) shows its photos (the overlay, or the keep/remove pair)."""
-    return isinstance(block, str) and "<img " in block
+def grid(kind: str, sections: dict[str, str]) -> str:
+    """The method blocks in one grid (``kind``: ``maps`` or ``pairs``), in the order given."""
+    ids = {"maps": "overlay-col-{}", "pairs": "cf-{}"}[kind]
+    body = "".join(f'<section class="method-block" id="{ids.format(m)}" data-method="{m}">{html}</section>'
+                   for m, html in sections.items())
+    return f'<div class="method-grid {kind}">{body}</div>'
+
+
+def maps_html(overlays: Mapping[str, Image.Image | None]) -> str:
+    """The maps grid: each method's overlay (None: an empty frame)."""
+    return grid("maps", {m: overlay_html(m, image) for m, image in overlays.items()})
+
+
+def pairs_html(methods: Sequence[str], kept: Mapping[str, KeepRemove] | None = None, target_label: str = "",
+               threshold: float = 0.0, note: str = "") -> str:
+    """The pairs grid: each method's pair from ``kept`` (empty frames under ``note`` where it has none yet)."""
+    kept = kept or {}
+    return grid("pairs", {m: pair_html(m, kept.get(m), target_label, threshold, note) for m in methods})
+
+
+def has_photos(grid_html: object, method: str | None = None) -> bool:
+    """Whether a grid's HTML (an update's value) shows photos: ``method``'s, or any method's."""
+    if not isinstance(grid_html, str):
+        return False
+    if method is None:
+        return "<img " in grid_html
+    found = re.search(rf'<section [^>]*data-method="{re.escape(method)}">(.*?)</section>', grid_html, re.DOTALL)
+    return bool(found) and "<img " in found.group(1)
 
 
 def overlay_title(method: str) -> str:

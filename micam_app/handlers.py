@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from micam_core import METHODS, SETTINGS, LoadedModel, MicamError
+from micam_core import SETTINGS, LoadedModel, MicamError
 from micam_core.errors import shorten
 from micam_core.outputs import new_download_dir, write_results
 from micam_core.protocols import PROTOCOL_SETTINGS, get_protocol
@@ -38,8 +38,6 @@ PANEL_START = "Counterfactuals: keep and remove each map's region, and classify 
 class UI:
     """The components the handlers update (filled in by the layout)."""
 
-    overlays: dict[str, Any] = field(default_factory=dict)  # method -> its map block (blocks.py)
-    pairs: dict[str, Any] = field(default_factory=dict)  # method -> its counterfactual block (blocks.py)
     c: dict[str, Any] = field(default_factory=dict)  # single components by name
 
 
@@ -200,7 +198,7 @@ class Handlers:
             raise error from None
         session = {"spec": loaded.spec, "view": view, "exp": exp, "faith": None, "folder": str(new_download_dir()),
                    "example": view.example}
-        out = {**self.column_updates(view.methods), **self.overlay_updates(exp, view.cmap, view.opacity, shown=True),
+        out = {**self.overlay_updates(exp, view.cmap, view.opacity),
                c["note"]: text.display_note(exp), c["predictions"]: views.label_dict(exp.top(5)),
                c["cbar"]: colorbar_html(view.cmap), c["alert"]: gr.update(value="", visible=False),
                c["model_info"]: text.describe_model(loaded), c["shown_spec"]: loaded.spec, c["session"]: session,
@@ -245,19 +243,10 @@ class Handlers:
         except MicamError:
             return None
 
-    def overlay_updates(self, exp: Any, cmap: str, opacity: float, shown: bool = False) -> dict:
-        """The map blocks of the explanation's methods (the other methods' blocks are hidden); ``shown``: made
-        visible too (in the message that hides the others)."""
-        out = {}
-        for m in exp.maps:
-            block = blocks.overlay_html(m, overlay(exp.crop, exp.maps[m], cmap, opacity))
-            out[self.ui.overlays[m]] = gr.update(value=block, visible=True) if shown else block
-        return out
-
-    def column_updates(self, chosen: tuple[str, ...]) -> dict:
-        """Each method's map and counterfactual blocks shown when it is chosen, hidden when not."""
-        return {blocks_of[m]: gr.update(visible=m in chosen) for blocks_of in (self.ui.overlays, self.ui.pairs)
-                for m in METHODS}
+    def overlay_updates(self, exp: Any, cmap: str, opacity: float) -> dict:
+        """The maps grid: the explanation's methods' overlays."""
+        return {self.ui.c["maps"]: blocks.maps_html({m: overlay(exp.crop, exp.maps[m], cmap, opacity)
+                                                      for m in exp.methods})}
 
     # --- counterfactuals --------------------------------------------------------------------------
     def on_protocol(self, protocol: str) -> dict:
@@ -272,21 +261,13 @@ class Handlers:
         """The counterfactual panel emptied at once (the results on screen no longer match the controls); the
         metrics table takes ``protocol``'s columns. The table and the curves show (hidden until the first
         explanation)."""
-        ui, c = self.ui, self.ui.c
-        out: dict = {c["metrics"]: views.metrics_html({}, methods, protocol), c["curves"]: None,
-                     c["cf_results"]: gr.update(visible=True)}
-        for m in methods:  # (the other methods' blocks are hidden; cleared when they are chosen again)
-            out[ui.pairs[m]] = blocks.pair_html(m, note=note)
-        return out
+        c = self.ui.c
+        return {c["metrics"]: views.metrics_html({}, methods, protocol), c["curves"]: None,
+                c["cf_results"]: gr.update(visible=True), c["pairs"]: blocks.pairs_html(methods, note=note)}
 
     def cf_kept(self, part: work.Partial, exp: Any, view: View) -> dict:
         """Each method's keep/remove images, predictions and verdict, as soon as they exist."""
-        ui = self.ui
-        out: dict = {}
-        for m, kept in part.kept.items():
-            if m in ui.pairs:
-                out[ui.pairs[m]] = blocks.pair_html(m, kept, exp.target_label, view.threshold)
-        return out
+        return {self.ui.c["pairs"]: blocks.pairs_html(exp.methods, part.kept, exp.target_label, view.threshold)}
 
     def on_counterfactuals(self, session: dict | None, request: gr.Request | None = None,
                            **settings: Any) -> Iterator[dict]:

@@ -10,7 +10,6 @@ import gradio as gr
 from micam_core import (
     BUNDLED_SPEC,
     DEFAULT_METHODS,
-    METHODS,
     SETTINGS,
     LoadedModel,
     MicamError,
@@ -76,10 +75,9 @@ def inputs_column(ui: UI, loaded: LoadedModel | None) -> None:
 
 def maps_column(ui: UI) -> None:
     c = ui.c
-    with gr.Row(equal_height=False, elem_id="overlays", elem_classes="method-row"):
-        for m in METHODS:  # one block per method (blocks.py): the page opens sooner with fewer components
-            ui.overlays[m] = gr.HTML(blocks.overlay_html(m), visible=m in DEFAULT_METHODS, min_width=200,
-                                     elem_id=f"overlay-col-{m}", elem_classes="method-col", js_on_load=blocks.PHOTO_JS)
+    # one block for every chosen method's map (blocks.py): the page opens sooner with fewer components
+    c["maps"] = gr.HTML(blocks.maps_html(dict.fromkeys(DEFAULT_METHODS)), elem_id="overlays",
+                        js_on_load=blocks.PHOTO_JS)
     c["cbar"] = gr.HTML(colorbar_html("jet"), elem_id="colorbar")
     c["note"] = gr.Markdown(text.class_note(DEFAULT_METHODS), elem_id="upsampling-note", elem_classes="note")
     with gr.Accordion("Display: map opacity, colour map, MI upsampling", open=False, elem_id="display"), gr.Row():
@@ -137,10 +135,7 @@ def counterfactual_panel(ui: UI) -> None:
         c["fill"] = gr.Radio(choices=list(SETTINGS["fill"].choices), value=SETTINGS["fill"].default,
                              label=SETTINGS["fill"].label, elem_id="fill")
         c["steps"] = slider("steps", "steps", info=steps_unused_note())
-    with gr.Row(equal_height=False, elem_classes="method-row"):
-        for m in METHODS:  # one block per method (see blocks.py): the page opens sooner with fewer components
-            ui.pairs[m] = gr.HTML(blocks.pair_html(m), visible=m in DEFAULT_METHODS, min_width=260, elem_id=f"cf-{m}",
-                                  elem_classes="method-col", js_on_load=blocks.PHOTO_JS, padding=False)
+    c["pairs"] = gr.HTML(blocks.pairs_html(DEFAULT_METHODS), elem_id="cf-pairs", js_on_load=blocks.PHOTO_JS)
     # Hidden until the first explanation (Handlers.cf_cleared shows them): an empty table and plot say nothing,
     # and the page opens sooner without them.
     with gr.Column(visible=False, elem_id="cf-results") as results:
@@ -236,12 +231,12 @@ def wire(ui: UI, h: Handlers) -> None:
                          **hidden)]
 
     # always_last: a new run waits for the one still going (which stops early: Handlers.supersede), never dropped
-    cf_outputs = {*ui.pairs.values(), *status, *(c[k] for k in ("metrics", "curves", "cf_results", "files", "session",
+    cf_outputs = {c["pairs"], *status, *(c[k] for k in ("metrics", "curves", "cf_results", "files", "session",
                                                      "link_query", "alert", "marks"))}
     cf = {"fn": h.on_counterfactuals, "inputs": [c["session"]], "inputs_kwargs": setting_widgets(c, *PANEL_STAGES),
           **hidden, "trigger_mode": "always_last", "outputs": cf_outputs}
     # Explain: the maps, then the counterfactual panel in the same event (one round trip; marks from the handler)
-    explain_outputs = {*ui.overlays.values(), *cf_outputs,
+    explain_outputs = {c["maps"], *cf_outputs,
                        *(c[k] for k in ("note", "predictions", "cbar", "model_info", "layer", "target", "methods",
                                         "shown_spec", "link_note"))}
     explain_inputs = [c[k] for k in ("image", "model_choice", "custom_spec", "layer", "target", "shown_spec",
@@ -264,7 +259,7 @@ def wire(ui: UI, h: Handlers) -> None:
            *(w.input for w in (c["model_choice"], c["layer"], c["target"], *explain_widgets))],
           None, js=mark("pending", "maps", "cf"), **PRIVATE)  # the maps no longer match: press Explain
 
-    restyle_out = {*ui.overlays.values(), c["cbar"], c["files"], c["link_query"]}
+    restyle_out = {c["maps"], c["cbar"], c["files"], c["link_query"]}
     gr.on([w.change for w in display.values()], h.on_restyle, [c["session"]], restyle_out, inputs_kwargs=display,
           trigger_mode="always_last", **hidden)
     # The visitor's own changes only: a value set by a handler (a link, a protocol) brings its own panel run.
@@ -274,7 +269,7 @@ def wire(ui: UI, h: Handlers) -> None:
     gr.on([c["upsampling"].input, c["protocol"].input, *new_panel], None, js=mark("updating", "cf"), **PRIVATE)
     # the visitor's own change only: a link's upsampling is explained by the link's own run
     then_counterfactuals(c["upsampling"].input(h.on_upsampling, [c["session"], c["upsampling"]],
-                                                {*ui.overlays.values(), c["note"], c["session"]},
+                                                {c["maps"], c["note"], c["session"]},
                                                 inputs_kwargs=display, **hidden))
     work_events.append(gr.on(new_panel, **cf))
     gr.on([w.input for w in panel_widgets if isinstance(w, gr.Slider)], None, js=mark("pending", "cf"), **PRIVATE)

@@ -227,7 +227,7 @@ def test_restyle_and_upsampling_reuse_the_explanation(ui_session, monkeypatch):
     forbid(monkeypatch, "gpu_explain", "gpu_analyse")
     for cmap in COLORMAPS:
         out = app.HANDLERS.on_restyle(ui_session, cmap=cmap, opacity=0.3)
-        images = [photo for m in METHODS for photo in photos(out[app.UI.overlays[m]])]
+        images = photos(out[app.UI.c["maps"]])
         assert len(images) == len(METHODS) and {im.size for im in images} == {ui_session["exp"].crop.size}
         exp = ui_session["exp"]  # the overlay travels losslessly (PNG), as drawn
         assert np.array_equal(np.asarray(images[0].convert("RGB")),
@@ -264,8 +264,7 @@ def test_threshold_change_recomputes_only_counterfactuals(ui_session, monkeypatc
     manifest = json.loads(Path([f for f in files if f.endswith("explanation.json")][0]).read_text())
     assert manifest["methods"]["gradcam"]["settings"]["threshold"] == 0.7
     assert manifest["schema_version"] == 2
-    for m in METHODS:
-        assert [p.size for p in photos(out[app.UI.pairs[m]])] == [ui_session["exp"].crop.size] * 2
+    assert [p.size for p in photos(out[app.UI.c["pairs"]])] == [ui_session["exp"].crop.size] * 2 * len(METHODS)
 
 
 def test_bad_ui_settings_are_refused_before_model_work(monkeypatch):
@@ -311,15 +310,15 @@ def test_examples_are_cached_lazily_and_uploads_never(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_counterfactuals_stream_pairs_first_then_rows_then_curves(ui_session):
     """Cleared at once; every method's keep/remove before any metric; rows fill in map by map; curves, then files."""
-    ui, c = app.UI, app.UI.c
+    c = app.UI.c
     session = {**ui_session, "example": None}  # as an upload: computed, not served from the example cache
     steps = list(app.HANDLERS.on_counterfactuals(session, threshold=0.55, fill="black", steps=4, cmap="jet",
                                                       opacity=0.5))
     first = steps[0]
-    assert not any(blocks.has_photos(first[ui.pairs[m]]) for m in METHODS) and first[c["curves"]] is None
+    assert not blocks.has_photos(first[c["pairs"]]) and first[c["curves"]] is None
     assert first[c["status"]]["visible"] is True
-    shown = next(i for i, s in enumerate(steps) if any(blocks.has_photos(s.get(ui.pairs[m])) for m in METHODS))
-    assert all(blocks.has_photos(steps[shown][ui.pairs[m]]) for m in METHODS)
+    shown = next(i for i, s in enumerate(steps) if blocks.has_photos(s.get(c["pairs"])))
+    assert all(blocks.has_photos(steps[shown][c["pairs"]], m) for m in METHODS)
     assert all(row[1] == "scoring ..." for row in cells(first[c["metrics"]])[1:])
     assert c["metrics"] not in steps[shown], "pairs come before any metric (the rows shown stay as they are)"
     scored = [sum(row[1] != "scoring ..." for row in cells(s[c["metrics"]])[1:]) for s in steps if c["metrics"] in s]
