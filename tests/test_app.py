@@ -336,6 +336,17 @@ def test_controls_are_ready_when_the_page_opens():
     assert "default layer" in by_id["model-info"]["value"]
 
 
+def test_the_page_stays_light_to_open():
+    """Gradio builds every component at each page load, hidden or not, and fetches the code of every component
+    type on the page (a Dataframe's alone cost about 0.17 s): the method grids are one block each, whatever the
+    registry holds (docs/measurements.md)."""
+    config = app.demo.get_config_file()
+    types = {comp["type"] for comp in config["components"]}
+    assert len(config["components"]) < 250 and not types & {"dataframe", "checkbox", "group"}
+    explain = next(f for f in app.demo.fns.values() if f.name == "on_explain_all")
+    assert len(explain.outputs) <= 25, "one output per panel, not per method"
+
+
 @pytest.mark.slow
 def test_a_newer_panel_run_stops_the_older_one_of_the_same_page():
     """Explain pressed again (or a threshold moved) while a panel is being scored: the older run of that browser
