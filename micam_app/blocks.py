@@ -119,7 +119,8 @@ def overlay_title(method: str) -> str:
 
 
 def overlay_html(method: str, image: Image.Image | None = None) -> str:
-    """A method's map block: its title, the overlay (PNG; an empty frame before it exists) and a download."""
+    """A method's map block: its title, the overlay (PNG; an empty frame before it exists) with a download
+    button in its corner."""
     label = html_text(f"{METHOD_LABELS[method]} map over the image")
     photo = save = ""
     if image is not None:
@@ -127,5 +128,5 @@ def overlay_html(method: str, image: Image.Image | None = None) -> str:
                  'title="Click for full screen">')
         save = (f'<button class="overlay-dl" type="button" data-name="{method}_overlay.png" '
                 f'title="Download the overlay (PNG)" aria-label="Download the {label} (PNG)">&#8615; PNG</button>')
-    return (f'<div class="overlay-head"><span class="overlay-title">{overlay_title(method)}</span>{save}</div>'
-            f'<div class="overlay-img" id="overlay-{method}">{photo}</div>')
+    return (f'<div class="overlay-head">{overlay_title(method)}</div>'
+            f'<div class="overlay-img" id="overlay-{method}">{photo}{save}</div>')

@@ -32,13 +32,14 @@ footer {display: none !important;}
 .method-block .flip {min-height: 2.4em; margin: 0.3rem 0 0.5rem;}
 .pair {display: flex; gap: 8px;}
 .cf-side {flex: 1 1 0; min-width: 0; margin: 0;}
-/* each method's map block (blocks.py): title and download button above the overlay */
-.overlay-head {display: flex; align-items: flex-start; justify-content: space-between; gap: 0.4rem;
-               margin: 0.1rem 0 0.35rem; font-size: 0.95rem; overflow-wrap: anywhere; min-height: 2.7em;}
-.overlay-dl {flex: none; font-size: 0.78rem; padding: 0.05rem 0.5rem; cursor: pointer; border-radius: 6px;
-             border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill);}
-.overlay-dl:hover {border-color: var(--color-accent);}
-.overlay-img {height: 260px;}
+/* each method's map block (blocks.py): its title above the overlay, the download button in the frame's corner */
+.overlay-head {display: flex; align-items: flex-end; min-height: 2.7em; margin: 0.1rem 0 0.35rem;
+               font-size: 0.95rem; overflow-wrap: anywhere;}
+.overlay-dl {position: absolute; top: 6px; right: 6px; font-size: 0.75rem; padding: 0.05rem 0.45rem; opacity: 0.9;
+             cursor: pointer; border-radius: 6px; border: 1px solid var(--border-color-primary);
+             background: var(--block-background-fill);}
+.overlay-dl:hover {border-color: var(--color-accent); opacity: 1;}
+.overlay-img {height: 260px; position: relative;}
 .cf-img {height: 170px;}
 .cf-img, .overlay-img {display: flex; align-items: center; justify-content: center; overflow: hidden;
                        background: var(--block-background-fill); border: 1px solid var(--block-border-color);
