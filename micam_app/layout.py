@@ -220,8 +220,9 @@ def wire(ui: UI, h: Handlers) -> None:
     c = ui.c
     p = PaperHandlers(h)
     # The status bar is the one progress indicator. Gradio's page still refreshes the loading status of each of
-    # an event's progress targets (its outputs, by default) on every streamed message: with Explain's 218 outputs then,
-    # about 0.4 s a message. One hidden target instead (the marks box) makes that a few milliseconds.
+    # an event's progress targets (its outputs, by default) on every streamed message: with Explain's outputs (218
+    # when each method had its own components), about 0.4 s a message. One hidden target instead (the marks box)
+    # makes that a few milliseconds.
     hidden = {**PRIVATE, "show_progress": "hidden", "show_progress_on": [c["marks"]]}
     status = {c["status"], c["cancel_btn"]}
     model_inputs = [c["model_choice"], c["custom_spec"], c["layer"], c["target"], c["methods"]]
