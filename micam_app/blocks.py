@@ -128,5 +128,5 @@ def overlay_html(method: str, image: Image.Image | None = None) -> str:
                  'title="Click for full screen">')
         save = (f'<button class="overlay-dl" type="button" data-name="{method}_overlay.png" '
                 f'title="Download the overlay (PNG)" aria-label="Download the {label} (PNG)">&#8615; PNG</button>')
-    return (f'<div class="overlay-head">{overlay_title(method)}</div>'
+    return (f'<div class="overlay-head"><span>{overlay_title(method)}</span></div>'
             f'<div class="overlay-img" id="overlay-{method}">{photo}{save}</div>')
