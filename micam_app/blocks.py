@@ -21,6 +21,7 @@ from micam_core.verdict import removal_sentence
 
 # JPEG: 6 photos per panel before any metric; it encodes about 25x faster than WebP on this CPU, at a similar size.
 JPEG_QUALITY = 90
+PNG_LEVEL = 1
 SIDES = {"keep": "Keep region", "remove": "Remove region"}
 # One listener per block (added once, when it mounts): a click on a photo shows it full screen; the download
 # button saves the block's photo under its name (the photo travels once, as the img's data URI).
@@ -42,8 +43,8 @@ def data_uri(image: Image.Image, fmt: str = "JPEG") -> str:
     buffer = io.BytesIO()
     if fmt == "JPEG":
         image.convert("RGB").save(buffer, fmt, quality=JPEG_QUALITY)
-    else:
-        image.save(buffer, fmt)
+    else:  # level 1: 4-5x faster than PIL's default 6, files 10% larger (the maps message waits for it)
+        image.save(buffer, fmt, compress_level=PNG_LEVEL)
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
