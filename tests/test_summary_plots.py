@@ -101,3 +101,29 @@ def test_evaluate_road_with_sanity_writes_rows_that_summarize_turns_into_the_ver
     assert "- Is MI CAM more faithful than Grad-CAM? " in md and "- ROAD MoRF (lower is better): MI CAM " in md
     assert "- Cascading randomisation, Grad-CAM: Spearman " in md and "- Random logit, MI CAM: identical" in md
     assert {p.name for p in out.glob("*.png")} == {f"{kind}_{_slug(tiny_spec)}.png" for kind in ("metrics", "curves")}
+
+
+def test_the_panels_curves_image_is_the_canvas_as_a_png_would_hold_it():
+    """render.figure_image takes the canvas's pixels; a PNG round trip (the old way, 0.05-0.1 s slower) gives the
+    same image."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from micam_core.render import figure_image
+
+    def drawn() -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(3, 2), dpi=100)
+        ax.plot([0, 0.5, 1], [1, 0.2, 0.1], label="map")
+        ax.legend()
+        fig.tight_layout()
+        return fig
+
+    fig = drawn()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    expected = np.asarray(Image.open(buffer).convert("RGB"))
+    image = figure_image(drawn())
+    assert image.mode == "RGB" and np.array_equal(np.asarray(image), expected)
