@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image
 
@@ -16,6 +14,8 @@ def sanity_figure(checks: Sanity, dpi: int = 90) -> Image.Image:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .render import figure_image
 
     rand, logit = checks.randomisation, checks.random_logit
     names = list(rand.similarity)
@@ -48,8 +48,5 @@ def sanity_figure(checks: Sanity, dpi: int = 90) -> Image.Image:
                             Patch(color="0.6", label="ignores the class (identical by construction)")],
                    fontsize=7, loc="lower left")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    fig.set_dpi(dpi)
+    return figure_image(fig)
