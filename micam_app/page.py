@@ -23,10 +23,10 @@ CSS = """
 .note {font-size: 0.9rem; opacity: 0.85;}
 #explain-btn {min-height: 48px; font-size: 1.05rem;}
 footer {display: none !important;}
-/* the maps and pairs grids (blocks.py): three chosen methods to a row, more wrap */
-.method-grid {display: flex; flex-wrap: wrap; gap: var(--layout-gap, 16px);}
-.method-grid > .method-block {flex: 1 1 calc(33.33% - var(--layout-gap, 16px)); min-width: 200px;}
-.method-grid.pairs > .method-block {min-width: 260px;}
+/* the maps and pairs grids (blocks.py): as many equal columns as fit, more methods wrap */
+.method-grid {display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: var(--layout-gap, 16px);}
+.method-grid.pairs {grid-template-columns: repeat(auto-fit, minmax(260px, 1fr));}
+.method-grid > .method-block {min-width: 0;}  /* equal columns: a method alone on its row keeps its width */
 /* each method's counterfactual block (blocks.py): title, verdict, keep and remove photos with their top classes */
 .method-block .method-title {margin: 0.2rem 0; font-size: 1.15rem; font-weight: 600;}
 .method-block .flip {min-height: 2.4em; margin: 0.3rem 0 0.5rem;}
@@ -85,10 +85,10 @@ footer {display: none !important;}
   .metrics-scroll {box-shadow: inset -14px 0 10px -10px rgba(0, 0, 0, 0.25);}
   .metrics-table th:first-child {min-width: 8rem;}
   #header p {display: none;}
-  .method-grid.maps > .method-block {flex-basis: calc(50% - 8px); min-width: 140px;}
+  .method-grid.maps {grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 12px;}
   .overlay-img {height: 165px !important;}
   .cf-img {height: 135px !important;}
-  .method-grid.pairs > .method-block {flex-basis: 100%;}
+  .method-grid.pairs {grid-template-columns: minmax(0, 1fr);}
   /* long help texts stay short on a phone: a small scrolling box (a shadow says there is more), smaller type */
   #upsampling-note {max-height: 5.4em; overflow-y: auto; box-shadow: inset 0 -14px 10px -10px rgba(0, 0, 0, 0.25);}
   #upsampling-note p {font-size: 0.8rem;}
